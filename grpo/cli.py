@@ -1,0 +1,168 @@
+"""The ``grpo`` command: train, sft, eval, rewards, recipe. Parser wiring and terminal output only.
+
+    grpo train  --config grpo/configs/gsm8k.yaml [--key value ...]   GRPO (warm-start first if configured)
+    grpo sft    --config grpo/configs/gsm8k.yaml [--key value ...]   the warm-start stage alone
+    grpo eval   --model SPEC --dataset SPEC [--limit N]              accuracy / format rate / length
+    grpo rewards list | try --reward SPEC --completions FILE.jsonl  inspect and debug reward functions
+    grpo recipe NAME --config recipes/configs/NAME.yaml             supervised recipes (base checkpoints)
+
+Errors in what the user gave (a path, a spec, a config key) print one ``error:`` line and exit 2;
+Ctrl-C exits 130 after saving what the run has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from grpo.errors import UserError
+
+USAGE = __doc__.split("\n\n")[1]
+
+
+def _training_config(argv):
+    from trl import GRPOConfig
+
+    from grpo.config import ScriptArgs, parse_config
+
+    script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
+    return script_args, training_args
+
+
+def cmd_train(argv) -> int:
+    from grpo.evaluate import format_table
+    from grpo.pipeline import eval_columns, run_training
+
+    script_args, training_args = _training_config(argv)
+    result = run_training(script_args, training_args)
+    if "eval_after" in result:
+        print(format_table(eval_columns(result)))
+        print(f"\ncheckpoint: {result['checkpoint']}\ncurves:     {result['curves']}\nrun dir:    {result['output_dir']}")
+    return 0
+
+
+def cmd_sft(argv) -> int:
+    from transformers import set_seed
+
+    from grpo.evaluate import format_table
+    from grpo.models import load_model
+    from grpo.pipeline import load_splits, run_eval
+    from grpo.sft import warm_start
+
+    script_args, training_args = _training_config(argv)
+    out = Path(training_args.output_dir)
+    set_seed(training_args.seed)
+    train_rows, heldout = load_splits(script_args, training_args.seed)
+    model, tokenizer = load_model(script_args.model)
+    progress = not training_args.disable_tqdm
+    before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
+    model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
+    after = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress)
+    print(format_table({"base": before, "after warm-start": after}))
+    print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model for grpo train)")
+    return 0
+
+
+def cmd_eval(argv) -> int:
+    parser = argparse.ArgumentParser(prog="grpo eval", description=(
+        "Greedy generation on GSM8K-format problems: accuracy (the <answer> matches the gold number), "
+        "last-number accuracy, format rate and mean completion length."))
+    parser.add_argument("--model", required=True, help="model spec: checkpoint dir, hub id, embedded:smollm2-135m-instruct")
+    parser.add_argument("--dataset", required=True, help="dataset spec: GSM8K-format .jsonl, synthetic:gsm8k, openai/gsm8k")
+    parser.add_argument("--split", default="test", help="split for hub/synthetic datasets (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
+    parser.add_argument("--max_new_tokens", type=int, default=256, help="generation budget per problem (tokens)")
+    parser.add_argument("--batch_size", type=int, default=16, help="problems generated together")
+    parser.add_argument("--output", default=None, help="write the JSON report here (default: <model>/eval_<dataset>.json "
+                        "for a local model, else ./eval_report.json)")
+    args = parser.parse_args(argv)
+    from grpo.data import load_gsm8k
+    from grpo.evaluate import evaluate, format_table
+    from grpo.models import load_model
+    from grpo.run_dir import write_json_atomic
+
+    rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit)
+    model, tokenizer = load_model(args.model)
+    report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size)
+    report.update(model=args.model, dataset=args.dataset)
+    if args.output:
+        output = Path(args.output)
+    elif Path(args.model).is_dir():
+        output = Path(args.model) / f"eval_{Path(args.dataset).stem.replace(':', '_')}.json"
+    else:
+        output = Path("eval_report.json")
+    write_json_atomic(output, report)
+    print(format_table({args.model: report}))
+    print(f"\n{report['n']} problems; report: {output}")
+    return 0
+
+
+def cmd_rewards(argv) -> int:
+    from grpo.reward_commands import main as rewards_main
+
+    return rewards_main(argv)
+
+
+def cmd_recipe(argv) -> int:
+    import importlib
+
+    from recipes import RECIPES
+
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: grpo recipe NAME --config recipes/configs/NAME.yaml [--key value ...]\n\nrecipes: "
+              + ", ".join(RECIPES))
+        return 0
+    name = argv[0]
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return importlib.import_module(f"recipes.{name}").main(argv[1:]) or 0
+
+
+COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "rewards": cmd_rewards, "recipe": cmd_recipe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``grpo`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage:\n" + USAGE + "\n\n`grpo COMMAND --help` explains each command's options.")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return command(argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run directory keeps its last checkpoint (see checkpoint-*/); "
+              "rerun with --resume_from_checkpoint <dir> to continue", file=sys.stderr)
+        return 130
+    except Exception as err:
+        reward_error = _reward_error(err)
+        if reward_error is None:
+            raise
+        print(f"error: {reward_error}", file=sys.stderr)
+        return 2
+
+
+def _reward_error(err: BaseException):
+    """A ``rewards.RewardError`` raised anywhere in the chain (TRL may wrap it), else None."""
+    try:
+        from rewards import RewardError
+    except ImportError:
+        return None
+    while err is not None:
+        if isinstance(err, RewardError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The script's own config (``ScriptArgs``) next to ``trl.GRPOConfig``, parsed together by ``trl.TrlParser``.
+
+``grpo train --config grpo/configs/gsm8k.yaml --learning_rate 1e-5`` reads the YAML into both
+dataclasses (GRPOConfig fields and ours share one flat namespace) and applies ``--key value``
+overrides. Unknown keys -- a typo in the YAML or on the command line -- are an error that names
+the key and the closest known one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from grpo.errors import UserError
+
+GSM8K_REWARDS = ["xml_count", "soft_format", "strict_format", "integer_answer", "correctness"]
+
+
+@dataclass
+class ScriptArgs:
+    """What to train on and how; the optimisation itself is configured by ``trl.GRPOConfig``."""
+
+    # Model
+    model: str = field(default="embedded:smollm2-135m-instruct", metadata={
+        "help": "Model spec: hub id, local checkpoint dir, or embedded:smollm2-135m-instruct (offline)."})
+    use_lora: bool = field(default=True, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank r."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "Modules that get adapters: 'all-linear' or a comma-separated list (q_proj,v_proj)."})
+    # Data
+    dataset: str = field(default="synthetic:gsm8k", metadata={
+        "help": "Dataset spec: synthetic:gsm8k[:N] (offline), a GSM8K-format .jsonl file, or openai/gsm8k."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a hub/synthetic dataset to train on."})
+    train_limit: int | None = field(default=None, metadata={"help": "Use at most this many training rows (None = all)."})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "Dataset spec for before/after evaluation; None holds out eval_size rows of the training data."})
+    eval_size: int = field(default=64, metadata={"help": "Problems evaluated before and after training (0 = skip)."})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per evaluated problem, tokens."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Problems generated together during evaluation."})
+    # Rewards
+    reward_funcs: list[str] = field(default_factory=lambda: list(GSM8K_REWARDS), metadata={
+        "help": "Reward specs: registry names (see `grpo rewards list`), file.py:function or package.module:function."})
+    # Training
+    backend: str = field(default="trl", metadata={"help": "'trl' (trl.GRPOTrainer) or 'native' (grpo.native)."})
+    warm_start: bool = field(default=False, metadata={
+        "help": "Run a supervised warm-start (SFT on solutions in the target format) before GRPO."})
+    sft_examples: int = field(default=128, metadata={"help": "Warm-start: training rows rewritten into the target format."})
+    sft_epochs: float = field(default=1.0, metadata={"help": "Warm-start: epochs over sft_examples."})
+    sft_learning_rate: float = field(default=2e-4, metadata={"help": "Warm-start: learning rate (LoRA)."})
+    sft_batch_size: int = field(default=8, metadata={"help": "Warm-start: examples per optimizer step."})
+    dynamic_sampling: bool = field(default=False, metadata={
+        "help": "Native backend: replace zero-spread groups with fresh prompts (DAPO dynamic sampling)."})
+    dynamic_sampling_max_retries: int = field(default=3, metadata={
+        "help": "Native backend: most extra generation rounds per step to fill the batch with informative groups."})
+
+    def __post_init__(self):
+        if self.backend not in {"trl", "native"}:
+            raise UserError(f"backend={self.backend!r}: use 'trl' or 'native'")
+        if isinstance(self.reward_funcs, str):  # `--reward_funcs a,b` on the command line
+            self.reward_funcs = [s.strip() for s in self.reward_funcs.split(",") if s.strip()]
+        if not self.reward_funcs:
+            raise UserError("reward_funcs is empty: name at least one reward (see `grpo rewards list`)")
+        for name, value in (("lora_r", self.lora_r), ("eval_batch_size", self.eval_batch_size),
+                            ("eval_max_new_tokens", self.eval_max_new_tokens)):
+            if value <= 0:
+                raise UserError(f"{name}={value}: must be a positive integer")
+        if self.eval_size < 0:
+            raise UserError(f"eval_size={self.eval_size}: must be >= 0")
+
+
+def parse_config(argv: list[str], dataclass_types):
+    """Parse ``--config file.yaml`` plus ``--key value`` overrides into the given dataclasses.
+
+    Args:
+        argv: command-line words after the subcommand.
+        dataclass_types: e.g. ``(ScriptArgs, trl.GRPOConfig)``.
+
+    Returns:
+        One instance per dataclass type, in order.
+
+    Raises:
+        UserError: unreadable YAML, unknown keys (with the closest known key), bad values.
+    """
+    import yaml
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types)
+    known = sorted({a.dest for a in parser._actions})
+    if "--config" in argv:
+        path = argv[argv.index("--config") + 1] if argv.index("--config") + 1 < len(argv) else ""
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except FileNotFoundError:
+            raise UserError(f"config file {path!r} does not exist") from None
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {path!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+    try:
+        return parser.parse_args_and_config(argv, fail_with_unknown_args=True)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise UserError(_explain_unknown(str(err), known)) from None
+
+
+def _explain_unknown(message: str, known: list[str]) -> str:
+    """Turn TrlParser/HfArgumentParser messages about unknown keys into 'unknown key X (did you mean Y?)'."""
+    import re
+
+    keys = re.findall(r"--([A-Za-z0-9_\-]+)", message)
+    unknown = [k for k in keys if k not in known]
+    if not unknown:
+        return message.splitlines()[0]
+    hints = []
+    for key in dict.fromkeys(unknown):
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return "unknown config key " + ", ".join(hints)

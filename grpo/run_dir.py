@@ -1,0 +1,250 @@
+"""The run directory: metrics.jsonl, samples.jsonl, eval reports, checkpoints, curves.png, model card.
+
+Layout of ``output_dir`` after ``grpo train``::
+
+    checkpoint/            merged model + tokenizer (``from_pretrained``-loadable); checkpoint/adapter/ = LoRA
+    metrics.jsonl          one JSON object per logged step, TRL's metric names
+    samples.jsonl          prompts, completions and per-reward scores
+    eval_before.json       accuracy / format rate / mean completion length before training
+    eval_after.json        the same after training
+    curves.png             reward, each reward function, KL and completion length over steps
+    README.md              model card
+
+Everything that replaces a file does so atomically (write to a temporary name, then
+``os.replace``), so a crash or Ctrl-C never leaves a half-written checkpoint or report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` via a temp file + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _clean(value):
+    """JSON has no NaN/inf: write them as null so every line stays parseable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+class MetricsLogger:
+    """Appends per-step metrics and samples to the run directory (rank 0 only writes).
+
+    Args:
+        output_dir: the run directory (created if missing).
+        enabled: False on non-zero ranks, so every process can call ``log`` unconditionally.
+    """
+
+    def __init__(self, output_dir, enabled: bool = True):
+        self.output_dir = Path(output_dir)
+        self.enabled = enabled
+        if enabled:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.output_dir / "metrics.jsonl"
+        self.samples_path = self.output_dir / "samples.jsonl"
+
+    def log(self, step: int, metrics: dict) -> None:
+        """Append ``{"step": step, **metrics}`` as one line of metrics.jsonl."""
+        if not self.enabled:
+            return
+        line = {"step": int(step), **{k: _clean(v) for k, v in metrics.items()}}
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def log_samples(self, step: int, prompts, completions, rewards_by_name: dict) -> None:
+        """Append one line per completion: prompt, completion and each reward's score."""
+        if not self.enabled:
+            return
+        with self.samples_path.open("a") as f:
+            for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+                scores = {name: _clean(values[i]) for name, values in rewards_by_name.items()}
+                f.write(json.dumps({"step": int(step), "prompt": prompt, "completion": completion,
+                                    "rewards": scores}, default=str) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop metric/sample lines with ``step`` greater than ``step`` (used when resuming)."""
+        if not self.enabled:
+            return
+        for path in (self.metrics_path, self.samples_path):
+            if path.exists():
+                keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("".join(ln + "\n" for ln in keep))
+                os.replace(tmp, path)
+
+    def read(self) -> list[dict]:
+        """All metric lines logged so far."""
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
+
+
+def save_checkpoint_atomic(model, tokenizer, dest_dir, extra_files: dict | None = None) -> Path:
+    """Save a checkpoint directory atomically: build it under a temp name, then swap it in.
+
+    Args:
+        model: anything with ``save_pretrained`` (a peft model saves its adapter).
+        tokenizer: saved beside the weights (None to skip).
+        dest_dir: final directory; an existing one is replaced only once the new one is complete.
+        extra_files: ``{relative_name: bytes | callable(path)}`` written inside the checkpoint.
+
+    Returns:
+        ``Path(dest_dir)``.
+    """
+    dest = Path(dest_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, content in (extra_files or {}).items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if callable(content):
+                content(target)
+            else:
+                target.write_bytes(content)
+        old = None
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
+    """``output_dir/checkpoint``: the merged model (loadable by ``from_pretrained``) and, for a
+    peft model, its LoRA adapter in ``checkpoint/adapter``."""
+    is_peft = hasattr(model, "peft_config")
+    if not is_peft:
+        return save_checkpoint_atomic(model, tokenizer, Path(output_dir) / "checkpoint")
+    import copy
+
+    merged = copy.deepcopy(model).merge_and_unload()
+    return save_checkpoint_atomic(merged, tokenizer, Path(output_dir) / "checkpoint",
+                                  extra_files={"adapter": lambda p: model.save_pretrained(p)})
+
+
+PANELS = [  # (title, metric names or a prefix ending in "/")
+    ("reward (weighted sum)", ["reward"]),
+    ("each reward function (mean)", ["rewards/"]),
+    ("KL to reference", ["kl"]),
+    ("completion length (tokens)", ["completions/mean_length"]),
+]
+
+
+def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
+    """Draw ``curves.png`` from metrics.jsonl: reward, each reward function, KL, completion length.
+
+    Returns:
+        The PNG path, or None when there is nothing to plot.
+    """
+    output_dir = Path(output_dir)
+    if metrics is None:
+        metrics = MetricsLogger(output_dir).read()
+    metrics = [m for m in metrics if "reward" in m]
+    if not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    steps = [m["step"] for m in metrics]
+    for ax, (title, names) in zip(axes.flat, PANELS):
+        if names[0].endswith("/"):
+            names = sorted({k for m in metrics for k in m if k.startswith(names[0]) and k.endswith("/mean")})
+        for name in names:
+            ys = [m.get(name) for m in metrics]
+            if any(y is not None for y in ys):
+                label = name.removeprefix("rewards/").removesuffix("/mean")
+                ax.plot(steps, [math.nan if y is None else y for y in ys], marker=".", label=label)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"GRPO run: {output_dir.name}")
+    fig.tight_layout()
+    path = output_dir / "curves.png"
+    tmp = output_dir / ".curves.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_model_card(output_dir, script_args, training_args, reports: dict, base_model: str) -> Path:
+    """``output_dir/README.md``: what was trained, on what, how, and the evaluation table.
+
+    Args:
+        reports: ``{column label: eval report or None}``, e.g. base / after warm-start / after GRPO.
+    """
+    from grpo.evaluate import format_table
+
+    reports = {k: v for k, v in reports.items() if v is not None}
+    n = next((r.get("n") for r in reports.values()), "-")
+    settings = {k: getattr(training_args, k) for k in (
+        "learning_rate", "max_steps", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "max_completion_length", "temperature", "beta", "epsilon", "loss_type", "scale_rewards", "seed")}
+    text = f"""---
+library_name: transformers
+base_model: {base_model}
+tags: [grpo, trl, grpo-toolkit]
+---
+# {Path(output_dir).name}
+
+GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset}`.
+Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {"r=%d, alpha=%d, %s" % (
+        script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules) if script_args.use_lora else "no"}.
+
+Rewards: {", ".join(f"`{r}`" for r in script_args.reward_funcs)} (weights: {training_args.reward_weights or "all 1.0"}).
+
+## Evaluation ({n} held-out problems, greedy)
+
+{format_table(reports, markdown=True)}
+
+## Training settings
+
+```json
+{json.dumps(settings, indent=2, default=str)}
+```
+
+Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
+`checkpoint/adapter`. Per-step metrics: `metrics.jsonl`; curves: `curves.png`.
+"""
+    path = Path(output_dir) / "README.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,95 @@
+"""Cold-start stage: supervised warm-start on solutions rewritten into the target format.
+
+Why: the embedded SmolLM2-135M-Instruct never writes ``<reasoning>/<answer>`` on its own (0 of 64
+GSM8K test problems, greedy, course system prompt), so every GRPO group ties at zero reward
+(``frac_reward_zero_std`` = 1) and there is nothing to learn from. As in DeepSeek-R1 (cold-start
+data before RL, arXiv:2501.12948 section 2.3.1), a short SFT on a few solutions in the target
+format gives GRPO groups with reward spread.
+
+Each GSM8K row becomes a conversational prompt-completion pair: the prompt is the GRPO prompt
+(system prompt + question), the completion is the solution with calculator marks removed and the
+number after ``####`` as the answer (:func:`grpo.data.to_reasoning_format`). TRL's ``SFTTrainer``
+puts the loss on the completion only for prompt-completion data; training goes through LoRA and the
+adapter is merged back, so GRPO starts from a plain model.
+
+Run alone: ``grpo sft --config grpo/configs/gsm8k.yaml --output_dir runs/sft``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from grpo.data import to_reasoning_format
+
+logger = logging.getLogger(__name__)
+
+
+def build_sft_dataset(rows, num_examples: int):
+    """Prompt-completion rows for ``SFTTrainer`` from GSM8K rows (``prompt`` + ``solution`` columns).
+
+    Returns:
+        ``datasets.Dataset`` with ``prompt`` (list of messages) and ``completion`` (one assistant message).
+    """
+    import datasets
+
+    rows = rows.select(range(min(num_examples, len(rows))))
+    return datasets.Dataset.from_list([
+        {"prompt": r["prompt"], "completion": [{"role": "assistant", "content": to_reasoning_format(r["solution"])}]}
+        for r in rows
+    ])
+
+
+def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
+    """Run the SFT warm-start and return the merged model; reuses ``output_dir/sft_checkpoint`` if present.
+
+    Args:
+        model: the base causal LM.
+        tokenizer: its tokenizer (chat template required).
+        rows: GSM8K rows from :func:`grpo.data.load_gsm8k` (held-out rows excluded by the caller).
+        script_args: :class:`grpo.config.ScriptArgs` (``sft_*`` and ``lora_*`` fields).
+        training_args: the GRPO run's ``GRPOConfig`` (seed, bf16, logging are shared).
+        output_dir: the run directory.
+
+    Returns:
+        The warm-started model with the LoRA adapter merged in (a plain ``PreTrainedModel``).
+    """
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from grpo.models import lora_config
+    from grpo.run_dir import save_checkpoint_atomic
+
+    done = Path(output_dir) / "sft_checkpoint"
+    if (done / "config.json").exists():
+        logger.warning("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
+        return AutoModelForCausalLM.from_pretrained(done)
+    dataset = build_sft_dataset(rows, script_args.sft_examples)
+    max_steps = max(1, math.ceil(len(dataset) * script_args.sft_epochs / script_args.sft_batch_size))
+    config = SFTConfig(
+        output_dir=str(Path(output_dir) / "sft"),
+        max_steps=max_steps,
+        per_device_train_batch_size=script_args.sft_batch_size,
+        learning_rate=script_args.sft_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, max_steps // 10),
+        logging_steps=max(1, max_steps // 10),
+        save_strategy="no",
+        report_to="none",
+        seed=training_args.seed,
+        bf16=training_args.bf16,
+        use_cpu=training_args.use_cpu,
+        gradient_checkpointing=False,  # a 135M model fits easily; checkpointing only costs time on CPU
+        max_length=512,
+        disable_tqdm=training_args.disable_tqdm,
+    )
+    lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
+                       script_args.lora_target_modules)
+    logger.warning("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    trainer.train()
+    merged = trainer.model.merge_and_unload()
+    merged.train()
+    save_checkpoint_atomic(merged, tokenizer, done)
+    return merged

@@ -1,0 +1,21 @@
+"""Shared test setup: no hub access, and the embedded SmolLM2 loaded once per session.
+
+Run: ``pytest -q`` (fast tier) or ``pytest -q -m slow`` (end-to-end runs on the embedded model).
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, converted once into the user cache."""
+    from grpo.models import load_model
+
+    model, tokenizer = load_model("embedded:smollm2-135m-instruct")
+    return model, tokenizer
