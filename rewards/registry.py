@@ -1,0 +1,352 @@
+"""The reward registry: names -> factories, spec resolution, and the validating call wrapper.
+
+* ``names()`` lists built-in and user-registered rewards; ``get(name, **params)`` builds one.
+  The registry is lazy: built-ins are stored as ``"module:attribute"`` strings and imported
+  only when asked for, so ``import rewards`` costs milliseconds and never imports torch.
+* ``@register("name")`` adds a user reward: either a reward function (it has a
+  ``completions`` parameter; ``get`` returns it, with any params bound as keywords) or a
+  factory (a class or function taking parameters and returning a reward function).
+* ``resolve(spec)`` accepts a registry name, ``path/to/file.py:function`` or
+  ``package.module:function`` -- the forms ``--reward_funcs`` / ``reward_funcs:`` take.
+* ``call_reward(fn, completions, ...)`` runs any reward and turns contract violations into a
+  :class:`~rewards.errors.RewardError` that names the reward and the offending completion.
+
+Try: ``grpo rewards list``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import os
+import sys
+from typing import Any, Callable
+
+from rewards.errors import RewardConfigError, RewardError, UnknownRewardError, log_once
+from rewards.text import completion_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["register", "get", "names", "resolve", "describe", "call_reward", "checked", "reward_name"]
+
+# name -> "module:attribute"; imported on first use.
+BUILTIN = {
+    "xml_count": "rewards.formats:XmlCount",
+    "soft_format": "rewards.formats:SoftFormat",
+    "strict_format": "rewards.formats:StrictFormat",
+    "think_format": "rewards.formats:ThinkFormat",
+    "reasoning_steps": "rewards.formats:ReasoningSteps",
+    "integer_answer": "rewards.numeric:IntegerAnswer",
+    "number_answer": "rewards.numeric:NumberAnswer",
+    "correctness": "rewards.correctness:Correctness",
+    "length": "rewards.length:Length",
+    "cosine_length": "rewards.length:CosineLength",
+    "overlong": "rewards.length:OverlongPunishment",
+    "repetition": "rewards.repetition:RepetitionPenalty",
+    "reward_model": "rewards.reward_model:RewardModel",
+}
+_USER: dict[str, Callable] = {}
+
+
+def _is_reward_function(obj: Any) -> bool:
+    """A reward function takes ``completions``; anything else callable is treated as a factory."""
+    if inspect.isclass(obj):
+        return False
+    try:
+        return "completions" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+
+
+def register(name: str, obj: Callable | None = None, *, overwrite: bool = False):
+    """Register a reward function or factory under ``name``; usable as ``@register("name")``.
+
+    Raises:
+        RewardConfigError: ``name`` is taken by a different object (pass ``overwrite=True``).
+
+    >>> @register("doc_example_reward", overwrite=True)
+    ... def shouty(completions, **kwargs):
+    ...     return [1.0 if completion_text(c).isupper() else 0.0 for c in completions]
+    >>> get("doc_example_reward")(["HI", "hi"])
+    [1.0, 0.0]
+    """
+
+    def decorator(target: Callable) -> Callable:
+        if not callable(target):
+            raise RewardConfigError(f"register({name!r}): {target!r} is not callable")
+        previous = _USER.get(name)
+        # Re-running a module's @register (a re-import) is fine; a different object is a clash.
+        same = previous is target or (previous is not None and _qualname(previous) == _qualname(target)
+                                      and "<" not in _qualname(target))
+        if (name in BUILTIN or previous is not None) and not (overwrite or same):
+            raise RewardConfigError(f"reward name {name!r} is already registered; "
+                                    f"pick another name or pass overwrite=True")
+        _USER[name] = target
+        return target
+
+    return decorator if obj is None else decorator(obj)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def names() -> list[str]:
+    """All registered reward names, sorted.
+
+    >>> {"correctness", "xml_count", "strict_format"} <= set(names())
+    True
+    """
+    return sorted(set(BUILTIN) | set(_USER))
+
+
+def _entry(name: str) -> Callable:
+    if name in _USER:
+        return _USER[name]
+    if name in BUILTIN:
+        module, _, attr = BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    raise _unknown(name)
+
+
+def _unknown(spec: str) -> UnknownRewardError:
+    close = difflib.get_close_matches(spec, names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UnknownRewardError(f"unknown reward {spec!r}{hint}; known rewards: {', '.join(names())}; "
+                              f"or give 'path/to/file.py:function' or 'package.module:function'")
+
+
+def _build(obj: Callable, params: dict, label: str) -> Callable:
+    """Turn a registry entry / loaded attribute into a reward function, binding ``params``."""
+    if _is_reward_function(obj):
+        if not params:
+            return obj
+        bound = functools.partial(obj, **params)
+        bound.__name__ = getattr(obj, "__name__", label)
+        return bound
+    try:
+        inspect.signature(obj).bind(**params)
+    except TypeError:
+        accepted = ", ".join(describe_params(obj)) or "none"
+        raise RewardConfigError(f"reward {label!r}: bad parameters {sorted(params)} (accepted: {accepted})") from None
+    except ValueError:  # no signature available: let the call decide
+        pass
+    fn = obj(**params)
+    if not callable(fn):
+        raise RewardConfigError(f"reward {label!r}: factory returned {type(fn).__name__}, not a reward function")
+    if not hasattr(fn, "__name__"):
+        try:
+            fn.__name__ = label
+        except AttributeError:
+            pass
+    return fn
+
+
+def get(name: str, /, **params) -> Callable:
+    """Build the reward registered as ``name`` with ``params``.
+
+    Raises:
+        UnknownRewardError: no such name (message lists the known names).
+        RewardConfigError: a parameter the factory does not accept or rejects.
+
+    >>> get("correctness", correct=1.0).__name__
+    'correctness_reward'
+    """
+    return _build(_entry(name), params, name)
+
+
+def describe_params(obj: Callable) -> dict[str, Any]:
+    """Parameter name -> default (``inspect.Parameter.empty`` when required) of a factory."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in ("completions", "prompts")}
+
+
+def describe(name: str) -> dict[str, Any]:
+    """``{"name", "params": {param: default}, "doc": first docstring line, "source"}`` for ``grpo rewards list``."""
+    obj = _entry(name)
+    doc = (inspect.getdoc(obj) or "").strip().splitlines()
+    params = {} if _is_reward_function(obj) else describe_params(obj)
+    return {"name": name, "params": params, "doc": doc[0] if doc else "",
+            "source": BUILTIN.get(name) or _qualname(obj)}
+
+
+def _load_file(path: str, spec: str):
+    if not os.path.isfile(path):
+        raise UnknownRewardError(f"reward spec {spec!r}: file {path!r} does not exist")
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    module_name = f"_reward_file_{os.path.splitext(os.path.basename(path))[0]}_{digest}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UnknownRewardError(f"reward spec {spec!r}: {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # so functions defined there pickle by reference
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # user code: any error while importing it is reported, not swallowed
+        del sys.modules[module_name]
+        raise RewardError(f"reward spec {spec!r}: importing {path} failed: {type(err).__name__}: {err}") from err
+    return module
+
+
+def resolve(spec: str, /, **params) -> Callable:
+    """A reward function from a spec: registry name, ``file.py:function`` or ``pkg.module:function``.
+
+    Args:
+        spec: the spec string.
+        params: factory parameters (for registry names, and for factories loaded from a spec).
+
+    Raises:
+        UnknownRewardError: unknown name, missing file/module/attribute (lists what exists).
+        RewardError: the user file fails to import.
+
+    >>> resolve("xml_count").__name__
+    'xmlcount_reward'
+    >>> resolve("rewards.formats:StrictFormat").__name__
+    'strict_format_reward'
+    """
+    spec = spec.strip()
+    if spec in _USER or spec in BUILTIN:
+        return get(spec, **params)
+    if ":" not in spec:
+        raise _unknown(spec)
+    where, _, attr = spec.rpartition(":")
+    if not attr.isidentifier():
+        raise UnknownRewardError(f"reward spec {spec!r}: {attr!r} is not a function name")
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        module = _load_file(where, spec)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as err:
+            raise UnknownRewardError(f"reward spec {spec!r}: no module named {err.name!r}") from None
+    if not hasattr(module, attr):
+        available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise UnknownRewardError(f"reward spec {spec!r}: {where} has no attribute {attr!r} "
+                                 f"(callables there: {', '.join(available) or 'none'})")
+    return _build(getattr(module, attr), params, attr)
+
+
+def reward_name(fn: Callable) -> str:
+    """The metric name TRL would use: ``__name__``, unwrapping ``functools.partial``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _excerpt(completion: Any, limit: int = 160) -> str:
+    text = completion_text(completion)
+    return repr(text[:limit]) + (f" ... ({len(text)} chars)" if len(text) > limit else "")
+
+
+def _find_offender(fn: Callable, completions: list, prompts, columns: dict) -> int | None:
+    """Re-run ``fn`` on one completion at a time; the index of the first that raises, if any."""
+    n = len(completions)
+    for i in range(n):
+        one = {k: ([v[i]] if isinstance(v, (list, tuple)) and len(v) == n else v) for k, v in columns.items()}
+        one_prompt = [prompts[i]] if isinstance(prompts, (list, tuple)) and len(prompts) == n else prompts
+        try:
+            fn(completions=[completions[i]], prompts=one_prompt, **one)
+        except Exception:  # we are looking for exactly this
+            return i
+    return None
+
+
+def call_reward(fn: Callable, completions: list, prompts: list | None = None, **columns) -> list[float | None]:
+    """Call a reward and check its contract: one finite float (or ``None``) per completion.
+
+    ``NaN`` is read as ``None`` ("not applicable", as TRL does), logged once. A raised exception
+    is re-run one completion at a time to name the completion that triggers it.
+
+    Args:
+        fn: the reward (TRL signature).
+        completions: the batch, standard or conversational.
+        prompts: the matching prompts.
+        columns: dataset columns (batched) and extras such as ``completion_ids``, ``trainer_state``.
+
+    Returns:
+        ``list[float | None]`` of ``len(completions)``.
+
+    Raises:
+        RewardError: the reward raised, returned a non-list, the wrong count, a non-number or
+            an infinite value; the message names the reward (and the completion when known).
+
+    >>> call_reward(lambda completions, **kw: [1, None], ["a", "b"])
+    [1.0, None]
+    """
+    name = reward_name(fn)
+    try:
+        out = fn(completions=completions, prompts=prompts, **columns)
+    except RewardError:
+        raise
+    except Exception as err:  # user code: anything it raises becomes one clear message
+        index = _find_offender(fn, completions, prompts, columns)
+        where = (f"on completion #{index}: {_excerpt(completions[index])}" if index is not None
+                 else f"on a batch of {len(completions)} completions (no single completion reproduces it)")
+        raise RewardError(f"reward {name!r} raised {type(err).__name__}: {err} {where}; "
+                          f"a reward should score odd completions (or return None), not raise") from err
+    if hasattr(out, "tolist") and not isinstance(out, (list, tuple)):
+        out = out.tolist()  # numpy array / torch tensor
+    if not isinstance(out, (list, tuple)):
+        raise RewardError(f"reward {name!r} returned {type(out).__name__}; it must return a list with one value "
+                          f"per completion")
+    if len(out) != len(completions):
+        raise RewardError(f"reward {name!r} returned {len(out)} values for {len(completions)} completions; "
+                          f"return exactly one value (or None) per completion")
+    values: list[float | None] = []
+    for i, value in enumerate(out):
+        if value is None:
+            values.append(None)
+            continue
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RewardError(f"reward {name!r} returned {type(value).__name__} {repr(value)[:60]} for completion "
+                              f"#{i}: {_excerpt(completions[i])}; rewards must be numbers or None") from None
+        if math.isnan(number):
+            log_once(logger, f"nan-{name}", "reward %r returned NaN; treated as None (not applicable)", name)
+            values.append(None)
+        elif math.isinf(number):
+            raise RewardError(f"reward {name!r} returned {number} for completion #{i}: {_excerpt(completions[i])}; "
+                              f"rewards must be finite")
+        else:
+            values.append(number)
+    return values
+
+
+class Checked:
+    """A reward wrapped in :func:`call_reward`: same ``__name__``, contract enforced on every call.
+
+    Hand these to a trainer (``GRPOTrainer(reward_funcs=[checked(f) for f in funcs])``) so a
+    broken reward stops the run with one clear :class:`RewardError` instead of a traceback
+    from deep inside the trainer. Picklable when the wrapped reward is.
+
+    >>> fn = checked(lambda completions, **kw: [1.0] * len(completions))
+    >>> fn(["a", "b"]), fn.__name__
+    ([1.0, 1.0], '<lambda>')
+    """
+
+    def __init__(self, fn: Callable):
+        self.__wrapped__ = fn
+        self.__name__ = reward_name(fn)
+
+    def __call__(self, completions: list, prompts: list | None = None, **columns) -> list[float | None]:
+        return call_reward(self.__wrapped__, completions, prompts, **columns)
+
+
+def checked(fn: Callable) -> Checked:
+    """Wrap ``fn`` so every call is validated by :func:`call_reward` (idempotent)."""
+    return fn if isinstance(fn, Checked) else Checked(fn)

@@ -1,0 +1,107 @@
+"""``grpo rewards list`` / ``grpo rewards try`` through ``grpo.reward_commands.main`` on fixture files.
+
+Run: pytest tests/test_reward_commands.py -q
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grpo.reward_commands import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
+COMPLETIONS = str(FIXTURES / "completions.jsonl")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list_shows_every_reward_with_params(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("correctness", "xml_count", "strict_format", "soft_format", "integer_answer", "length"):
+        assert f"\n{name} " in "\n" + out
+    assert "ideal=None" in out and "file.py:function" in out
+
+
+def test_list_json(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    entries = {e["name"]: e for e in json.loads(out)}
+    assert code == 0 and entries["correctness"]["params"]["correct"] == 2.0
+
+
+def test_try_course_five_table(capsys):
+    code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward", "correctness",
+                       "--reward", "xml_count", "--reward", "integer_answer")
+    assert code == 0
+    assert "correctness_reward: n=5  mean 1.2" in out
+    assert "xmlcount_reward" in out and "int_reward" in out and "completions/s" in out
+
+
+def test_try_json_scores(capsys):
+    code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward", "correctness", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert [r["correctness_reward"] for r in data["rows"]] == [2.0, 2.0, 0.0, 0.0, 2.0]
+    assert data["summary"]["correctness_reward"]["n"] == 5
+
+
+def test_try_with_params_and_limit(capsys):
+    code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward", "length", "--param", "ideal=0",
+                       "--param", "unit=words", "--limit", "2", "--json")
+    rows = json.loads(out)["rows"]
+    assert code == 0 and len(rows) == 2 and all(r["length_reward"] < 0 for r in rows)
+
+
+def test_try_with_dataset_columns(capsys):
+    code, out, _ = run(capsys, "try", "--completions", str(FIXTURES / "completions_nogold.jsonl"),
+                       "--dataset", str(FIXTURES / "gsm8k_mini.jsonl"), "--reward", "correctness", "--json")
+    assert code == 0
+    # line 3 has "row": 0 -> gold 72, answered 7
+    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0, 0.0]
+
+
+def test_try_user_file_reward(capsys):
+    code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward",
+                       f"{FIXTURES / 'user_rewards.py'}:brevity", "--json")
+    assert code == 0 and [r["brevity"] for r in json.loads(out)["rows"]] == [0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--reward", "correctnes"], "unknown reward 'correctnes' (did you mean 'correctness'?)"),
+    (["--reward", "USER:explodes_on_empty"], "raised ZeroDivisionError: float division by zero on completion #3"),
+    (["--reward", "USER:wrong_count"], "returned 4 values for 5 completions"),
+    (["--reward", "length", "--param", "idael=3"], "bad parameters ['idael']"),
+    (["--reward", "length", "--param", "oops"], "expected key=value"),
+    (["--reward", "length", "--reward", "xml_count", "--param", "ideal=3"], "single --reward"),
+    (["--reward", "correctness", "--dataset", "nope.jsonl"], "does not exist"),
+])
+def test_try_errors_are_one_line(capsys, argv, message):
+    argv = [a.replace("USER", str(FIXTURES / "user_rewards.py")) for a in argv]
+    code, out, err = run(capsys, "try", "--completions", COMPLETIONS, *argv)
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("name, message", [("broken.jsonl", "broken.jsonl:2: not valid JSON"),
+                                           ("missing.jsonl", "does not exist"),
+                                           ("gsm8k_mini.jsonl", "gsm8k_mini.jsonl:1: expected an object with a 'completion'")])
+def test_try_bad_completions_file(capsys, name, message):
+    code, _, err = run(capsys, "try", "--completions", str(FIXTURES / name), "--reward", "xml_count")
+    assert code == 2 and message in err
+
+
+def test_missing_gold_column_is_reported(capsys, tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"completion": "<answer>1</answer>", "question": "q"}\n')
+    code, _, err = run(capsys, "try", "--completions", str(path), "--reward", "correctness")
+    assert code == 2 and "needs the gold answer column" in err and "columns passed: question" in err
+
+
+def test_usage_error_exits_2():
+    with pytest.raises(SystemExit) as info:
+        main(["try", "--completions", COMPLETIONS])
+    assert info.value.code == 2
