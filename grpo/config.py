@@ -9,6 +9,7 @@ the key and the closest known one.
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 
 from grpo.errors import UserError
@@ -42,6 +43,8 @@ class ScriptArgs:
     # Rewards
     reward_funcs: list[str] = field(default_factory=lambda: list(GSM8K_REWARDS), metadata={
         "help": "Reward specs: registry names (see `grpo rewards list`), file.py:function or package.module:function."})
+    reward_kwargs: dict | str | None = field(default=None, metadata={
+        "help": "Parameters per reward spec, e.g. {length: {ideal: 50, unit: words}} (YAML) or a JSON string."})
     # Training
     backend: str = field(default="trl", metadata={"help": "'trl' (trl.GRPOTrainer) or 'native' (grpo.native)."})
     warm_start: bool = field(default=False, metadata={
@@ -60,6 +63,13 @@ class ScriptArgs:
             raise UserError(f"backend={self.backend!r}: use 'trl' or 'native'")
         if isinstance(self.reward_funcs, str):  # `--reward_funcs a,b` on the command line
             self.reward_funcs = [s.strip() for s in self.reward_funcs.split(",") if s.strip()]
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as err:
+                raise UserError(f"reward_kwargs is not valid JSON: {err.msg}") from None
+        if self.reward_kwargs is not None and not all(isinstance(v, dict) for v in (self.reward_kwargs or {}).values()):
+            raise UserError("reward_kwargs must map each reward spec to a mapping of parameters")
         if not self.reward_funcs:
             raise UserError("reward_funcs is empty: name at least one reward (see `grpo rewards list`)")
         for name, value in (("lora_r", self.lora_r), ("eval_batch_size", self.eval_batch_size),
@@ -87,6 +97,17 @@ def parse_config(argv: list[str], dataclass_types):
     from trl import TrlParser
 
     parser = TrlParser(dataclass_types)
+
+    def fail(message):  # argparse would print the whole (very long) usage, then exit
+        raise UserError(f"{message} (see --help)")
+
+    parser.error = fail
+    import torch
+
+    if not torch.cuda.is_available():
+        # GRPOConfig defaults to bf16 mixed precision, which Trainer refuses without a GPU unless
+        # use_cpu is set; on CPU we default to fp32 (set `bf16: true` + `use_cpu: true` to opt in).
+        parser.set_defaults(bf16=False)
     known = sorted({a.dest for a in parser._actions})
     if "--config" in argv:
         path = argv[argv.index("--config") + 1] if argv.index("--config") + 1 < len(argv) else ""
@@ -102,6 +123,9 @@ def parse_config(argv: list[str], dataclass_types):
     except UserError:
         raise
     except (ValueError, TypeError) as err:
+        if "bf16/gpu" in str(err):
+            raise UserError("bf16: true needs a CUDA GPU and none was found; set --bf16 false "
+                            "(or --use_cpu true for bf16 autocast on CPU)") from None
         raise UserError(_explain_unknown(str(err), known)) from None
 
 

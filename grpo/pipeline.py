@@ -64,18 +64,27 @@ def _last_user_text(prompt):
     return prompt
 
 
-def load_reward_funcs(specs: list[str], weights) -> list:
+def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = None) -> list:
     """Resolve reward specs (registry names or ``file.py:func``) and check ``reward_weights`` matches.
 
+    Args:
+        specs: reward specs, in order.
+        weights: ``GRPOConfig.reward_weights`` (None = all 1.0).
+        reward_kwargs: ``{spec: {param: value}}`` for parameterised rewards (``rewards.get`` params).
+
     Raises:
-        UserError: unknown reward, unloadable file, or a weights list of the wrong length.
+        UserError: unknown reward, bad parameters, unloadable file, or a weights list of the wrong length.
     """
     import rewards
 
+    reward_kwargs = reward_kwargs or {}
+    unused = set(reward_kwargs) - set(specs)
+    if unused:
+        raise UserError(f"reward_kwargs names {sorted(unused)}, which are not in reward_funcs {specs}")
     funcs = []
     for spec in specs:
         try:
-            funcs.append(rewards.resolve(spec))
+            funcs.append(rewards.resolve(spec, **reward_kwargs.get(spec, {})))
         except rewards.RewardError as err:
             raise UserError(str(err)) from None
     if weights is not None and len(weights) != len(funcs):
@@ -139,11 +148,16 @@ def run_training(script_args, training_args) -> dict:
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
+    if training_args.use_vllm:
+        from grpo.vllm_engine import require_vllm
+
+        require_vllm()  # fail before loading anything when CUDA or vllm is missing
     train_rows, heldout = load_splits(script_args, training_args.seed)
     metrics_logger = MetricsLogger(out, enabled=training_args.process_index == 0)
     recorder = SampleRecorder(metrics_logger)
     metrics_logger.recorder = recorder
-    reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(script_args.reward_funcs, training_args.reward_weights)]
+    reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
+        script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)]
     model, tokenizer = load_model(script_args.model)
     progress = not training_args.disable_tqdm
 
