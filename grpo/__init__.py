@@ -1,0 +1,14 @@
+"""grpo-toolkit: GRPO training (TRL-backed and native), evaluation and the GSM8K exercise.
+
+``import grpo`` is cheap (no torch); the pieces load when used::
+
+    from grpo.pipeline import run_training     # the whole exercise from (ScriptArgs, GRPOConfig)
+    from grpo.config import ScriptArgs
+    from grpo.evaluate import evaluate
+    from grpo.models import load_model
+    from grpo.data import load_gsm8k
+
+Command line: ``grpo --help``.
+"""
+
+__version__ = "0.1.0"

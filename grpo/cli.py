@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from grpo.errors import UserError
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # transformers 5 renames many arguments; its deprecation notices are not the user's concern
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         return command(argv[1:])
     except UserError as err:

@@ -123,8 +123,9 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
 
 def eval_columns(result: dict) -> dict:
     """The evaluation reports of a run, labelled for a table: base, after warm-start, after GRPO."""
-    return {"base": result.get("eval_before"), "after warm-start": result.get("eval_after_sft"),
-            "after GRPO": result.get("eval_after")}
+    columns = {"base": result.get("eval_before"), "after warm-start": result.get("eval_after_sft"),
+               "after GRPO": result.get("eval_after")}
+    return {label: report for label, report in columns.items() if report is not None}
 
 
 def run_training(script_args, training_args) -> dict:

@@ -1,0 +1,392 @@
+"""Native GRPO backend: the whole algorithm in one readable loop, no Trainer, no callbacks.
+
+    grpo train --config grpo/configs/gsm8k.yaml --backend native
+    torchrun --nproc_per_node 2 -m grpo.cli train ... --backend native     (CPU: gloo, 2 processes)
+
+Each optimizer step: rollout (G completions per prompt, grpo.sampler) -> rewards -> group
+advantages (grpo.advantages) -> per-token log-probs and the GRPO loss (grpo.loss) over
+gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log.
+Metric names are TRL's, so `--backend trl` and `--backend native` runs compare line by line.
+
+Deviations from trl.GRPOTrainer 1.16: each process generates whole prompt groups
+(per_device_train_batch_size * gradient_accumulation_steps must be a multiple of num_generations);
+micro-batches keep generation order (TRL shuffles; only bnpo notices); gradients are all-reduced
+by hand, not by DDP, since log-probs come from the decoder's hidden states in chunks
+(grpo.loss.logprobs_from_hidden) outside the forward DDP hooks -- the same mean over processes;
+clip/kl/entropy metrics are per-micro-batch token means averaged over micro-batches and processes;
+optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling), which TRL lacks. GRPOConfig
+fields outside SUPPORTED/IGNORED are refused by `check_supported` when set.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+import types
+from collections import defaultdict
+from contextlib import nullcontext
+
+import torch
+
+from grpo import native_checkpoint as ckpt
+from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.diagnostics import warn_if_no_signal
+from grpo.errors import UserError
+from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden
+
+log = logging.getLogger(__name__)
+
+# Honoured exactly as trl.GRPOTrainer does (see the module docstring for the differences).
+SUPPORTED = set("""
+    num_generations per_device_train_batch_size gradient_accumulation_steps learning_rate lr_scheduler_type
+    lr_scheduler_kwargs warmup_steps weight_decay adam_beta1 adam_beta2 adam_epsilon optim max_steps num_train_epochs
+    num_iterations beta epsilon epsilon_high loss_type scale_rewards importance_sampling_level use_bias_correction_kl
+    mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
+    save_strategy save_total_limit seed reward_weights bf16 gradient_checkpointing activation_checkpointing
+    disable_dropout shuffle_dataset resume_from_checkpoint use_cpu""".split())
+# No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing.
+IGNORED = set("""
+    output_dir run_name project report_to logging_strategy logging_first_step log_level log_level_replica
+    log_on_each_node logging_nan_inf_filter disable_tqdm log_completions num_completions_to_print log_unique_prompts
+    log_multimodal push_to_hub hub_token hub_private_repo hub_model_id hub_strategy hub_always_push hub_revision
+    trackio_space_id trackio_bucket_id trackio_static_space_id dataloader_drop_last dataloader_num_workers
+    dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor dataloader_multiprocessing_context
+    dataloader_in_order remove_unused_columns local_rank ddp_backend ddp_timeout ddp_find_unused_parameters
+    ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph do_train do_eval do_predict skip_memory_metrics
+    save_on_each_node save_only_model per_device_eval_batch_size num_generations_eval accelerator_config
+    model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen pad_to_multiple_of ignore_data_skip
+    gradient_checkpointing_kwargs activation_checkpointing_kwargs torch_empty_cache_steps cast_lm_head_to_fp32
+    debug""".split())
+
+
+def check_supported(args) -> None:
+    """Refuse GRPOConfig fields this backend does not implement, when set away from their defaults
+    (compared with a GRPOConfig built from the user's SUPPORTED values, so derived fields agree).
+
+    Raises:
+        UserError: naming the first offending field, its value and the alternative.
+    """
+    from trl import GRPOConfig
+
+    fields = [f for f in dataclasses.fields(GRPOConfig) if f.init]
+    keep = {f.name: getattr(args, f.name) for f in fields if f.name in SUPPORTED or f.name == "output_dir"}
+    keep["bf16"], keep["use_cpu"] = False, getattr(args, "use_cpu", False)  # bf16 is validated per device
+    reference = GRPOConfig(**keep)
+    for name in (f.name for f in fields):
+        if name in SUPPORTED or name in IGNORED or name.startswith("vllm_"):  # vllm_*: only with use_vllm
+            continue
+        value, default = getattr(args, name), getattr(reference, name)
+        if value != default and repr(value) != repr(default):
+            raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
+                            f"unset it or use --backend trl")
+    for name, allowed in (("loss_type", LOSS_TYPES), ("optim", ("adamw_torch", "adamw_torch_fused")),
+                          ("save_strategy", ("steps", "no")), ("fp16", ("False",))):
+        value = str(getattr(args, name)).split(".")[-1].lower()  # enums print as SaveStrategy.STEPS
+        if value not in {a.lower() for a in allowed}:
+            raise UserError(f"{name}={getattr(args, name)!r}: the native backend supports {', '.join(allowed)}")
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world_size); joins the torchrun process group (gloo on CPU) when launched by torchrun."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum(x: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        torch.distributed.all_reduce(x)
+    return x
+
+
+def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
+    """Concatenate equal-shaped tensors from every process along dim 0, in rank order."""
+    parts = [torch.empty_like(x) for _ in range(world)] if world > 1 else [x]
+    if world > 1:
+        torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+# ---------------------------------------------------------------------------- rollout and rewards
+
+
+def _tokenize_prompt(tokenizer, prompt) -> list[int]:
+    if isinstance(prompt, list):  # conversational: chat template + generation prompt, tokenized as TRL does
+        return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"])
+    return tokenizer(prompt)["input_ids"]
+
+
+def _call_reward(fn, completions, prompts, columns):
+    try:
+        from rewards import call_reward
+    except ImportError:  # the rewards package predates call_reward: call it as TRL does
+        return fn(completions=completions, prompts=prompts, **columns)
+    return call_reward(fn, completions, prompts=prompts, **columns)
+
+
+def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step) -> list[dict]:
+    """Generate G completions per dataset row and score them: one record per completion."""
+    from grpo.sampler import generate
+
+    g = args.num_generations
+    prompt_ids = [_tokenize_prompt(tokenizer, r["prompt"]) for r in rows]
+    out = generate(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
+                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
+                   generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
+    prompts = [rows[i // g]["prompt"] for i in range(len(texts))]
+    completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
+    columns = {k: [rows[i // g][k] for i in range(len(texts))] for k in rows[0] if k != "prompt"}
+    columns["completion_ids"] = out.completion_ids
+    columns["trainer_state"] = types.SimpleNamespace(global_step=step)
+    scores = []
+    for fn in reward_funcs:
+        values = _call_reward(fn, completions, prompts, columns)
+        scores.append([float("nan") if v is None else float(v) for v in values])
+    return [{"prompt": prompts[i], "completion": completions[i], "prompt_ids": out.prompt_ids[i // g],
+             "completion_ids": out.completion_ids[i], "truncated": out.is_truncated[i],
+             "rewards": [s[i] for s in scores]} for i in range(len(texts))]
+
+
+def _informative(group: list[dict], weights) -> bool:
+    std = nanstd(combine_rewards(torch.tensor([r["rewards"] for r in group]), weights))  # scalar
+    return bool(torch.isfinite(std) and std > 1e-6)
+
+
+# ---------------------------------------------------------------------------- log-probs
+
+
+def _collate(records: list[dict], pad_id: int, mask_truncated: bool) -> dict:
+    """Left-padded prompts + right-padded completions, (B, P) and (B, T) tensors."""
+    b, width_p = len(records), max(len(r["prompt_ids"]) for r in records)
+    width_c = max(1, max(len(r["completion_ids"]) for r in records))
+    prompt_ids, prompt_mask = torch.full((b, width_p), pad_id), torch.zeros(b, width_p, dtype=torch.long)
+    ids, attn = torch.full((b, width_c), pad_id), torch.zeros(b, width_c, dtype=torch.long)
+    for i, r in enumerate(records):
+        p, c = r["prompt_ids"], r["completion_ids"]
+        prompt_ids[i, width_p - len(p):], prompt_mask[i, width_p - len(p):] = torch.tensor(p), 1
+        ids[i, : len(c)], attn[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+    truncated = torch.tensor([r["truncated"] for r in records])  # (B,)
+    loss_mask = attn * (~truncated).long().unsqueeze(1) if mask_truncated else attn  # (B, T)
+    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": ids,
+            "completion_attn": attn, "mask": loss_mask}
+
+
+def _completion_logps(model, batch: dict, temperature: float, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(completion token | prefix) at `temperature`: (B, T) with grad, and (B, T) entropy."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)  # (B, P+T)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_attn"]], 1)  # (B, P+T)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, P+T), as generation numbered them
+    with autocast():
+        hidden = base.base_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                 use_cache=False).last_hidden_state  # (B, P+T, H)
+        head = base.get_output_embeddings()
+        return logprobs_from_hidden(hidden[:, batch["prompt_ids"].shape[1] - 1 : -1], head.weight, head.bias,
+                                    batch["completion_ids"], temperature)  # (B, T), (B, T)
+
+
+def _reference_logps(model, ref_model, batch, temperature, autocast) -> torch.Tensor:
+    """Reference log-probs: the same model with LoRA adapters disabled, else a frozen copy."""
+    with torch.no_grad(), model.disable_adapter() if ref_model is None else nullcontext():
+        return _completion_logps(model if ref_model is None else ref_model, batch, temperature, autocast)[0]
+
+
+# ---------------------------------------------------------------------------- training loop
+
+
+def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, logger=None):
+    """Train `model` with GRPO; same signature and run-directory output as grpo.trl_backend.train.
+
+    Args:
+        model: causal LM or a peft model of one (only trainable parameters move).
+        tokenizer: its tokenizer (pad token set). train_dataset: rows with a `prompt` column (text or
+            chat messages) plus any columns the rewards read. reward_funcs: TRL-signature callables.
+        training_args: trl.GRPOConfig (see SUPPORTED). script_args: ScriptArgs or None (read with
+            getattr: dynamic_sampling, dynamic_sampling_max_retries, resume).
+        logger: grpo.run_dir.MetricsLogger or None.
+
+    Returns: the trained model (same object).
+    Raises: UserError for unsupported or inconsistent settings; KeyboardInterrupt, re-raised after
+        the last completed step is checkpointed.
+    """
+    from transformers import get_scheduler, set_seed
+
+    args, metrics_log = training_args, logger
+    check_supported(args)
+    rank, world = _init_distributed()
+    g, ga, micro_size = args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size
+    if (micro_size * ga) % g:
+        raise UserError(f"per_device_train_batch_size * gradient_accumulation_steps = {micro_size * ga} is not a "
+                        f"multiple of num_generations={g}: the native backend keeps whole groups on each process")
+    local_prompts = micro_size * ga // g
+    names = [getattr(f, "__name__", type(f).__name__) for f in reward_funcs]
+    weights = None if args.reward_weights is None else torch.tensor(args.reward_weights, dtype=torch.float32)
+    if weights is not None and len(weights) != len(reward_funcs):
+        raise UserError(f"reward_weights has {len(weights)} values for {len(reward_funcs)} reward functions")
+    max_steps = args.max_steps if args.max_steps > 0 else args.num_iterations * math.ceil(
+        args.num_train_epochs * len(train_dataset) / (local_prompts * world))
+    dynamic, retries = getattr(script_args, "dynamic_sampling", False), getattr(script_args, "dynamic_sampling_max_retries", 3)
+    set_seed(args.seed)
+
+    # ------------------------------------------------------------ model, optimizer, schedule
+    device = next(model.parameters()).device
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else nullcontext
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if args.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for m in model.modules() if args.disable_dropout else ():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    ref_model = None  # with LoRA the reference is the model with adapters disabled; else a frozen copy
+    if args.beta != 0.0 and not hasattr(model, "disable_adapter"):
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(  # no decay on biases and norms, as the HF Trainer
+        [{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(max_steps),
+                              num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
+    loss_kwargs = dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
+                       importance_sampling_level=args.importance_sampling_level, grad_accum_steps=ga,
+                       use_bias_correction_kl=args.use_bias_correction_kl, num_processes=world,
+                       max_completion_length=args.max_completion_length)
+
+    # ------------------------------------------------------------ loop state (all of it is checkpointed)
+    state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": []}
+    ckpt.resume(args.resume_from_checkpoint or getattr(script_args, "resume", None), args.output_dir, state,
+                model, optimizer, scheduler, metrics_log)
+    orders: dict[int, list[int]] = {}
+
+    def rollout(round_: int) -> list[dict]:
+        """This process's share of the next world*local_prompts prompts (shuffled per epoch), rolled out."""
+        n, start, rows = len(train_dataset), state["cursor"] + rank * local_prompts, []
+        for k in range(start, start + local_prompts):
+            if k // n not in orders:
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed + k // n))
+                orders[k // n] = perm.tolist() if args.shuffle_dataset else list(range(n))
+            rows.append(train_dataset[orders[k // n][k % n]])
+        state["cursor"] += world * local_prompts
+        seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729 + rank
+        return _rollout(model, tokenizer, rows, reward_funcs, args, seed, torch.bfloat16 if args.bf16 else None,
+                        state["step"])
+
+    def make_generation_batch() -> tuple[dict, dict]:
+        """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process."""
+        records = rollout(0)
+        per_func = _gather(torch.tensor([r["rewards"] for r in records]), world)  # (world*N, F)
+        lengths = _gather(torch.tensor([float(len(r["completion_ids"])) for r in records]), world)  # (world*N,)
+        truncated = _gather(torch.tensor([float(r["truncated"]) for r in records]), world)  # (world*N,)
+        _, first = group_advantages(combine_rewards(per_func, weights), g, args.scale_rewards)
+        metrics = {**reward_metrics(per_func, weights, names), **first, "completions/mean_length": lengths.mean().item(),
+                   "completions/clipped_ratio": truncated.mean().item()}
+        if dynamic:  # DAPO dynamic sampling: swap zero-spread groups for fresh prompts, bounded rounds
+            groups = [records[i : i + g] for i in range(0, len(records), g)]
+            kept, spare = [x for x in groups if _informative(x, weights)], [x for x in groups if not _informative(x, weights)]
+            for round_ in range(1, retries + 1):
+                if _sum(torch.tensor([float(len(kept) < local_prompts)]), world).item() == 0:
+                    break  # every process is full
+                if len(kept) < local_prompts:
+                    fresh = rollout(round_)
+                    kept += [x for x in (fresh[i : i + g] for i in range(0, len(fresh), g)) if _informative(x, weights)]
+                else:
+                    state["cursor"] += world * local_prompts  # keep the prompt stream in step with the others
+                metrics["dynamic_sampling/rounds"] = float(round_)
+            records = [r for grp in (kept + spare)[:local_prompts] for r in grp]
+        rewards = combine_rewards(_gather(torch.tensor([r["rewards"] for r in records]), world), weights)  # (world*N,)
+        advantages = group_advantages(rewards, g, args.scale_rewards)[0].view(world, -1)[rank]  # (N,)
+        recorder = getattr(metrics_log, "recorder", None)  # the pipeline's reward wrapper keeps the samples
+        if rank == 0 and recorder is not None:
+            recorder.flush(state["step"] + 1)
+        elif rank == 0 and metrics_log is not None and (state["step"] + 1) % args.logging_steps == 0:
+            metrics_log.log_samples(state["step"] + 1, [r["prompt"] for r in records], [r["completion"] for r in records],
+                                    {n: [r["rewards"][i] for r in records] for i, n in enumerate(names)})
+        micro = []
+        for i in range(0, len(records), micro_size):
+            batch = _collate(records[i : i + micro_size], tokenizer.pad_token_id, args.mask_truncated_completions)
+            batch = {k: v.to(device) for k, v in batch.items()} | {"advantages": advantages[i : i + micro_size].to(device)}
+            if args.num_iterations > 1:  # later iterations need the sampling policy's log-probs
+                with torch.no_grad():
+                    batch["old_logps"] = _completion_logps(model, batch, args.temperature, autocast)[0]
+            if args.beta != 0.0:
+                batch["ref_logps"] = _reference_logps(model, ref_model, batch, args.temperature, autocast)
+            micro.append(batch)
+        num_items = _sum(torch.tensor(float(sum(b["mask"].sum().item() for b in micro))), world)  # dapo's N
+        state["generation"] += 1
+        return {"micro": micro, "num_items": num_items}, metrics
+
+    # ------------------------------------------------------------ the loop
+    committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
+    try:
+        while state["step"] < max_steps:
+            committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}
+            start, window = time.perf_counter(), state["window"]
+            model.train()  # every forward in training mode (dropout), as TRL
+            if state["step"] % args.num_iterations == 0 or state["buffer"] is None:
+                state["buffer"], gen_metrics = make_generation_batch()
+                for k, v in gen_metrics.items():
+                    window[k].append(v)
+                state["signal"].append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
+                warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
+            step_loss, step_metrics = 0.0, defaultdict(list)
+            for batch in state["buffer"]["micro"]:
+                logps, entropy = _completion_logps(model, batch, args.temperature, autocast)  # (B, T), (B, T)
+                loss, m = grpo_loss(logps, batch["advantages"], batch["mask"], old_logps=batch.get("old_logps"),
+                                    ref_logps=batch.get("ref_logps"), num_items_in_batch=state["buffer"]["num_items"],
+                                    **loss_kwargs)
+                loss.backward()
+                step_loss += loss.item()
+                mask = batch["mask"].float()  # (B, T)
+                m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp(min=1)).item()
+                for k, v in m.items():
+                    step_metrics[k].append(v)
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            if world > 1:  # one flat all-reduce of every gradient: the DDP mean, by hand
+                flat = _sum(torch.cat([x.reshape(-1) for x in grads]), world).div_(world)
+                for p, chunk in zip(params, flat.split([x.numel() for x in grads])):
+                    p.grad = chunk.view_as(p).clone()
+            clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+            total_loss = _sum(torch.tensor(step_loss, dtype=torch.float64), world).item()  # same verdict on every rank
+            if math.isfinite(grad_norm) and math.isfinite(total_loss):
+                optimizer.step()
+                scheduler.step()
+            else:
+                log.warning("step %d: non-finite loss (%s) or gradient norm (%s): skipping the update, weights "
+                            "unchanged", state["step"] + 1, step_loss, grad_norm)
+                window["nonfinite_skipped"].append(1.0)
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            for k, v in [("loss", step_loss), ("grad_norm", grad_norm), ("step_time", time.perf_counter() - start)]:
+                window[k].append(v)
+            for k, v in step_metrics.items():
+                window[k].append(sum(v) / len(v))
+            if state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
+                keys = sorted(k for k in window if k != "policy_loss")
+                values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64)
+                logged = dict(zip(keys, (_sum(values, world) / world).tolist()))  # mean over processes
+                if rank == 0 and metrics_log is not None:
+                    metrics_log.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
+                state["window"] = defaultdict(list)
+            if ckpt.should_save(args, state["step"]) and rank == 0:
+                ckpt.save(args.output_dir, state["step"], model, tokenizer, optimizer, scheduler,
+                          ckpt.loop_snapshot(state), ckpt.rng_state(), args.save_total_limit)
+    except KeyboardInterrupt:
+        if rank == 0:
+            log.warning("interrupted: saving the state after step %d, then stopping", committed["loop"]["step"])
+            ckpt.save(args.output_dir, committed["loop"]["step"], model, tokenizer, optimizer, scheduler,
+                      committed["loop"], committed["rng"], args.save_total_limit)
+        raise
+    return model
