@@ -61,8 +61,10 @@ class ScriptArgs:
     def __post_init__(self):
         if self.backend not in {"trl", "native"}:
             raise UserError(f"backend={self.backend!r}: use 'trl' or 'native'")
-        if isinstance(self.reward_funcs, str):  # `--reward_funcs a,b` on the command line
-            self.reward_funcs = [s.strip() for s in self.reward_funcs.split(",") if s.strip()]
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        # `--reward_funcs a,b` and `--reward_funcs a b` both work
+        self.reward_funcs = [s.strip() for item in self.reward_funcs for s in str(item).split(",") if s.strip()]
         if isinstance(self.reward_kwargs, str):
             try:
                 self.reward_kwargs = json.loads(self.reward_kwargs)
@@ -102,6 +104,7 @@ def parse_config(argv: list[str], dataclass_types):
         raise UserError(f"{message} (see --help)")
 
     parser.error = fail
+    parser.allow_abbrev = False  # `--learning_rat` must be an error, not a silent learning_rate
     import torch
 
     if not torch.cuda.is_available():

@@ -44,8 +44,12 @@ _CALCULATOR_MARK = re.compile(r"<<[^<>]*>>")
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:  # utf-8-sig on the first line: Windows editors start files with a byte-order mark
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path}:{lineno}: not valid UTF-8 (byte {err.start + 1}); re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -80,7 +84,10 @@ def load_rows(spec: str, split: str = "train"):
     if spec == SYNTHETIC_GSM8K or spec.startswith(SYNTHETIC_GSM8K + ":"):
         from grpo.synthetic import generate
 
-        size = int(spec.split(":")[2]) if spec.count(":") == 2 else _SYNTHETIC_SIZE.get(split, 500)
+        size_text = spec[len(SYNTHETIC_GSM8K) + 1:]
+        if size_text and not (size_text.isdigit() and int(size_text) > 0):
+            raise UserError(f"dataset {spec!r}: the size after '{SYNTHETIC_GSM8K}:' must be a positive integer")
+        size = int(size_text) if size_text else _SYNTHETIC_SIZE.get(split, 500)
         rows = generate(size, seed=_SYNTHETIC_SEEDS.get(split, 0))
         return datasets.Dataset.from_list(rows)
     if spec.startswith("synthetic:"):

@@ -87,6 +87,7 @@ def _convert_smollm2(gguf_path: Path, dest: Path) -> None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
+    os.chmod(tmp, 0o755)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -8,15 +8,14 @@ advantages (grpo.advantages) -> per-token log-probs and the GRPO loss (grpo.loss
 gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log.
 Metric names are TRL's, so `--backend trl` and `--backend native` runs compare line by line.
 
-Deviations from trl.GRPOTrainer 1.16: each process generates whole prompt groups
-(per_device_train_batch_size * gradient_accumulation_steps must be a multiple of num_generations);
+Speed: a group's G completions share one prompt forward (its KV cache, with gradient); the
+sampler computes each prompt once too. Deviations from trl.GRPOTrainer 1.16: each process holds
+whole groups (per_device_train_batch_size * gradient_accumulation_steps % num_generations == 0);
 micro-batches keep generation order (TRL shuffles; only bnpo notices); gradients are all-reduced
-by hand, not by DDP, since log-probs come from the decoder's hidden states in chunks
-(grpo.loss.logprobs_from_hidden) outside the forward DDP hooks -- the same mean over processes;
-clip/kl/entropy metrics are per-micro-batch token means averaged over micro-batches and processes;
-optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling), which TRL lacks. GRPOConfig
-fields outside SUPPORTED/IGNORED are refused by `check_supported` when set.
-"""
+by hand (log-probs come from hidden states outside the forward DDP would hook), same mean;
+gradient_checkpointing is ignored (HF's disables the shared KV cache); clip/kl/entropy are
+per-micro-batch token means; optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling).
+GRPOConfig fields outside SUPPORTED/IGNORED are refused by `check_supported` when set."""
 
 from __future__ import annotations
 
@@ -46,10 +45,11 @@ SUPPORTED = set("""
     lr_scheduler_kwargs warmup_steps weight_decay adam_beta1 adam_beta2 adam_epsilon optim max_steps num_train_epochs
     num_iterations beta epsilon epsilon_high loss_type scale_rewards importance_sampling_level use_bias_correction_kl
     mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
-    save_strategy save_total_limit seed reward_weights bf16 gradient_checkpointing activation_checkpointing
-    disable_dropout shuffle_dataset resume_from_checkpoint use_cpu""".split())
-# No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing.
+    save_strategy save_total_limit seed reward_weights bf16 disable_dropout shuffle_dataset resume_from_checkpoint use_cpu""".split())
+# No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
+# checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
 IGNORED = set("""
+    gradient_checkpointing activation_checkpointing
     output_dir run_name project report_to logging_strategy logging_first_step log_level log_level_replica
     log_on_each_node logging_nan_inf_filter disable_tqdm log_completions num_completions_to_print log_unique_prompts
     log_multimodal push_to_hub hub_token hub_private_repo hub_model_id hub_strategy hub_always_push hub_revision
@@ -169,33 +169,41 @@ def _informative(group: list[dict], weights) -> bool:
 
 
 def _collate(records: list[dict], pad_id: int, mask_truncated: bool) -> dict:
-    """Left-padded prompts + right-padded completions, (B, P) and (B, T) tensors."""
-    b, width_p = len(records), max(len(r["prompt_ids"]) for r in records)
-    width_c = max(1, max(len(r["completion_ids"]) for r in records))
-    prompt_ids, prompt_mask = torch.full((b, width_p), pad_id), torch.zeros(b, width_p, dtype=torch.long)
-    ids, attn = torch.full((b, width_c), pad_id), torch.zeros(b, width_c, dtype=torch.long)
-    for i, r in enumerate(records):
-        p, c = r["prompt_ids"], r["completion_ids"]
+    """Each distinct prompt once, left-padded (U, P); completions right-padded (B, T); row -> prompt (B,)."""
+    prompts = list(dict.fromkeys(tuple(r["prompt_ids"]) for r in records))  # a group's G rows share one
+    u, width_p, width_c = len(prompts), max(map(len, prompts)), max(1, max(len(r["completion_ids"]) for r in records))
+    prompt_ids, prompt_mask = torch.full((u, width_p), pad_id), torch.zeros(u, width_p, dtype=torch.long)
+    for i, p in enumerate(prompts):
         prompt_ids[i, width_p - len(p):], prompt_mask[i, width_p - len(p):] = torch.tensor(p), 1
-        ids[i, : len(c)], attn[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+    ids, attn = torch.full((len(records), width_c), pad_id), torch.zeros(len(records), width_c, dtype=torch.long)
+    for i, r in enumerate(records):
+        ids[i, : len(r["completion_ids"])], attn[i, : len(r["completion_ids"])] = torch.tensor(r["completion_ids"]), 1
     truncated = torch.tensor([r["truncated"] for r in records])  # (B,)
     loss_mask = attn * (~truncated).long().unsqueeze(1) if mask_truncated else attn  # (B, T)
-    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": ids,
-            "completion_attn": attn, "mask": loss_mask}
+    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": ids, "completion_attn": attn,
+            "mask": loss_mask, "prompt_index": torch.tensor([prompts.index(tuple(r["prompt_ids"])) for r in records])}
 
 
 def _completion_logps(model, batch: dict, temperature: float, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(completion token | prefix) at `temperature`: (B, T) with grad, and (B, T) entropy."""
+    """log pi(completion token | prompt, prefix) at `temperature`: (B, T) with grad, and (B, T) entropy.
+
+    The G completions of a prompt share its forward: the prompt runs once (batch U), its KV cache
+    is indexed out to the B rows (differentiable, so LoRA still gets the prompt positions' gradient),
+    then only completion tokens run. Same numbers as one forward over [prompt, completion] rows.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)  # (B, P+T)
-    attention = torch.cat([batch["prompt_mask"], batch["completion_attn"]], 1)  # (B, P+T)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # (B, P+T), as generation numbered them
+    index, p_mask, attn = batch["prompt_index"], batch["prompt_mask"], batch["completion_attn"]  # (B,), (U, P), (B, T)
     with autocast():
-        hidden = base.base_model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                                 use_cache=False).last_hidden_state  # (B, P+T, H)
+        p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)  # (U, P), as generation numbered them
+        out = base.base_model(input_ids=batch["prompt_ids"], attention_mask=p_mask, position_ids=p_pos, use_cache=True)
+        cache = out.past_key_values
+        cache.batch_select_indices(index)  # (U, ...) -> (B, ...)
+        c_pos = p_pos[index, -1:] + 1 + torch.arange(attn.shape[1], device=attn.device)  # (B, T)
+        hidden = base.base_model(input_ids=batch["completion_ids"], attention_mask=torch.cat([p_mask[index], attn], 1),
+                                 position_ids=c_pos, past_key_values=cache, use_cache=True).last_hidden_state  # (B, T, H)
+        hidden = torch.cat([out.last_hidden_state[index, -1:], hidden[:, :-1]], 1)  # (B, T, H): predicts token t
         head = base.get_output_embeddings()
-        return logprobs_from_hidden(hidden[:, batch["prompt_ids"].shape[1] - 1 : -1], head.weight, head.bias,
-                                    batch["completion_ids"], temperature)  # (B, T), (B, T)
+        return logprobs_from_hidden(hidden, head.weight, head.bias, batch["completion_ids"], temperature)
 
 
 def _reference_logps(model, ref_model, batch, temperature, autocast) -> torch.Tensor:
@@ -245,8 +253,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     device = next(model.parameters()).device
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else nullcontext
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if args.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(base, "is_gradient_checkpointing", False):  # it would switch off the shared prompt's KV cache
+        base.gradient_checkpointing_disable()
     for m in model.modules() if args.disable_dropout else ():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

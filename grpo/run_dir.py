@@ -24,6 +24,17 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path, directory: bool = False) -> None:
+    """Give a temp file/dir the permissions a normal file gets (mkstemp/mkdtemp make them private)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def write_json_atomic(path, obj) -> None:
     """Write ``obj`` as indented JSON to ``path`` via a temp file + ``os.replace``."""
     path = Path(path)
@@ -32,6 +43,7 @@ def write_json_atomic(path, obj) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, default=_jsonable)
         f.write("\n")
+    public_mode(tmp)
     os.replace(tmp, path)
 
 
@@ -117,6 +129,7 @@ def save_checkpoint_atomic(model, tokenizer, dest_dir, extra_files: dict | None 
     dest = Path(dest_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    public_mode(tmp, directory=True)
     try:
         model.save_pretrained(tmp)
         if tokenizer is not None:
@@ -169,6 +182,7 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
         The PNG path, or None when there is nothing to plot.
     """
     output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     if metrics is None:
         metrics = MetricsLogger(output_dir).read()
     metrics = [m for m in metrics if "reward" in m]
@@ -243,6 +257,7 @@ Rewards: {", ".join(f"`{r}`" for r in script_args.reward_funcs)} (weights: {trai
 Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
 `checkpoint/adapter`. Per-step metrics: `metrics.jsonl`; curves: `curves.png`.
 """
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
     path = Path(output_dir) / "README.md"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)

@@ -4,12 +4,10 @@
 :class:`Rollout` with G completions per prompt, prompt-major (prompt 0's G completions first,
 the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
 
-* prefills each prompt once (batch P, left-padded) and copies the prompt's KV cache G times,
-  instead of prefilling P*G identical rows;
+* prefills each prompt once (batch P, left-padded), then copies its KV cache G times;
 * writes the KV cache into preallocated buffers (no ``torch.cat`` of the whole cache per token);
 * drops finished rows from the batch (and from the cache) as soon as they emit a stop token;
-* optionally runs a bf16 copy of the weights (LoRA merged in), where matmuls are ~2x fp32 on
-  CPUs with AVX512-BF16/AMX.
+* optionally runs a bf16 copy of the weights (LoRA merged, oneDNN-packed on CPU).
 
 Greedy decoding (``do_sample=False``) in the model's own dtype reproduces ``model.generate``
 token for token (tests/test_sampler.py). Sampling applies temperature, then top-k, then top-p,
@@ -41,9 +39,8 @@ class Rollout:
         completion_ids: P*G completions; ``completion_ids[p * G + g]`` is the g-th completion of
             prompt p. A completion that ended on a stop token includes that token (as HF does).
         is_truncated: P*G flags, True when the completion hit ``max_new_tokens`` without a stop token.
-        logprobs: P*G lists of per-token log-probabilities (nats) of the chosen token under
-            ``log_softmax(logits / temperature)`` -- the unfiltered distribution the trainer's
-            forward computes, in the dtype generation ran in (so only close to the trainer's).
+        logprobs: P*G lists of per-token log-probs (nats) of the chosen tokens under the
+            unfiltered ``log_softmax(logits / temperature)``, in the dtype generation ran in.
         num_generations: G.
     """
 
@@ -58,39 +55,25 @@ class Rollout:
         """For each completion, the index of its prompt in ``prompt_ids`` (length P*G)."""
         return [i // self.num_generations for i in range(len(self.completion_ids))]
 
-    def completion_tensors(self, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded completions and their mask, both ``(P*G, T_max)`` (long / long, 1 = real token)."""
-        width = max((len(c) for c in self.completion_ids), default=0)
-        ids = torch.full((len(self.completion_ids), width), pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(self.completion_ids), width), dtype=torch.long)
-        for i, c in enumerate(self.completion_ids):
-            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-            mask[i, : len(c)] = 1
-        return ids, mask
-
 
 # ---------------------------------------------------------------------------- KV cache
 
 
 class _PreallocatedLayer(DynamicLayer):
-    """A full-attention cache layer that writes into buffers allocated once per generation.
+    """A full-attention cache layer writing into buffers ``(B, H_kv, capacity, D)`` allocated once.
 
     transformers' ``DynamicLayer`` concatenates the whole cache on every token (O(T^2) copies);
-    here ``update`` writes the new slice in place and exposes ``keys``/``values`` as views
-    ``(B, H_kv, T_so_far, D)`` of buffers ``(B, H_kv, capacity, D)``. The buffer doubles if a
-    caller goes past ``capacity``.
+    here ``keys``/``values`` are views ``(B, H_kv, T_so_far, D)``; buffers double if overrun.
     """
 
     def __init__(self, capacity: int):
         super().__init__()
-        self.capacity = capacity
-        self.length = 0
+        self.capacity, self.length = capacity, 0
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
-        b, h, _, _ = key_states.shape
-        self._k = key_states.new_empty((b, h, self.capacity, key_states.shape[-1]))
-        self._v = value_states.new_empty((b, h, self.capacity, value_states.shape[-1]))
+        self._k = key_states.new_empty((*key_states.shape[:2], self.capacity, key_states.shape[-1]))
+        self._v = value_states.new_empty((*value_states.shape[:2], self.capacity, value_states.shape[-1]))
         self.length = 0
         self.is_initialized = True
 
@@ -117,11 +100,9 @@ class _PreallocatedLayer(DynamicLayer):
         """New buffers with ``rows`` rows; copy the live prefix, gathering rows by ``index`` if given."""
         new_k = self._k.new_empty((rows, self._k.shape[1], capacity, self._k.shape[3]))
         new_v = self._v.new_empty((rows, self._v.shape[1], capacity, self._v.shape[3]))
-        live_k, live_v = self._k[:, :, : self.length], self._v[:, :, : self.length]
-        if index is not None:
-            live_k, live_v = live_k.index_select(0, index), live_v.index_select(0, index)
-        new_k[:, :, : self.length].copy_(live_k)
-        new_v[:, :, : self.length].copy_(live_v)
+        for new, old in ((new_k, self._k), (new_v, self._v)):
+            live = old[:, :, : self.length]
+            new[:, :, : self.length].copy_(live if index is None else live.index_select(0, index))
         self._k, self._v = new_k, new_v
         self._set_views()
 
@@ -134,13 +115,6 @@ class _PreallocatedLayer(DynamicLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             self._resize(len(indices), self._k.shape[2], indices.to(self._k.device))
-
-    def crop(self, tokens_to_remove: int) -> None:
-        if tokens_to_remove > 0:
-            raise ValueError("crop takes a negative number of tokens to remove")
-        if self.is_initialized and tokens_to_remove:
-            self.length = max(0, self.length + tokens_to_remove)
-            self._set_views()
 
 
 def _make_cache(config, capacity: int) -> DynamicCache:
@@ -156,11 +130,8 @@ def _make_cache(config, capacity: int) -> DynamicCache:
 
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One index per row of ``probs`` (B, K) (rows need not be normalised), by inverse CDF.
-
-    ``torch.multinomial`` costs ~35 ms for (16, 49152) on one core; a float32 cumsum plus
-    ``searchsorted`` costs ~3 ms. Zero-probability entries are never picked.
-    """
+    """One index per row of ``probs`` (B, K), unnormalised, by inverse CDF: ~3 ms for (16, 49152)
+    on one core where ``torch.multinomial`` takes ~35 ms. Zero-probability entries are never picked."""
     cdf = probs.cumsum(dim=-1)  # (B, K)
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
     index = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1)  # (B, 1)
@@ -206,16 +177,14 @@ def sample_next(
         tokens = _draw(torch.softmax(scaled, dim=-1), generator)  # (B,); softmax is ~10x faster than exp(x - lse)
     else:
         k = vocab if not top_k or top_k >= vocab else top_k
-        # Only the nucleus of the full distribution can be found from a head: try the top 256 first.
-        head = min(vocab, 256) if (top_p < 1.0 and k == vocab) else k
-        values, order = torch.topk(scaled, head, dim=-1)  # (B, head) descending
-        # probabilities under the distribution top-p sees: top-k renormalised, or the full softmax
-        base_lse = torch.logsumexp(values, dim=-1, keepdim=True) if head == k else lse[:, None]
-        probs = torch.exp(values - base_lse)  # (B, head)
+        # The full distribution's nucleus usually sits in its top 256: sort everything only if not.
+        for head in (min(vocab, 256), k) if (top_p < 1.0 and k == vocab) else (k,):
+            values, order = torch.topk(scaled, head, dim=-1)  # (B, head) descending
+            # probabilities as top-p sees them: the full softmax, or top-k renormalised
+            probs = torch.exp(values - (lse[:, None] if k == vocab else torch.logsumexp(values, -1, keepdim=True)))
+            if top_p >= 1.0 or head == k or bool((probs.sum(-1) >= top_p).all()):
+                break
         if top_p < 1.0:
-            if head < k and bool((probs.sum(-1) < top_p).any()):  # nucleus wider than the head: sort it all
-                values, order = torch.topk(scaled, k, dim=-1)
-                probs = torch.exp(values - (torch.logsumexp(values, dim=-1, keepdim=True) if k < vocab else lse[:, None]))
             before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
             probs = probs.masked_fill(before >= top_p, 0.0)  # rank 0 has before == 0: always kept
         tokens = order.gather(-1, _draw(probs, generator)[:, None]).squeeze(-1)  # (B,)
@@ -230,9 +199,41 @@ def stop_ids_for(model, tokenizer, stop_token_ids: Sequence[int] | int | None = 
         ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if ids is None and tokenizer is not None:
         ids = tokenizer.eos_token_id
-    if ids is None:
-        return []
-    return [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
+    return [] if ids is None else [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
+
+
+class _PackedLinear(torch.nn.Module):
+    """``nn.Linear`` for bf16 CPU inference with its weight pre-packed for oneDNN, as torch.compile's
+    CPU backend does: measured 25% (576x1536) to 40% (the 49152-row lm_head) less CPU time at batch 16."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.linear = linear
+        self.repack()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def repack(self) -> None:
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.linear.weight, 16)  # 16 = typical rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.linear.bias, "none", [], "")
+
+
+def _pack_linears(model: torch.nn.Module) -> None:
+    """Swap every ``nn.Linear`` of a bf16 CPU model for a :class:`_PackedLinear`; a no-op where unsupported."""
+    p = next(model.parameters())
+    if p.device.type != "cpu" or p.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return
+    try:
+        for parent in list(model.modules()):
+            for child_name, child in parent.named_children():
+                if type(child) is torch.nn.Linear:
+                    setattr(parent, child_name, _PackedLinear(child))
+    except (RuntimeError, AttributeError) as err:  # op missing in this torch build: leave the rest unpacked
+        logger.debug("oneDNN weight packing unavailable: %s", err)
 
 
 _COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
@@ -244,8 +245,8 @@ def inference_copy(model, dtype: torch.dtype) -> torch.nn.Module:
 
     Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
     place from :func:`grpo.vllm_engine.merged_named_weights` on every call (~0.2 s), so it
-    follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision.
-    Inference-only: its tensors are inference-mode tensors.
+    follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision;
+    bf16 linears on CPU are oneDNN-packed. Inference only: its tensors are inference-mode tensors.
     """
     clone = _COPIES.get(model)
     if clone is None or next(clone.parameters()).dtype != dtype:
@@ -255,14 +256,17 @@ def inference_copy(model, dtype: torch.dtype) -> torch.nn.Module:
         for p in clone.parameters():
             p.data = p.data.to(dtype)
             p.requires_grad_(False)
+        clone.grpo_params = dict(clone.named_parameters())  # names before packing renames them
+        _pack_linears(clone)
         _COPIES[model] = clone.eval()
         return clone
     from grpo.vllm_engine import merged_named_weights  # lazy: that module imports this one
 
-    params = dict(clone.named_parameters())
-    with torch.no_grad():
-        for name, tensor in merged_named_weights(model):
-            params[name].copy_(tensor)
+    for name, tensor in merged_named_weights(model):
+        clone.grpo_params[name].copy_(tensor)
+    for module in clone.modules():
+        if isinstance(module, _PackedLinear):
+            module.repack()
     return clone
 
 
@@ -305,17 +309,14 @@ def generate(
         A :class:`Rollout` with P*G completions, prompt-major.
 
     Raises:
-        ValueError: empty prompt list or prompt, ``num_generations < 1``, ``temperature <= 0``
-            while sampling, or ``top_p`` outside (0, 1].
+        ValueError: no prompts, an empty prompt, G < 1, temperature <= 0 when sampling, top_p not in (0, 1].
     """
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise ValueError("prompt_ids must be a non-empty list of non-empty token-id lists")
     if num_generations < 1 or max_new_tokens < 0:
-        raise ValueError(f"num_generations must be >= 1 and max_new_tokens >= 0, got {num_generations}, {max_new_tokens}")
-    if do_sample and temperature <= 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        raise ValueError(f"need num_generations >= 1, max_new_tokens >= 0; got {num_generations}, {max_new_tokens}")
+    if (do_sample and temperature <= 0) or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature > 0 when sampling and 0 < top_p <= 1; got {temperature}, {top_p}")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
@@ -337,8 +338,7 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
     n_prompts, group = len(prompt_ids), num_generations
     n_rows = n_prompts * group
     width = max(len(p) for p in prompt_ids)
-    completions: list[list[int]] = [[] for _ in range(n_rows)]
-    logprobs: list[list[float]] = [[] for _ in range(n_rows)]
+    completions, logprobs = [[] for _ in range(n_rows)], [[] for _ in range(n_rows)]  # P*G lists each
     truncated = [True] * n_rows
     if max_new_tokens == 0:
         return Rollout([list(p) for p in prompt_ids], completions, truncated, logprobs, group)

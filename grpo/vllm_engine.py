@@ -45,7 +45,8 @@ __all__ = [
     "vllm_named_weights",
 ]
 
-FIX_HINT = "install it on a CUDA machine with `pip install grpo-toolkit[gpu]`, or set use_vllm: false to use the built-in sampler"
+FIX_HINT = ("install it on a CUDA machine with `pip install grpo-toolkit[gpu]`, "
+            "or set use_vllm: false to use the built-in sampler")
 
 
 def require_vllm() -> Any:
@@ -213,7 +214,7 @@ class VLLMEngine:
             max_num_batched_tokens=4096,
         )
         kwargs.update(llm_kwargs)
-        logger.info("Starting vLLM (colocated) for %s with gpu_memory_utilization=%s", model_path, gpu_memory_utilization)
+        logger.info("Starting colocated vLLM for %s, gpu_memory_utilization=%s", model_path, gpu_memory_utilization)
         self.llm = vllm.LLM(**kwargs)
         self._vllm = vllm
         self.sleep_mode = enable_sleep_mode
@@ -255,6 +256,8 @@ class VLLMEngine:
         pass ``seed`` for a per-call seed). Logprobs are vLLM's ``processed_logprobs`` of the
         sampled tokens.
         """
+        if model is None and self._weights_gone:
+            raise ValueError("vLLM is asleep without weights (sleep mode): pass the policy model to generate()")
         if model is not None and (sync or self._weights_gone):
             self.sync_weights(model)
         params = self._vllm.SamplingParams(**sampling_params_kwargs(

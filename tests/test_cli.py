@@ -1,0 +1,194 @@
+"""The ``grpo`` command: bad input gives one ``error:`` line and exit code 2, help exits 0.
+
+Run: ``pytest -q tests/test_cli.py``. Most cases call ``grpo.cli.main([...])`` in-process (the
+errors happen before any model is loaded, so each takes well under a second once TRL is
+imported); ``python -m grpo.cli`` runs as a real subprocess for the process exit code and the exact
+stderr (``grpo eval`` in the fast tier, ``grpo train`` under ``-m slow``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "gsm8k"
+GOOD = str(FIXTURES / "good.jsonl")
+
+
+def run(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code, err, *needles):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture
+def train_argv(tmp_path):
+    """`grpo train` flags for a tiny offline run directory under tmp_path."""
+    return ["train", "--output_dir", str(tmp_path / "run"), "--dataset", GOOD, "--eval_size", "1"]
+
+
+def test_missing_dataset_file(capsys, tmp_path, train_argv):
+    missing = str(tmp_path / "missing.jsonl")
+    code, _, err = run(capsys, [*train_argv, "--dataset", missing])
+    assert_one_error_line(code, err, "missing.jsonl", "does not exist")
+
+
+def test_broken_jsonl_line(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--dataset", str(FIXTURES / "broken_json.jsonl")])
+    assert_one_error_line(code, err, "broken_json.jsonl:3", "JSON")
+
+
+def test_row_without_final_answer(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--dataset", str(FIXTURES / "no_hash.jsonl")])
+    assert_one_error_line(code, err, "no_hash.jsonl:2", "####")
+
+
+def test_unknown_model_spec(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--model", "embedded:gpt5"])
+    assert_one_error_line(code, err, "embedded:gpt5", "embedded:smollm2-135m-instruct")
+
+
+def test_missing_model_dir(capsys, tmp_path, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--model", str(tmp_path / "no_model")])
+    assert_one_error_line(code, err, "no_model", "does not exist")
+
+
+def test_hub_model_while_offline(capsys, monkeypatch, train_argv):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, [*train_argv, "--model", "someone/not-cached-model-xyz"])
+    assert_one_error_line(code, err, "someone/not-cached-model-xyz", "HF_HUB_OFFLINE")
+
+
+def test_hub_dataset_while_offline(capsys, monkeypatch, train_argv):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run(capsys, [*train_argv, "--dataset", "openai/gsm8k"])
+    assert_one_error_line(code, err, "openai/gsm8k", "HF_HUB_OFFLINE")
+
+
+def test_unknown_reward_name(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--reward_funcs", "correctness", "corectness_typo"])
+    assert_one_error_line(code, err, "corectness_typo", "xml_count")
+
+
+def test_config_key_typo_on_command_line(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--lerning_rate", "1e-5"])
+    assert_one_error_line(code, err, "lerning_rate", "learning_rate")
+
+
+def test_config_key_typo_in_yaml(capsys, tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text((ROOT / "grpo" / "configs" / "gsm8k.yaml").read_text() + "\nnum_generatoins: 4\n")
+    code, _, err = run(capsys, ["train", "--config", str(cfg), "--output_dir", str(tmp_path / "run")])
+    assert_one_error_line(code, err, "num_generatoins", "did you mean 'num_generations'")
+
+
+def test_missing_config_file(capsys, tmp_path):
+    code, _, err = run(capsys, ["train", "--config", str(tmp_path / "nope.yaml")])
+    assert_one_error_line(code, err, "nope.yaml", "does not exist")
+
+
+def test_sft_missing_dataset(capsys, tmp_path):
+    code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "run"), "--dataset", str(tmp_path / "x.jsonl")])
+    assert_one_error_line(code, err, "x.jsonl", "does not exist")
+
+
+def test_eval_errors(capsys, tmp_path):
+    code, _, err = run(capsys, ["eval", "--model", "embedded:gpt5", "--dataset", GOOD])
+    assert_one_error_line(code, err, "embedded:gpt5")
+    code, _, err = run(capsys, ["eval", "--model", str(tmp_path), "--dataset", GOOD])
+    assert_one_error_line(code, err, "not a checkpoint directory")
+    code, _, err = run(capsys, ["eval", "--model", "embedded:smollm2-135m-instruct",
+                                "--dataset", str(FIXTURES / "missing_question.jsonl")])
+    assert_one_error_line(code, err, "missing_question.jsonl:3", "'question'")
+
+
+def test_unknown_command(capsys):
+    code, _, err = run(capsys, ["trian"])
+    assert_one_error_line(code, err, "'trian'", "train")
+
+
+def test_top_level_help(capsys):
+    code, out, _ = run(capsys, ["--help"])
+    assert code == 0
+    for command in ("grpo train", "grpo sft", "grpo eval", "grpo rewards", "grpo recipe"):
+        assert command in out
+    code, out2, _ = run(capsys, [])
+    assert code == 0 and out2 == out
+
+
+@pytest.mark.parametrize("command, flag", [("eval", "--max_new_tokens"), ("train", "--num_generations"),
+                                           ("train", "--reward_funcs")])
+def test_command_help(capsys, command, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code in (0, None)
+    assert flag in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# one real process: the exit code and stderr the user sees
+
+
+def run_process(tmp_path, *argv):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "grpo.cli", *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_process_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # exactly one line: no library warnings around the error
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_subprocess_exit_code_and_one_error_line(tmp_path):
+    # `grpo eval` reads the data before importing transformers/trl, so this process takes seconds
+    proc = run_process(tmp_path, "eval", "--model", "embedded:smollm2-135m-instruct",
+                       "--dataset", str(FIXTURES / "broken_json.jsonl"))
+    assert_process_error(proc, "broken_json.jsonl:3")
+
+
+@pytest.mark.slow
+def test_subprocess_train_error_is_one_line(tmp_path):
+    # `grpo train` builds GRPOConfig first (transformers + trl imports, ~20 s on a busy CPU); transformers'
+    # FutureWarnings used to add two lines to stderr here
+    proc = run_process(tmp_path, "train", "--output_dir", str(tmp_path / "run"),
+                       "--dataset", str(FIXTURES / "broken_json.jsonl"))
+    assert_process_error(proc, "broken_json.jsonl:3")
+
+
+def test_subprocess_help_exit_zero():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "grpo.cli", "--help"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "grpo train" in proc.stdout
+
+
+def test_importing_grpo_modules_stays_light():
+    """STYLE 14: heavy dependencies load inside the functions that need them, so `grpo --help` is instant."""
+    code = ("import sys, grpo, grpo.cli, grpo.config, grpo.models, grpo.data, grpo.synthetic, grpo.run_dir, "
+            "grpo.evaluate, grpo.pipeline, grpo.trl_backend, grpo.sft, grpo.hub, grpo.diagnostics; "
+            "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'matplotlib') "
+            "if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"imported at module level: {proc.stdout.strip()}"

@@ -1,0 +1,223 @@
+"""grpo.run_dir: metrics/samples logs, atomic JSON and checkpoints, curves.png, model card.
+
+Run: ``pytest -q tests/test_run_dir.py``. Uses a tiny fake model (anything with ``save_pretrained``).
+"""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from grpo import run_dir
+from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, write_json_atomic, write_model_card
+
+
+class FakeModel:
+    """Stands in for a PreTrainedModel: ``save_pretrained`` writes one weights file."""
+
+    def __init__(self, weights: str):
+        self.weights = weights
+
+    def save_pretrained(self, path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "weights.txt").write_text(self.weights)
+
+
+def lines(path):
+    return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+
+def test_metrics_lines_and_nan_as_null(tmp_path):
+    import torch
+
+    log = MetricsLogger(tmp_path / "run")
+    log.log(1, {"reward": 0.5, "kl": float("nan"), "loss": torch.tensor(2.0)})
+    log.log(2, {"reward": float("inf"), "completions/mean_length": 12})
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    got = lines(tmp_path / "run" / "metrics.jsonl")
+    assert got == [{"step": 1, "reward": 0.5, "kl": None, "loss": 2.0},
+                   {"step": 2, "reward": None, "completions/mean_length": 12}]
+    assert log.read() == got
+
+
+def test_log_samples_one_line_per_completion(tmp_path):
+    log = MetricsLogger(tmp_path)
+    log.log_samples(3, ["p1", "p2"], ["c1", "c2"], {"correctness_reward": [2.0, float("nan")], "int_reward": [0.5, 0.0]})
+    got = lines(tmp_path / "samples.jsonl")
+    assert got == [
+        {"step": 3, "prompt": "p1", "completion": "c1", "rewards": {"correctness_reward": 2.0, "int_reward": 0.5}},
+        {"step": 3, "prompt": "p2", "completion": "c2", "rewards": {"correctness_reward": None, "int_reward": 0.0}},
+    ]
+
+
+def test_disabled_logger_writes_nothing(tmp_path):
+    log = MetricsLogger(tmp_path / "rank1", enabled=False)
+    log.log(1, {"reward": 1.0})
+    log.log_samples(1, ["p"], ["c"], {"r": [1.0]})
+    log.truncate_after(0)
+    assert not (tmp_path / "rank1").exists()
+    assert log.read() == []
+
+
+def test_truncate_after(tmp_path):
+    log = MetricsLogger(tmp_path)
+    for step in (1, 2, 3, 4):
+        log.log(step, {"reward": step / 10})
+        log.log_samples(step, ["p"], ["c"], {"r": [step]})
+    log.truncate_after(2)
+    assert [m["step"] for m in log.read()] == [1, 2]
+    assert [s["step"] for s in lines(tmp_path / "samples.jsonl")] == [1, 2]
+    log.log(3, {"reward": 0.9})  # appending continues after truncation
+    assert [m["step"] for m in log.read()] == [1, 2, 3]
+    log.truncate_after(0)
+    assert log.read() == []
+
+
+def test_write_json_atomic(tmp_path):
+    import torch
+
+    path = tmp_path / "deep" / "report.json"
+    write_json_atomic(path, {"accuracy": torch.tensor(0.25), "n": 4})
+    assert json.loads(path.read_text()) == {"accuracy": 0.25, "n": 4}
+    write_json_atomic(path, {"n": 5})
+    assert json.loads(path.read_text()) == {"n": 5}
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp files left
+
+
+def test_write_json_atomic_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "report.json"
+    write_json_atomic(path, {"n": 1})
+
+    class Boom:
+        def item(self):
+            raise RuntimeError("cannot serialise")
+
+    with pytest.raises(RuntimeError):
+        write_json_atomic(path, {"n": Boom()})
+    assert json.loads(path.read_text()) == {"n": 1}
+
+
+def test_save_checkpoint_atomic_writes_model_and_extras(tmp_path):
+    dest = tmp_path / "run" / "checkpoint"
+    out = save_checkpoint_atomic(FakeModel("v1"), None, dest,
+                                 extra_files={"notes/a.bin": b"\x00\x01", "adapter": FakeModel("lora").save_pretrained})
+    assert out == dest
+    assert (dest / "weights.txt").read_text() == "v1"
+    assert (dest / "notes" / "a.bin").read_bytes() == b"\x00\x01"
+    assert (dest / "adapter" / "weights.txt").read_text() == "lora"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["checkpoint"]
+
+
+def test_save_checkpoint_atomic_replaces_only_when_complete(tmp_path):
+    dest = tmp_path / "checkpoint"
+    save_checkpoint_atomic(FakeModel("old"), None, dest, extra_files={"extra.txt": b"old extra"})
+
+    def fail(path):
+        path.write_text("half written")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint_atomic(FakeModel("new"), None, dest, extra_files={"extra.txt": fail})
+    # the old checkpoint is intact and nothing half-written is left beside it
+    assert (dest / "weights.txt").read_text() == "old"
+    assert (dest / "extra.txt").read_bytes() == b"old extra"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C mid-save behaves the same
+        save_checkpoint_atomic(FakeModel("new"), None, dest,
+                               extra_files={"x": lambda p: (_ for _ in ()).throw(KeyboardInterrupt())})
+    assert (dest / "weights.txt").read_text() == "old"
+
+    save_checkpoint_atomic(FakeModel("new"), None, dest)
+    assert (dest / "weights.txt").read_text() == "new"
+    assert not (dest / "extra.txt").exists()  # replaced as a whole, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def make_metrics(n=5):
+    return [{"step": s, "reward": 0.1 * s, "reward_std": 0.2, "rewards/xmlcount_reward/mean": 0.05 * s,
+             "rewards/correctness_reward/mean": 0.5 if s % 2 else float("nan"),
+             "kl": None if s == 1 else 0.01 * s, "completions/mean_length": 100 - s}
+            for s in range(1, n + 1)]
+
+
+def test_plot_curves_from_list(tmp_path):
+    path = plot_curves(tmp_path, make_metrics())
+    assert path == tmp_path / "curves.png"
+    head = path.read_bytes()[:8]
+    assert head == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5000
+    assert not list(tmp_path.glob(".curves*"))
+
+
+def test_plot_curves_from_metrics_file(tmp_path):
+    log = MetricsLogger(tmp_path)
+    for m in make_metrics(3):
+        log.log(m["step"], {k: v for k, v in m.items() if k != "step"})
+    assert plot_curves(tmp_path) == tmp_path / "curves.png"
+
+
+def test_plot_curves_nothing_to_plot(tmp_path):
+    assert plot_curves(tmp_path) is None
+    assert plot_curves(tmp_path, [{"step": 1, "loss": 1.0}]) is None
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_model_card_contains_the_numbers(tmp_path):
+    from grpo.config import ScriptArgs
+
+    (tmp_path / "run").mkdir()
+    script = ScriptArgs(lora_r=8, lora_alpha=16, warm_start=True)
+    # the GRPOConfig fields the card reads (a stand-in keeps this test free of the trl import)
+    training = SimpleNamespace(learning_rate=3.5e-5, max_steps=17, num_generations=2, per_device_train_batch_size=2,
+                               gradient_accumulation_steps=1, max_completion_length=64, temperature=1.0, beta=0.0,
+                               epsilon=0.2, loss_type="dapo", scale_rewards="group", seed=42, reward_weights=None)
+    before = {"n": 32, "accuracy": 0.0625, "last_number_accuracy": 0.125, "format_rate": 0.0,
+              "mean_completion_length": 151.25}
+    after = {"n": 32, "accuracy": 0.3125, "last_number_accuracy": 0.375, "format_rate": 0.96875,
+             "mean_completion_length": 88.5}
+    path = write_model_card(tmp_path / "run", script, training, {"base": before, "after GRPO": after, "skipped": None},
+                            "embedded:smollm2-135m-instruct")
+    text = path.read_text()
+    assert path == tmp_path / "run" / "README.md"
+    assert text.startswith("---\n") and "base_model: embedded:smollm2-135m-instruct" in text
+    for number in ("6.2%", "31.2%", "12.5%", "37.5%", "96.9%", "151.2", "88.5"):
+        assert number in text, number
+    assert "32 held-out problems" in text
+    assert "r=8, alpha=16" in text and "Warm-start SFT before GRPO: yes" in text
+    assert '"learning_rate": 3.5e-05' in text and '"max_steps": 17' in text
+    assert "skipped" not in text  # None reports are dropped
+    for name in ("xml_count", "correctness"):
+        assert f"`{name}`" in text
+
+
+def test_panels_cover_trl_metric_names():
+    names = [n for _, group in run_dir.PANELS for n in group]
+    assert names == ["reward", "rewards/", "kl", "completions/mean_length"]
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mode(path):
+    return path.stat().st_mode & 0o777
+
+
+def test_write_json_atomic_has_normal_file_permissions(tmp_path):
+    normal = tmp_path / "normal.json"
+    normal.write_text("{}")
+    write_json_atomic(tmp_path / "atomic.json", {})
+    assert _mode(tmp_path / "atomic.json") == _mode(normal)
+
+
+def test_checkpoint_dir_has_normal_permissions(tmp_path):
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    save_checkpoint_atomic(FakeModel("v"), None, tmp_path / "checkpoint")
+    assert _mode(tmp_path / "checkpoint") == _mode(normal)
