@@ -45,7 +45,8 @@ SUPPORTED = set("""
     lr_scheduler_kwargs warmup_steps weight_decay adam_beta1 adam_beta2 adam_epsilon optim max_steps num_train_epochs
     num_iterations beta epsilon epsilon_high loss_type scale_rewards importance_sampling_level use_bias_correction_kl
     mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
-    save_strategy save_total_limit seed reward_weights bf16 disable_dropout shuffle_dataset resume_from_checkpoint use_cpu""".split())
+    save_strategy save_total_limit seed reward_weights bf16 disable_dropout use_vllm vllm_gpu_memory_utilization
+    vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
 IGNORED = set("""
@@ -77,7 +78,7 @@ def check_supported(args) -> None:
     keep["bf16"], keep["use_cpu"] = False, getattr(args, "use_cpu", False)  # bf16 is validated per device
     reference = GRPOConfig(**keep)
     for name in (f.name for f in fields):
-        if name in SUPPORTED or name in IGNORED or name.startswith("vllm_"):  # vllm_*: only with use_vllm
+        if name in SUPPORTED or name in IGNORED or (name.startswith("vllm_") and not args.use_vllm):
             continue
         value, default = getattr(args, name), getattr(reference, name)
         if value != default and repr(value) != repr(default):
@@ -128,23 +129,17 @@ def _tokenize_prompt(tokenizer, prompt) -> list[int]:
     return tokenizer(prompt)["input_ids"]
 
 
-def _call_reward(fn, completions, prompts, columns):
-    try:
-        from rewards import call_reward
-    except ImportError:  # the rewards package predates call_reward: call it as TRL does
-        return fn(completions=completions, prompts=prompts, **columns)
-    return call_reward(fn, completions, prompts=prompts, **columns)
-
-
-def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step) -> list[dict]:
-    """Generate G completions per dataset row and score them: one record per completion."""
+def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, engine=None) -> list[dict]:
+    """Generate G completions per dataset row (grpo.sampler, or the vLLM engine) and score them."""
     from grpo.sampler import generate
+    from rewards import call_reward
 
     g = args.num_generations
     prompt_ids = [_tokenize_prompt(tokenizer, r["prompt"]) for r in rows]
-    out = generate(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
-                   temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
-                   generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    sample, extra = (engine.generate, {"seed": seed}) if engine is not None else (generate, {"dtype": dtype})
+    out = sample(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
+                 temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
+                 generator=torch.Generator().manual_seed(seed), **extra)
     texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
     prompts = [rows[i // g]["prompt"] for i in range(len(texts))]
     completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
@@ -153,7 +148,7 @@ def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step) -> l
     columns["trainer_state"] = types.SimpleNamespace(global_step=step)
     scores = []
     for fn in reward_funcs:
-        values = _call_reward(fn, completions, prompts, columns)
+        values = call_reward(fn, completions, prompts=prompts, **columns)
         scores.append([float("nan") if v is None else float(v) for v in values])
     return [{"prompt": prompts[i], "completion": completions[i], "prompt_ids": out.prompt_ids[i // g],
              "completion_ids": out.completion_ids[i], "truncated": out.is_truncated[i],
@@ -226,9 +221,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             getattr: dynamic_sampling, dynamic_sampling_max_retries, resume).
         logger: grpo.run_dir.MetricsLogger or None.
 
-    Returns: the trained model (same object).
-    Raises: UserError for unsupported or inconsistent settings; KeyboardInterrupt, re-raised after
-        the last completed step is checkpointed.
+    Returns the trained model (same object). Raises UserError for unsupported or inconsistent
+    settings, and KeyboardInterrupt again after the last completed step is checkpointed.
     """
     from transformers import get_scheduler, set_seed
 
@@ -253,6 +247,12 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     device = next(model.parameters()).device
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else nullcontext
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    engine = None  # use_vllm: colocated vLLM, the policy's weights pushed in before every rollout
+    if args.use_vllm:
+        from grpo.vllm_engine import VLLMEngine
+        log.warning("use_vllm: the native backend does not apply TRL's vLLM importance-sampling correction")
+        engine = VLLMEngine(base.config._name_or_path, args.vllm_gpu_memory_utilization, args.vllm_max_model_length,
+                            args.vllm_enable_sleep_mode, seed=args.seed)
     if getattr(base, "is_gradient_checkpointing", False):  # it would switch off the shared prompt's KV cache
         base.gradient_checkpointing_disable()
     for m in model.modules() if args.disable_dropout else ():
@@ -289,7 +289,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         state["cursor"] += world * local_prompts
         seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729 + rank
         return _rollout(model, tokenizer, rows, reward_funcs, args, seed, torch.bfloat16 if args.bf16 else None,
-                        state["step"])
+                        state["step"], engine)
 
     def make_generation_batch() -> tuple[dict, dict]:
         """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process."""

@@ -149,6 +149,10 @@ def run_training(script_args, training_args) -> dict:
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
+    if script_args.backend == "native":
+        from grpo.native import check_supported
+
+        check_supported(training_args)  # refuse unsupported GRPOConfig fields before any work
     if training_args.use_vllm:
         from grpo.vllm_engine import require_vllm
 

@@ -225,9 +225,9 @@ class _PackedLinear(torch.nn.Module):
 def _pack_linears(model: torch.nn.Module) -> None:
     """Swap every ``nn.Linear`` of a bf16 CPU model for a :class:`_PackedLinear`; a no-op where unsupported."""
     p = next(model.parameters())
-    if p.device.type != "cpu" or p.dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
-        return
     try:
+        if p.device.type != "cpu" or p.dtype != torch.bfloat16 or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return
         for parent in list(model.modules()):
             for child_name, child in parent.named_children():
                 if type(child) is torch.nn.Linear:

@@ -64,5 +64,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         callbacks=[_metrics_callback(logger_, getattr(logger_, "recorder", None))],
     )
     logger_.trainer = trainer  # lets the caller save on Ctrl-C
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    resume = training_args.resume_from_checkpoint
+    if resume in {"latest", "true", "True"}:  # our spelling for "the newest checkpoint-N in output_dir"
+        resume = True
+    trainer.train(resume_from_checkpoint=resume)
     return trainer.model

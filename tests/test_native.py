@@ -1,0 +1,295 @@
+"""Native GRPO loop on a tiny random Llama (seconds), plus one slow run on the embedded SmolLM2.
+
+Run: pytest tests/test_native.py            (fast)
+     pytest tests/test_native.py -m slow    (SmolLM2-135M, two steps, ~1-2 min on 2 cores)
+"""
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+from grpo.errors import UserError
+from grpo.run_dir import MetricsLogger
+
+TRL_NAMES = ["reward", "reward_std", "rewards/word_reward/mean", "rewards/word_reward/std", "entropy",
+             "completions/mean_length", "completions/clipped_ratio", "clip_ratio/low_mean", "clip_ratio/high_mean",
+             "clip_ratio/region_mean", "frac_reward_zero_std", "loss", "grad_norm", "learning_rate", "step_time"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matmuls run ~2x faster on one thread than fighting for the shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(17)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def tiny_model(seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=20, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, pad_token_id=0, eos_token_id=1,
+                      bos_token_id=None)
+    return LlamaForCausalLM(cfg)
+
+
+def dataset(n=8):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [f"w{3 + i % 10} w{4 + i % 7}" for i in range(n)],
+                              "answer": [str(i) for i in range(n)]})
+
+
+def word_reward(completions, **kwargs):
+    """Mean index of the completion's words (w12 -> 12) / 16: varies across samples, so advantages are non-zero."""
+    return [sum(int(w[1:]) for w in c.split()) / max(1, len(c.split())) / 16 for c in completions]
+
+
+def config(tmp_path, **overrides):
+    from trl import GRPOConfig
+
+    values = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False,
+                  per_device_train_batch_size=4, gradient_accumulation_steps=2, num_generations=4,
+                  max_completion_length=6, learning_rate=5e-3, max_steps=2, logging_steps=1, save_steps=0,
+                  seed=7, temperature=1.0)
+    values.update(overrides)
+    return GRPOConfig(**values)
+
+
+def run(tmp_path, model=None, script_args=None, reward_funcs=(word_reward,), **overrides):
+    from grpo.native import train
+
+    model = model or tiny_model()
+    log = MetricsLogger(tmp_path)
+    train(model, tiny_tokenizer(), dataset(), list(reward_funcs), config(tmp_path, **overrides), script_args, log)
+    return model, log.read()
+
+
+def test_two_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
+    # num_iterations=2: step 2 re-optimises step 1's generation batch (stored old log-probs)
+    _, metrics = run(tmp_path, num_iterations=2, loss_type="grpo")
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert metrics[1]["loss"] < metrics[0]["loss"]
+    assert "reward" not in metrics[1]  # no new generation on the second iteration, as TRL
+
+
+def test_logs_trl_metric_names_and_samples(tmp_path):
+    _, metrics = run(tmp_path, beta=0.04)
+    for name in TRL_NAMES + ["kl"]:
+        assert name in metrics[0], name
+    assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference before the first update
+    assert metrics[1]["kl"] > 0.0
+    samples = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 8 and "word_reward" in samples[0]["rewards"]
+
+
+def test_weights_change_and_every_loss_type_runs(tmp_path):
+    for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
+        model = tiny_model()
+        before = [p.detach().clone() for p in model.parameters()]
+        run(tmp_path / loss_type, model=model, loss_type=loss_type, max_steps=1, importance_sampling_level="sequence"
+            if loss_type == "grpo" else "token", mask_truncated_completions=loss_type == "bnpo")
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), loss_type
+
+
+def test_lora_reference_is_the_model_with_adapters_disabled(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    _, metrics = run(tmp_path, model=model, beta=0.1, max_steps=2)
+    assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-6) and metrics[1]["kl"] > 0
+    assert all(torch.equal(p, base_before[n]) for n, p in model.named_parameters() if not p.requires_grad)
+
+
+class InterruptAt:
+    """A reward that raises KeyboardInterrupt on its n-th call (one call per generation), like Ctrl-C."""
+
+    __name__ = "word_reward"
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def __call__(self, completions, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return word_reward(completions)
+
+
+def test_ctrl_c_then_resume_matches_uninterrupted_run(tmp_path):
+    full_model, full = run(tmp_path / "full", max_steps=4, save_steps=2)
+    # interrupted during step 4's rollout: checkpoint-2 by save_steps, checkpoint-3 by the interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", max_steps=4, save_steps=2, reward_funcs=[InterruptAt(4)])
+    assert sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert (tmp_path / "cut" / "checkpoint-3" / "model.safetensors").exists()
+    resumed_model, resumed = run(tmp_path / "cut", model=tiny_model(seed=1), max_steps=4, save_steps=2,
+                                 resume_from_checkpoint="latest")
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for a, b in zip(full, resumed):
+        for key in a:
+            if key != "step_time":
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    for p, q in zip(full_model.parameters(), resumed_model.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch, caplog):
+    import grpo.native as native
+
+    real = native.grpo_loss
+    monkeypatch.setattr(native, "grpo_loss", lambda *a, **k: (lambda out: (out[0] * math.nan, out[1]))(real(*a, **k)))
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    with caplog.at_level(logging.WARNING, logger="grpo.native"):
+        _, metrics = run(tmp_path, model=model, max_steps=1)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert metrics[0]["nonfinite_skipped"] == 1.0 and "skipping the update" in caplog.text
+
+
+def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    def constant(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    with caplog.at_level(logging.WARNING, logger="grpo.diagnostics"):
+        _, metrics = run(tmp_path / "flat", reward_funcs=[constant], max_steps=3)
+    assert all(m["frac_reward_zero_std"] == 1.0 for m in metrics)
+    assert "No learning signal" in caplog.text
+    args = SimpleNamespace(dynamic_sampling=True, dynamic_sampling_max_retries=2)
+    _, metrics = run(tmp_path / "dyn", reward_funcs=[constant], script_args=args, max_steps=1)
+    assert metrics[0]["dynamic_sampling/rounds"] == 2.0  # every retry spent, batch kept full
+
+
+def test_refuses_unsupported_settings(tmp_path):
+    from grpo.native import check_supported
+
+    check_supported(config(tmp_path))
+    with pytest.raises(UserError, match="top_entropy_quantile"):
+        check_supported(config(tmp_path, top_entropy_quantile=0.5))
+    with pytest.raises(UserError, match="loss_type='sapo'"):
+        check_supported(config(tmp_path, loss_type="sapo"))
+
+
+@pytest.mark.slow
+def test_two_steps_on_embedded_smollm2(tmp_path):
+    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
+    from grpo.native import train
+
+    model, tok = load_model(EMBEDDED_SMOLLM2)
+    model = apply_lora(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    log = MetricsLogger(tmp_path)
+    args = config(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=4,
+                  max_completion_length=16, learning_rate=1e-4, num_iterations=2, bf16=True)
+
+    def length_reward(completions, **kwargs):
+        return [len(c[0]["content"]) / 50 for c in completions]
+
+    from datasets import Dataset
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": "Count to five."}]] * 2})
+    train(model, tok, data, [length_reward], args, None, log)
+    metrics = log.read()
+    assert len(metrics) == 2 and metrics[1]["loss"] < metrics[0]["loss"]
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
+    from datasets import Dataset
+
+    from grpo.native import train
+
+    tok = tiny_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"w{3 + i} w4"}] for i in range(4)]})
+    seen = []
+
+    def chat_reward(completions, prompts=None, **kwargs):
+        seen.append((completions[0], prompts[0]))
+        return [word_reward([c[0]["content"]])[0] for c in completions]
+
+    class Recorder:  # what grpo.pipeline.SampleRecorder offers the backends
+        def __init__(self):
+            self.flushed = []
+
+        def flush(self, step):
+            self.flushed.append(step)
+
+    log = MetricsLogger(tmp_path)
+    log.recorder = Recorder()
+    train(tiny_model(), tok, data, [chat_reward], config(tmp_path), None, log)
+    completion, prompt = seen[0]
+    assert completion[0]["role"] == "assistant" and prompt[0]["role"] == "user"
+    assert log.recorder.flushed == [1, 2] and not (tmp_path / "samples.jsonl").exists()
+
+
+def test_shared_prompt_forward_equals_one_forward_per_row():
+    from peft import LoraConfig, get_peft_model
+
+    from grpo.loss import token_logprobs
+    from grpo.native import _collate, _completion_logps
+
+    model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # non-zero adapters so their gradient flows through both paths
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    records = [{"prompt_ids": p, "completion_ids": c, "truncated": False}
+               for p, cs in (([5, 6, 7], [[8, 9], [3, 4, 5, 1], [9]]), ([4, 9], [[7, 7, 7], [1]])) for c in cs]
+    batch = _collate(records, 0, False)
+    logps, _ = _completion_logps(model, batch, 0.7, lambda: torch.autocast("cpu", enabled=False))
+    (logps * batch["mask"]).sum().backward()
+    shared = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    # reference: every row as one left-padded [prompt, completion] sequence through model.forward
+    p_ids, p_mask = batch["prompt_ids"][batch["prompt_index"]], batch["prompt_mask"][batch["prompt_index"]]
+    ids = torch.cat([p_ids, batch["completion_ids"]], 1)
+    attn = torch.cat([p_mask, batch["completion_attn"]], 1)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0)).logits
+    ref, _ = token_logprobs(logits[:, p_ids.shape[1] - 1 : -1], batch["completion_ids"], 0.7)
+    (ref * batch["mask"]).sum().backward()
+    m = batch["mask"].bool()
+    assert torch.allclose(logps[m], ref[m], atol=1e-5)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(shared[n], p.grad, atol=1e-5), n
+
+
+def test_use_vllm_goes_to_the_vllm_engine(tmp_path, monkeypatch):
+    """On CPU the engine refuses with its own UserError; with a stand-in engine the loop uses its rollouts."""
+    import grpo.vllm_engine
+    from grpo.sampler import generate
+
+    check_calls = []
+
+    class FakeEngine:
+        def __init__(self, model_path, *args, **kwargs):
+            check_calls.append(model_path)
+
+        def generate(self, model, tokenizer, prompt_ids, seed=None, **kwargs):
+            kwargs.pop("generator")
+            return generate(model, tokenizer, prompt_ids, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError):
+            run(tmp_path / "cpu", use_vllm=True, max_steps=1)
+    monkeypatch.setattr(grpo.vllm_engine, "VLLMEngine", FakeEngine)
+    _, metrics = run(tmp_path / "fake", use_vllm=True, max_steps=1)
+    assert len(check_calls) == 1 and metrics[0]["completions/mean_length"] > 0
