@@ -1,0 +1,396 @@
+"""Glue shared by the supervised recipes: config parsing, model/data loading, eval table, checkpoint + card.
+
+Task logic (preprocessing, metrics, post-processing) stays in each recipe file. Stable API:
+
+``parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None) -> (args, training_args)``
+    ``trl.TrlParser((args_cls, training_args_cls or TrainingArguments))``: ``--config file.yaml`` then
+    ``--key value`` overrides; unknown/abbreviated keys -> :class:`UserError` (with a did-you-mean).
+    Defaults: :data:`CPU_TRAINING_DEFAULTS`, then ``training_defaults``, then YAML, then the CLI.
+``load_model_and_tokenizer(spec, task, *, seed=42, require_fast=False, **kwargs) -> (model, tokenizer)``
+    :func:`grpo.models.load_model` after ``set_seed(seed)``; ``require_fast`` refuses slow tokenizers.
+``resolve_data_path(spec) -> str``: ``recipes/data/<file>`` is the shipped file, whatever the CWD.
+``load_splits(dataset, eval_dataset, *, columns, train_split="train", eval_split="validation",
+              eval_fraction=0.1, max_train_samples=None, max_eval_samples=None, seed=42,
+              keep_line=False) -> (train, eval)``
+    Rows via :func:`grpo.data.load_rows`, ``columns`` checked by :func:`grpo.data.require_columns`.
+    No ``eval_dataset``: a shipped ``<x>_train.jsonl`` uses its shipped ``<x>_validation|test.jsonl``,
+    a hub id its ``eval_split``, any other local file a held-out ``eval_fraction``.
+    ``keep_line=True`` keeps local JSONL's ``_line`` column for row-level errors.
+``drop_bookkeeping(ds)`` removes ``_line``; ``check_row_fields(row, fields, source, index)`` raises
+    :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
+``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
+``format_metric_table(before, after) -> str`` / ``print_metric_table(before, after)``.
+``write_model_card(path, *, task, base_model, pipeline_tag, metrics_before, metrics_after, train_data,
+                   eval_data, args, training_args, command, usage="")``.
+``save_checkpoint(model, tokenizer, output_dir, *, card=None, extra_files=None) -> Path``: temp dir
+    + rename; ``card`` = :func:`write_model_card` kwargs; ``extra_files`` = name -> str/bytes/JSON-able.
+``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
+         argv, usage="") -> Path``: print the table, save checkpoint + card + ``metrics.json``.
+``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from grpo.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# TrainingArguments defaults that suit a 2-core CPU box and our own saving: no intermediate
+# Trainer checkpoints (the recipe saves the final one atomically), frequent logging, no pinning
+# (pin_memory warns without CUDA). Any of them can be set in the YAML or on the command line.
+CPU_TRAINING_DEFAULTS = {
+    "save_strategy": "no", "eval_strategy": "no", "logging_steps": 10, "report_to": "none",
+    "dataloader_pin_memory": False, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 16,
+}
+
+# Training settings reported in the model card (when present on the TrainingArguments object).
+_CARD_TRAINING_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                         "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type",
+                         "seed", "bf16", "fp16")
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None):
+    """Parse ``--config file.yaml`` and ``--key value`` flags into ``(args, training_args)``.
+
+    ``argv`` excludes the program name (None = ``sys.argv[1:]``); a relative ``--config`` path that
+    does not exist from the CWD is looked up next to the ``recipes`` package. ``training_defaults``
+    (e.g. ``{"output_dir": "runs/ner"}``) apply on top of :data:`CPU_TRAINING_DEFAULTS`.
+
+    Raises:
+        UserError: unknown keys in the YAML or on the command line, a missing config file, or a
+            ``ValueError`` from a dataclass ``__post_init__`` (its message names the field).
+    """
+    import transformers
+    import yaml
+    from trl import TrlParser
+
+    training_args_cls = training_args_cls or transformers.TrainingArguments
+    parser = TrlParser((args_cls, training_args_cls))
+    parser.allow_abbrev = False  # argparse would take a typo such as --max_len as --max_length
+
+    def fail(message):  # argparse prints the (very long) usage and exits; say what is wrong instead
+        raise UserError(f"{message} (see --help)")
+
+    parser.error = fail
+    defaults = {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}
+    known = {f.name for f in dataclasses.fields(training_args_cls)}
+    parser.set_defaults(**{k: v for k, v in defaults.items() if k in known})
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        index = argv.index("--config")
+        path = Path(argv[index + 1]) if index + 1 < len(argv) else Path("")
+        if not path.is_file() and (PACKAGE_DIR.parent / path).is_file():
+            path = argv[index + 1] = PACKAGE_DIR.parent / path  # recipes/configs/x.yaml from any CWD
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except OSError:
+            raise UserError(f"config file {str(path)!r} does not exist") from None
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        argv[index + 1] = str(path)
+    try:
+        args, training_args = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
+    except ValueError as err:
+        # TrlParser reports unknown keys and __post_init__ failures as ValueError.
+        message = str(err).splitlines()[0]
+        options = sorted({a.dest for a in parser._actions})
+        unknown = [k for k in re.findall(r"--([A-Za-z0-9_\-]+)", message) if k not in options]
+        if unknown:
+            hints = [k + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(k, options, n=1))
+                     for k in dict.fromkeys(unknown)]
+            message = "unknown config key(s): " + ", ".join(hints)
+        raise UserError(message) from None
+    return args, training_args
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and data
+
+
+def load_model_and_tokenizer(spec: str, task: str, *, seed: int = 42, require_fast: bool = False, **kwargs):
+    """Model + tokenizer for a model spec via :func:`grpo.models.load_model` (``**kwargs`` go to
+    ``from_pretrained``: ``id2label``...). ``seed`` seeds the fresh head; ``require_fast`` refuses
+    slow tokenizers (word ids / offset mappings need a fast one).
+
+    Raises:
+        UserError: whatever ``load_model`` raises, or a slow tokenizer with ``require_fast``.
+    """
+    import transformers
+
+    from grpo.models import load_model
+
+    transformers.set_seed(seed)
+    model, tokenizer = load_model(spec, task=task, **kwargs)
+    if require_fast and not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"model {spec!r}: the {task} recipe needs a fast tokenizer (word ids / offset "
+                        f"mappings); {type(tokenizer).__name__} is a slow one")
+    return model, tokenizer
+
+
+def resolve_data_path(spec: str) -> str:
+    """Map ``recipes/data/<file>`` to the file shipped in this package; any other spec is unchanged."""
+    shipped = PACKAGE_DIR / "data" / Path(spec).name
+    return str(shipped) if spec.replace("\\", "/").startswith("recipes/data/") and shipped.exists() else spec
+
+
+def _is_local(spec: str) -> bool:
+    return Path(spec).expanduser().exists() or Path(spec).suffix.lower() in {".jsonl", ".json", ".csv", ".parquet"}
+
+
+def _shipped_sibling(spec: str) -> str | None:
+    """``recipes/data/<x>_train.jsonl`` (shipped) -> its shipped ``<x>_validation`` / ``<x>_test`` file."""
+    path = Path(spec).resolve()
+    if path.parent != PACKAGE_DIR / "data" or not path.stem.endswith("_train"):
+        return None
+    siblings = [path.with_name(f"{path.stem[:-6]}_{split}{path.suffix}") for split in ("validation", "test")]
+    return next((str(p) for p in siblings if p.exists()), None)
+
+
+def drop_bookkeeping(ds):
+    """Remove the ``_line`` column :func:`grpo.data.load_rows` adds to local JSONL rows."""
+    return ds.remove_columns("_line") if ds is not None and "_line" in ds.column_names else ds
+
+
+def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split: str = "train",
+                eval_split: str = "validation", eval_fraction: float = 0.1, max_train_samples: int | None = None,
+                max_eval_samples: int | None = None, seed: int = 42, keep_line: bool = False):
+    """Train and eval splits of raw rows, schema-checked (see the module docstring for the rules).
+
+    ``dataset`` / ``eval_dataset`` are specs (hub id, ``hub_id:config``, local file,
+    ``recipes/data/<file>``); ``columns`` are the top-level fields every row needs;
+    ``max_*_samples`` keep the first N rows (None or <= 0 = all); ``seed`` shuffles the hold-out.
+
+    Returns:
+        ``(train, eval)`` ``datasets.Dataset`` objects (without ``_line`` unless ``keep_line``).
+
+    Raises:
+        UserError: unreadable spec, missing columns (named), too few rows to hold out.
+    """
+    from grpo.data import load_rows, require_columns
+
+    dataset = resolve_data_path(dataset)
+    train = load_rows(dataset, train_split)
+    require_columns(train, columns, dataset)
+    eval_dataset = eval_dataset or _shipped_sibling(dataset)
+    if eval_dataset:
+        eval_dataset = resolve_data_path(eval_dataset)
+        evaluation = load_rows(eval_dataset, eval_split)
+        require_columns(evaluation, columns, eval_dataset)
+    elif _is_local(dataset):
+        if not 0 < eval_fraction < 1:
+            raise UserError(f"eval_fraction={eval_fraction}: must be in (0, 1) to hold out eval rows from {dataset}")
+        if len(train) < 2:
+            raise UserError(f"{dataset}: {len(train)} row(s), too few to hold out eval rows; pass --eval_dataset")
+        parts = train.train_test_split(test_size=eval_fraction, seed=seed)
+        train, evaluation = parts["train"], parts["test"]
+    else:
+        evaluation = load_rows(dataset, eval_split)
+    if max_train_samples and max_train_samples > 0:
+        train = train.select(range(min(max_train_samples, len(train))))
+    if max_eval_samples and max_eval_samples > 0:
+        evaluation = evaluation.select(range(min(max_eval_samples, len(evaluation))))
+    if keep_line:
+        return train, evaluation
+    return drop_bookkeeping(train), drop_bookkeeping(evaluation)
+
+
+def check_row_fields(row: dict, fields, source: str, index: int) -> None:
+    """Raise :class:`UserError` if a (possibly dotted, e.g. ``answers.text``) field is missing in ``row``."""
+    for field in fields:
+        value = row
+        for part in field.split("."):
+            if not isinstance(value, dict) or part not in value or value[part] is None:
+                where = f"{source}:{row['_line']}" if row.get("_line") is not None else f"{source} row {index}"
+                raise UserError(f"{where}: missing field {field!r}")
+            value = value[part]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and reporting
+
+
+def train_and_evaluate(trainer, evaluate_fn):
+    """``evaluate_fn()`` (the recipe's metric dict), ``trainer.train()``, ``evaluate_fn()`` again.
+
+    Returns ``(before, after, train_metrics)``, the last being ``TrainOutput.metrics``.
+    """
+    before = evaluate_fn()
+    logger.info("before training: %s", before)
+    output = trainer.train()
+    after = evaluate_fn()
+    logger.info("after training: %s", after)
+    return before, after, dict(output.metrics)
+
+
+def _fmt(value) -> str:
+    return ("nan" if math.isnan(value) else f"{value:.4f}") if isinstance(value, float) else str(value)
+
+
+def format_metric_table(before: dict, after: dict) -> str:
+    """A Markdown table ``| metric | before | after |`` over the union of keys, in insertion order."""
+    keys = list(dict.fromkeys([*before, *after]))
+    lines = ["| metric | before | after |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {_fmt(before.get(k, '-'))} | {_fmt(after.get(k, '-'))} |" for k in keys]
+    return "\n".join(lines)
+
+
+def print_metric_table(before: dict, after: dict) -> None:
+    """Print the before/after table to stdout (recipes are CLI entry points)."""
+    print(format_metric_table(before, after), flush=True)
+
+
+def write_model_card(path, *, task: str, base_model: str, pipeline_tag: str, metrics_before: dict,
+                     metrics_after: dict, train_data: dict, eval_data: dict, args, training_args,
+                     command: str, usage: str = "") -> None:
+    """Write a model card ``README.md``: metadata header, metrics before/after, data, settings, command.
+
+    ``train_data`` / ``eval_data`` describe each split (``{"spec": ..., "rows": ...}``); ``args`` /
+    ``training_args`` are the parsed dataclasses; ``usage`` is an optional Python snippet.
+    """
+    settings = {k: getattr(training_args, k) for k in _CARD_TRAINING_FIELDS if hasattr(training_args, k)}
+    settings = {k: getattr(v, "value", v) for k, v in settings.items()}  # enums -> their plain value
+    recipe_args = json.dumps(dataclasses.asdict(args), indent=2, default=str)
+    text = f"""---
+library_name: transformers
+pipeline_tag: {pipeline_tag}
+base_model: {json.dumps(base_model)}
+tags: [grpo-toolkit, {task}]
+---
+
+# {task} checkpoint
+
+Trained by the grpo-toolkit `{task}` recipe from `{base_model}`.
+
+## Evaluation
+
+{format_metric_table(metrics_before, metrics_after)}
+
+## Data
+
+- train: {json.dumps(train_data)}
+- eval: {json.dumps(eval_data)}
+
+## Training settings
+
+{chr(10).join(f"- {k}: {v}" for k, v in settings.items())}
+
+Recipe arguments:
+
+```json
+{recipe_args}
+```
+
+## Reproduce
+
+```bash
+{command}
+```
+"""
+    if usage:
+        text += f"\n## Use\n\n```python\n{usage.strip()}\n```\n"
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def _write_extra(path: Path, content) -> None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        text = content if isinstance(content, str) else json.dumps(content, indent=2, default=str) + "\n"
+        path.write_text(text, encoding="utf-8")
+
+
+def save_checkpoint(model, tokenizer, output_dir, *, card: dict | None = None, extra_files: dict | None = None) -> Path:
+    """Save model + tokenizer (+ card, extra files) so ``from_pretrained(output_dir)`` reloads them.
+
+    Everything is written into a temp dir next to ``output_dir`` first; existing entries of
+    ``output_dir`` that the new save does not replace (e.g. Trainer ``checkpoint-*`` dirs) are moved
+    into it, then the directories are swapped by rename, so a crash never leaves a half checkpoint.
+
+    Returns:
+        ``Path(output_dir)``.
+    """
+    dest = Path(output_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the checkpoint should look like any other dir
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, content in (extra_files or {}).items():
+            _write_extra(tmp / name, content)
+        if card is not None:
+            write_model_card(tmp / "README.md", **card)
+        old = None
+        if dest.exists():
+            for entry in dest.iterdir():
+                if not (tmp / entry.name).exists():
+                    os.replace(entry, tmp / entry.name)
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("saved checkpoint to %s", dest)
+    return dest
+
+
+def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before: dict, after: dict,
+           train_data: dict, eval_data: dict, argv, usage: str = "") -> Path:
+    """Print the metric table; save ``trainer.model`` + ``trainer.processing_class`` to ``output_dir``.
+
+    The checkpoint also holds ``metrics.json`` (before/after), ``recipe_args.json`` and the model
+    card. ``task`` is the recipe module name (for the reproduce command built from ``argv``),
+    ``pipeline_tag`` the ``transformers.pipeline`` task that uses the checkpoint. Only the main
+    process saves when several run. Returns the checkpoint directory.
+    """
+    print_metric_table(before, after)
+    argv = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python", "-m", f"recipes.{task}", *map(shlex.quote, argv)])
+    card = dict(task=task, base_model=args.model, pipeline_tag=pipeline_tag, metrics_before=before,
+                metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
+                training_args=training_args, command=command, usage=usage)
+    extra = {
+        "metrics.json": {"before": before, "after": after},
+        "recipe_args.json": {"task": task, "args": dataclasses.asdict(args), "command": command},
+    }
+    if not trainer.is_world_process_zero():
+        return Path(training_args.output_dir)
+    dest = save_checkpoint(trainer.model, trainer.processing_class, training_args.output_dir,
+                           card=card, extra_files=extra)
+    print(f"checkpoint: {dest}", flush=True)
+    return dest
+
+
+def cli(main) -> None:
+    """Run a recipe's ``main()`` as a program: INFO logging, ``UserError`` -> ``error: msg``, exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

@@ -1,0 +1,41 @@
+"""Decoder checkpoints written by the recipes (causal_lm fine-tune, translation, summarization) are
+valid ``--model`` inputs to ``grpo train``: each recipe runs one step, then GRPO runs one step from it.
+
+    pytest -q -m slow tests/test_recipe_to_grpo.py
+"""
+
+import json
+
+import pytest
+
+RECIPE_RUNS = {
+    "causal_lm": ["--config", "recipes/configs/causal_lm_finetune.yaml", "--stdlib_files", "4",
+                  "--max_chars_per_file", "3000", "--eval_fraction", "0.5", "--max_train_samples", "4",
+                  "--max_eval_samples", "2"],
+    "translation": ["--config", "recipes/configs/translation.yaml", "--max_train_samples", "4",
+                    "--max_eval_samples", "2", "--generation_max_length", "8"],
+    "summarization": ["--config", "recipes/configs/summarization.yaml", "--max_train_samples", "4",
+                      "--max_eval_samples", "2", "--generation_max_length", "8"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(RECIPE_RUNS))
+def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
+    import recipes
+    from grpo import cli
+
+    checkpoint = tmp_path / "recipe"
+    assert recipes.get(recipe).main([*RECIPE_RUNS[recipe], "--output_dir", str(checkpoint), "--max_steps", "1",
+                                     "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2"]) == 0
+    assert (checkpoint / "config.json").exists() and (checkpoint / "chat_template.jinja").exists()
+
+    run = tmp_path / "grpo"
+    code = cli.main(["train", "--config", "grpo/configs/gsm8k.yaml", "--model", str(checkpoint),
+                     "--output_dir", str(run), "--warm_start", "false", "--dataset", "synthetic:gsm8k:16",
+                     "--eval_size", "0", "--max_steps", "1", "--num_generations", "2",
+                     "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "0",
+                     "--disable_tqdm", "true"])
+    assert code == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines and "reward" in lines[-1]
