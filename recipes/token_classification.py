@@ -1,0 +1,256 @@
+"""Token classification (NER): fine-tune an encoder to tag each word, as in the course's chapter 7.2.
+
+Run:
+    python -m recipes.token_classification --config recipes/configs/token_classification.yaml
+    grpo recipe token_classification --config recipes/configs/token_classification.yaml --max_steps 20
+
+Data: conll2003's schema -- ``tokens`` (list of words) and ``ner_tags`` (list of label ids, or of
+label strings). Label names come from the dataset's ``ClassLabel`` feature when it has one
+(hub conll2003), else from ``--tag_names`` (default: conll2003's nine tags, the order of
+``recipes/data/ner_*.jsonl``). Words are split into word pieces; special tokens get -100 and a
+word's continuation pieces get the word's label with ``B-X`` turned into ``I-X`` (the chapter's
+rule) -- or -100 with ``--label_all_tokens false`` (the chapter's "your turn" variant).
+
+Metric: seqeval precision / recall / F1 / accuracy over entity spans. ``evaluate.load("seqeval")``
+fetches its script from the hub, which fails offline, so the ``seqeval`` package is called
+directly with the same settings (default IOB2 matching, micro averages).
+
+Output: ``output_dir`` holds the checkpoint (``pipeline("ner", model=output_dir)`` loads it),
+``metrics.json`` and a model card.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+from grpo.errors import UserError
+from recipes import _common
+
+logger = logging.getLogger(__name__)
+
+CONLL2003_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+USAGE = """from transformers import pipeline
+ner = pipeline("ner", model="OUTPUT_DIR", aggregation_strategy="simple")
+ner("Talia Varnholt joined Kestrel Labs in Port Calloway.")"""
+
+
+@dataclass
+class TokenClassificationArgs:
+    # Model
+    model: str = field(default="embedded:minilm-l6", metadata={
+        "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
+    # Data
+    dataset: str = field(default="recipes/data/ner_train.jsonl", metadata={
+        "help": "Train data: local .jsonl/.json/.csv/.parquet in conll2003's schema or a hub id (conll2003)."})
+    eval_dataset: str = field(default="", metadata={
+        "help": "Eval data; empty = the shipped eval file of the shipped train file, a hub dataset's "
+                "eval_split, or eval_fraction held out of any other local file."})
+    train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
+    eval_split: str = field(default="validation", metadata={"help": "Hub split to evaluate on."})
+    eval_fraction: float = field(default=0.1, metadata={
+        "help": "Share of a local train file held out for eval when eval_dataset is empty."})
+    tokens_column: str = field(default="tokens", metadata={"help": "Column with the list of words."})
+    tags_column: str = field(default="ner_tags", metadata={"help": "Column with the per-word tags."})
+    tag_names: list[str] = field(default_factory=lambda: list(CONLL2003_LABELS), metadata={
+        "help": "Tag names by id (used when the data has no ClassLabel names); B-/I- prefixes expected."})
+    label_all_tokens: bool = field(default=True, metadata={
+        "help": "Label continuation word pieces (B- becomes I-) as the chapter does; false = -100 on them."})
+    max_length: int = field(default=256, metadata={"help": "Truncate tokenized sentences to this many tokens."})
+    max_train_samples: int = field(default=0, metadata={"help": "Use only the first N train rows (0 = all)."})
+    max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
+
+    def __post_init__(self):
+        if len(set(self.tag_names)) != len(self.tag_names) or not self.tag_names:
+            raise ValueError(f"tag_names={self.tag_names}: must be a non-empty list of distinct names")
+        if self.max_length < 8:
+            raise ValueError(f"max_length={self.max_length}: too small, use at least 8 (course: 512)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def continuation_label_ids(label_names: list[str]) -> list[int]:
+    """For each label id, the id a word's continuation piece gets: ``B-X`` -> ``I-X``, others unchanged.
+
+    >>> continuation_label_ids(["O", "B-PER", "I-PER"])
+    [0, 2, 2]
+    """
+    index = {name: i for i, name in enumerate(label_names)}
+    return [index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)]
+
+
+def align_labels_with_tokens(labels: list[int], word_ids: list[int | None], inside: list[int],
+                             label_all_tokens: bool = True) -> list[int]:
+    """Word labels -> one label per token.
+
+    Args:
+        labels: one label id per word.
+        word_ids: the tokenizer's ``word_ids()`` for the sentence (None for special tokens).
+        inside: :func:`continuation_label_ids` of the label set.
+        label_all_tokens: label continuation pieces (``B-`` -> ``I-``); False gives them -100.
+
+    Returns:
+        One id per token; -100 (ignored by the loss) on special tokens.
+
+    >>> align_labels_with_tokens([3, 0], [None, 0, 0, 1, None], inside=[0, 2, 2, 4, 4])
+    [-100, 3, 4, 0, -100]
+    """
+    aligned, previous = [], None
+    for word_id in word_ids:
+        if word_id is None:
+            aligned.append(-100)
+        elif word_id != previous:
+            aligned.append(labels[word_id])
+        else:
+            aligned.append(inside[labels[word_id]] if label_all_tokens else -100)
+        previous = word_id
+    return aligned
+
+
+def tag_ids(tags: list, label_names: list[str], where: str) -> list[int]:
+    """Tags as ids: ints are range-checked, strings are looked up in ``label_names``.
+
+    Raises:
+        UserError: an unknown tag name or an id outside ``label_names``, naming ``where``.
+    """
+    index = {name: i for i, name in enumerate(label_names)}
+    out = []
+    for tag in tags:
+        if isinstance(tag, str):
+            if tag not in index:
+                raise UserError(f"{where}: tag {tag!r} is not in label_names {label_names}")
+            out.append(index[tag])
+        elif isinstance(tag, int) and 0 <= tag < len(label_names):
+            out.append(tag)
+        else:
+            raise UserError(f"{where}: tag {tag!r} is not a label id 0..{len(label_names) - 1} (label_names: {label_names})")
+    return out
+
+
+def preprocess(batch: dict, tokenizer, args: TokenClassificationArgs) -> dict:
+    """Tokenize pre-split words and align the word tags to word pieces (``Dataset.map(batched=True)``).
+
+    Args:
+        batch: columns ``args.tokens_column`` (list of words per row) and ``args.tags_column``.
+        tokenizer: a fast tokenizer (``word_ids`` needs one).
+        args: uses ``tag_names``, ``label_all_tokens``, ``max_length``.
+
+    Returns:
+        ``input_ids``, ``attention_mask`` (+ ``token_type_ids``) and ``labels``, unpadded (the
+        collator pads labels with -100).
+
+    Raises:
+        UserError: a row whose words and tags differ in length, or an unknown tag.
+    """
+    words, tags = batch[args.tokens_column], batch[args.tags_column]
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=args.max_length)
+    inside = continuation_label_ids(args.tag_names)
+    lines = batch.get("_line") or [None] * len(words)
+    all_labels = []
+    for i, (row_words, row_tags) in enumerate(zip(words, tags)):
+        where = f"line {lines[i]}" if lines[i] is not None else f"row {i} of this batch"
+        if len(row_words) != len(row_tags):
+            raise UserError(f"{where}: {len(row_words)} {args.tokens_column} but {len(row_tags)} {args.tags_column}")
+        labels = tag_ids(row_tags, args.tag_names, where)
+        all_labels.append(align_labels_with_tokens(labels, encoded.word_ids(i), inside, args.label_all_tokens))
+    encoded["labels"] = all_labels
+    return encoded
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def seqeval_scores(references: list[list[str]], predictions: list[list[str]]) -> dict:
+    """Entity-level precision / recall / F1 (micro) and token accuracy, as ``evaluate``'s seqeval.
+
+    >>> ref = [["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]]
+    >>> pred = [["B-ORG", "O", "O", "O", "O", "O", "B-MISC", "O", "O"]]
+    >>> {k: round(v, 2) for k, v in seqeval_scores(ref, pred).items()}
+    {'precision': 1.0, 'recall': 0.67, 'f1': 0.8, 'accuracy': 0.89}
+    """
+    from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    return {
+        "precision": float(precision_score(references, predictions, zero_division=0)),
+        "recall": float(recall_score(references, predictions, zero_division=0)),
+        "f1": float(f1_score(references, predictions, zero_division=0)),
+        "accuracy": float(accuracy_score(references, predictions)),
+    }
+
+
+def compute_metrics(eval_pred, label_names: list[str]) -> dict:
+    """``Trainer`` hook: argmax the logits, drop -100 positions, score with :func:`seqeval_scores`.
+
+    Args:
+        eval_pred: ``(logits (N, T, num_labels), labels (N, T))`` numpy arrays.
+        label_names: names by label id.
+    """
+    import numpy as np
+
+    logits, labels = eval_pred
+    predictions = np.argmax(logits, axis=-1)  # (N, T)
+    references = [[label_names[l] for l in row if l != -100] for row in labels]
+    predicted = [[label_names[p] for p, l in zip(prow, lrow) if l != -100] for prow, lrow in zip(predictions, labels)]
+    return seqeval_scores(references, predicted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def dataset_label_names(ds, column: str) -> list[str] | None:
+    """Label names from a ``Sequence(ClassLabel)`` feature (hub conll2003), else None."""
+    feature = getattr(ds.features.get(column), "feature", None)
+    return list(feature.names) if getattr(feature, "names", None) else None
+
+
+def main(argv=None) -> int:
+    import transformers
+
+    args, training_args = _common.parse_args(
+        TokenClassificationArgs, argv, training_defaults={"output_dir": "runs/token_classification",
+                                                          "learning_rate": 2e-5, "weight_decay": 0.01})
+    columns = [args.tokens_column, args.tags_column]
+    train_raw, eval_raw = _common.load_splits(
+        args.dataset, args.eval_dataset, columns=columns, train_split=args.train_split,
+        eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples, seed=training_args.seed, keep_line=True)
+    names = dataset_label_names(train_raw, args.tags_column)
+    if names and names != args.tag_names:
+        logger.info("using the dataset's label names %s", names)
+        args.tag_names = names
+    id2label = dict(enumerate(args.tag_names))
+    model, tokenizer = _common.load_model_and_tokenizer(
+        args.model, "token-classification", seed=training_args.seed, require_fast=True,
+        id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    if model.config.num_labels != len(args.tag_names):
+        raise UserError(f"model {args.model!r} has {model.config.num_labels} labels but tag_names has "
+                        f"{len(args.tag_names)}; pass matching --tag_names")
+
+    tokenize = partial(preprocess, tokenizer=tokenizer, args=args)
+    train_ds = train_raw.map(tokenize, batched=True, remove_columns=train_raw.column_names)
+    eval_ds = eval_raw.map(tokenize, batched=True, remove_columns=eval_raw.column_names)
+    trainer = transformers.Trainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
+        data_collator=transformers.DataCollatorForTokenClassification(tokenizer=tokenizer),
+        compute_metrics=partial(compute_metrics, label_names=args.tag_names), processing_class=tokenizer)
+
+    def evaluate() -> dict:
+        metrics = trainer.evaluate()
+        return {k: float(metrics[f"eval_{k}"]) for k in ("precision", "recall", "f1", "accuracy", "loss")}
+
+    before, after, _ = _common.train_and_evaluate(trainer, evaluate)
+    _common.finish(trainer, args, training_args, task="token_classification", pipeline_tag="token-classification",
+                   before=before, after=after, argv=argv,
+                   train_data={"spec": args.dataset, "rows": len(train_raw), "features": len(train_ds)},
+                   eval_data={"spec": args.eval_dataset or args.eval_split, "rows": len(eval_raw)},
+                   usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    _common.cli(main)
