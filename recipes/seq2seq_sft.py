@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 
+from grpo.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
@@ -161,3 +163,34 @@ def generate_responses(model, tokenizer, prompts: list[str], *, max_new_tokens: 
         tokenizer.padding_side = side
         model.train(was_training)
     return outputs
+
+
+def append_eos(ids: list[int], eos: int | None, max_length: int) -> list[int]:
+    """Make a target end with eos (kept within ``max_length``); Marian, T5 and BART tokenizers already do."""
+    if eos is None or (ids and ids[-1] == eos):
+        return ids
+    return (ids[:max_length - 1] if len(ids) >= max_length else ids) + [eos]
+
+
+def decode_predictions(eval_preds, tokenizer) -> tuple[list[str], list[str]]:
+    """``(predictions, references)`` text from a ``Seq2SeqTrainer`` ``EvalPrediction`` (-100 -> pad)."""
+    import numpy as np
+
+    preds, labels = eval_preds
+    preds = preds[0] if isinstance(preds, tuple) else preds
+    preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
+    labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
+    return (tokenizer.batch_decode(preds, skip_special_tokens=True),
+            tokenizer.batch_decode(labels, skip_special_tokens=True))
+
+
+def is_encoder_decoder(spec: str) -> bool:
+    """Whether the model spec names an encoder-decoder checkpoint (reads only its config)."""
+    from transformers import AutoConfig
+
+    from grpo.models import resolve_model_path
+
+    try:
+        return bool(AutoConfig.from_pretrained(resolve_model_path(spec)).is_encoder_decoder)
+    except OSError as err:
+        raise UserError(f"model {spec!r}: could not read its config ({str(err).splitlines()[0][:160]})") from None

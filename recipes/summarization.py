@@ -100,13 +100,6 @@ class SummarizationArgs:
 # Data
 
 
-def append_eos(ids: list[int], eos: int | None, max_length: int) -> list[int]:
-    """Make a target end with eos (kept within ``max_length``); T5/BART tokenizers already do."""
-    if eos is None or (ids and ids[-1] == eos):
-        return ids
-    return (ids[:max_length - 1] if len(ids) >= max_length else ids) + [eos]
-
-
 def preprocess(batch: dict, tokenizer, args: SummarizationArgs) -> dict:
     """Tokenize a batch of document/summary rows for training.
 
@@ -126,7 +119,7 @@ def preprocess(batch: dict, tokenizer, args: SummarizationArgs) -> dict:
         inputs = tokenizer([args.source_prefix + d for d in documents], max_length=args.max_source_length,
                            truncation=True)
         labels = tokenizer(text_target=summaries, max_length=args.max_target_length, truncation=True)["input_ids"]
-        inputs["labels"] = [append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
+        inputs["labels"] = [seq2seq_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
         return dict(inputs)
     prompts = decoder_prompts(documents, tokenizer, args)
     return seq2seq_sft.tokenize_pairs(tokenizer, prompts, summaries, args.max_target_length)
@@ -178,32 +171,8 @@ def compute_metrics(predictions: list[str], references: list[str]) -> dict:
     return {key: round(100 * value / count, 4) for key, value in totals.items()}
 
 
-def decode_predictions(eval_preds, tokenizer) -> tuple[list[str], list[str]]:
-    """``(predictions, references)`` text from a ``Seq2SeqTrainer`` ``EvalPrediction`` (-100 -> pad)."""
-    import numpy as np
-
-    preds, labels = eval_preds
-    preds = preds[0] if isinstance(preds, tuple) else preds
-    preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
-    labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
-    return (tokenizer.batch_decode(preds, skip_special_tokens=True),
-            tokenizer.batch_decode(labels, skip_special_tokens=True))
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
-
-
-def is_encoder_decoder(spec: str) -> bool:
-    """Whether the model spec names an encoder-decoder checkpoint (reads only its config)."""
-    from transformers import AutoConfig
-
-    from grpo.models import resolve_model_path
-
-    try:
-        return bool(AutoConfig.from_pretrained(resolve_model_path(spec)).is_encoder_decoder)
-    except OSError as err:
-        raise UserError(f"model {spec!r}: could not read its config ({str(err).splitlines()[0][:160]})") from None
 
 
 def build_trainer(model, tokenizer, args: SummarizationArgs, training_args, train_ds, eval_ds, eval_raw):
@@ -215,7 +184,7 @@ def build_trainer(model, tokenizer, args: SummarizationArgs, training_args, trai
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                  data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
                                  processing_class=tokenizer,
-                                 compute_metrics=lambda p: compute_metrics(*decode_predictions(p, tokenizer)))
+                                 compute_metrics=lambda p: compute_metrics(*seq2seq_sft.decode_predictions(p, tokenizer)))
 
         def evaluate_fn():
             metrics = trainer.evaluate()
@@ -253,7 +222,7 @@ def main(argv=None) -> int:
         max_eval_samples=args.max_eval_samples, seed=training_args.seed)
     check_rows(train_raw, args, args.dataset)
     check_rows(eval_raw, args, args.eval_dataset or args.dataset)
-    args.encoder_decoder = is_encoder_decoder(args.model)
+    args.encoder_decoder = seq2seq_sft.is_encoder_decoder(args.model)
     task = "seq2seq-lm" if args.encoder_decoder else "causal-lm"
     model, tokenizer = _common.load_model_and_tokenizer(args.model, task, seed=training_args.seed)
     tokenize = lambda batch: preprocess(batch, tokenizer, args)  # noqa: E731

@@ -97,13 +97,6 @@ class TranslationArgs:
 # Data
 
 
-def append_eos(ids: list[int], eos: int | None, max_length: int) -> list[int]:
-    """Make a target end with eos (kept within ``max_length``); tokenizers like Marian's already do."""
-    if eos is None or (ids and ids[-1] == eos):
-        return ids
-    return (ids[:max_length - 1] if len(ids) >= max_length else ids) + [eos]
-
-
 def preprocess(batch: dict, tokenizer, args: TranslationArgs) -> dict:
     """Tokenize a batch of KDE4 rows for training.
 
@@ -122,7 +115,7 @@ def preprocess(batch: dict, tokenizer, args: TranslationArgs) -> dict:
     if args.encoder_decoder:
         inputs = tokenizer([args.source_prefix + s for s in sources], max_length=args.max_source_length, truncation=True)
         labels = tokenizer(text_target=targets, max_length=args.max_target_length, truncation=True)["input_ids"]
-        inputs["labels"] = [append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
+        inputs["labels"] = [seq2seq_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
         return dict(inputs)
     prompts = decoder_prompts(sources, tokenizer, args)
     return seq2seq_sft.tokenize_pairs(tokenizer, prompts, targets, args.max_target_length)
@@ -160,32 +153,8 @@ def compute_metrics(predictions: list[str], references: list[str]) -> dict:
     return {"bleu": round(float(result.score), 4)}
 
 
-def decode_predictions(eval_preds, tokenizer) -> tuple[list[str], list[str]]:
-    """``(predictions, references)`` text from a ``Seq2SeqTrainer`` ``EvalPrediction`` (-100 -> pad)."""
-    import numpy as np
-
-    preds, labels = eval_preds
-    preds = preds[0] if isinstance(preds, tuple) else preds
-    preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
-    labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
-    return (tokenizer.batch_decode(preds, skip_special_tokens=True),
-            tokenizer.batch_decode(labels, skip_special_tokens=True))
-
-
 # ---------------------------------------------------------------------------------------------
 # Main
-
-
-def is_encoder_decoder(spec: str) -> bool:
-    """Whether the model spec names an encoder-decoder checkpoint (reads only its config)."""
-    from transformers import AutoConfig
-
-    from grpo.models import resolve_model_path
-
-    try:
-        return bool(AutoConfig.from_pretrained(resolve_model_path(spec)).is_encoder_decoder)
-    except OSError as err:
-        raise UserError(f"model {spec!r}: could not read its config ({str(err).splitlines()[0][:160]})") from None
 
 
 def build_trainer(model, tokenizer, args: TranslationArgs, training_args, train_ds, eval_ds, eval_raw):
@@ -197,7 +166,7 @@ def build_trainer(model, tokenizer, args: TranslationArgs, training_args, train_
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                  data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
                                  processing_class=tokenizer,
-                                 compute_metrics=lambda p: compute_metrics(*decode_predictions(p, tokenizer)))
+                                 compute_metrics=lambda p: compute_metrics(*seq2seq_sft.decode_predictions(p, tokenizer)))
 
         def evaluate_fn():
             metrics = trainer.evaluate()
@@ -234,7 +203,7 @@ def main(argv=None) -> int:
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, seed=training_args.seed)
     check_rows(train_raw, args, args.dataset)
     check_rows(eval_raw, args, args.eval_dataset or args.dataset)
-    args.encoder_decoder = is_encoder_decoder(args.model)
+    args.encoder_decoder = seq2seq_sft.is_encoder_decoder(args.model)
     task = "seq2seq-lm" if args.encoder_decoder else "causal-lm"
     model, tokenizer = _common.load_model_and_tokenizer(args.model, task, seed=training_args.seed)
     tokenize = lambda batch: preprocess(batch, tokenizer, args)  # noqa: E731
