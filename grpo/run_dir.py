@@ -203,6 +203,8 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
             if any(y is not None for y in ys):
                 label = name.removeprefix("rewards/").removesuffix("/mean")
                 ax.plot(steps, [math.nan if y is None else y for y in ys], marker=".", label=label)
+        if not ax.lines:  # e.g. kl with beta = 0: TRL loads no reference model and logs no KL
+            ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes, color="gray")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
