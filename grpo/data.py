@@ -42,7 +42,12 @@ _LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet":
 _CALCULATOR_MARK = re.compile(r"<<[^<>]*>>")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file, each with a ``_line`` key (1-based); errors name ``file:line``.
+
+    Raises:
+        UserError: a line that is not UTF-8, not JSON, or not an object; a file without rows.
+    """
     rows = []
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -99,7 +104,7 @@ def load_rows(spec: str, split: str = "train"):
         if path.suffix.lower() not in _LOCAL_SUFFIXES:
             raise UserError(f"dataset file {spec!r}: unsupported type; use .jsonl, .json, .csv or .parquet")
         if path.suffix.lower() == ".jsonl":
-            return datasets.Dataset.from_list(_read_jsonl(path))
+            return datasets.Dataset.from_list(read_jsonl(path))
         try:
             return datasets.load_dataset(_LOCAL_SUFFIXES[path.suffix.lower()], data_files=str(path), split="train")
         except Exception as err:  # datasets wraps parser errors in many types

@@ -52,22 +52,13 @@ def _read_completions(path: str) -> list[dict]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"completions file {path!r} does not exist")
-    rows = []
-    with file.open(encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict) or "completion" not in row:
-                raise UserError(f"{path}:{lineno}: expected an object with a 'completion' field, "
-                                f"e.g. {{\"completion\": \"<answer>4</answer>\", \"answer\": \"4\"}}")
-            row["_line"] = lineno
-            rows.append(row)
-    if not rows:
-        raise UserError(f"completions file {path!r} has no rows")
+    from grpo.data import read_jsonl
+
+    rows = read_jsonl(file)
+    for row in rows:
+        if "completion" not in row:
+            raise UserError(f"{path}:{row['_line']}: expected an object with a 'completion' field, "
+                            f"e.g. {{\"completion\": \"<answer>4</answer>\", \"answer\": \"4\"}}")
     return rows
 
 
