@@ -101,7 +101,7 @@ def cmd_eval(argv) -> int:
 
 
 def cmd_rewards(argv) -> int:
-    from grpo.reward_commands import main as rewards_main
+    from grpo.rewards_cli import main as rewards_main
 
     return rewards_main(argv)
 

@@ -1,6 +1,6 @@
-"""``grpo rewards list`` / ``grpo rewards try`` through ``grpo.reward_commands.main`` on fixture files.
+"""``grpo rewards list`` / ``grpo rewards try`` through ``grpo.rewards_cli.main`` on fixture files.
 
-Run: pytest tests/test_reward_commands.py -q
+Run: pytest tests/test_rewards_cli.py -q
 """
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo.reward_commands import main
+from grpo.rewards_cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
 COMPLETIONS = str(FIXTURES / "completions.jsonl")
