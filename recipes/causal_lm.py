@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,8 +248,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    _common.cli(main)

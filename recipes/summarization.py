@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from dataclasses import dataclass, field
 
-from grpo.errors import UserError
 from grpo.models import EMBEDDED_SMOLLM2
 from recipes import _common, seq2seq_sft
 
@@ -241,8 +239,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    _common.cli(main)
