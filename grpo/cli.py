@@ -5,6 +5,8 @@
     grpo eval   --model SPEC --dataset SPEC [--limit N]              accuracy / format rate / length
     grpo rewards list | try --reward SPEC --completions FILE.jsonl  inspect and debug reward functions
     grpo recipe NAME --config recipes/configs/NAME.yaml             supervised recipes (base checkpoints)
+    grpo export --model RUN_DIR/checkpoint/adapter --output_dir DIR  merge a LoRA adapter into a standalone checkpoint
+    grpo push   RUN_DIR --hub_model_id user/name                     upload a run's adapter and merged model
 
 Errors in what the user gave (a path, a spec, a config key) print one ``error:`` line and exit 2;
 Ctrl-C exits 130 after saving what the run has.
@@ -36,8 +38,10 @@ def cmd_train(argv) -> int:
     from grpo.evaluate import format_table
     from grpo.pipeline import eval_columns, run_training
 
+    import shlex
+
     script_args, training_args = _training_config(argv)
-    result = run_training(script_args, training_args)
+    result = run_training(script_args, training_args, command=shlex.join(["grpo", "train", *argv]))
     if "eval_after" in result:
         print(format_table(eval_columns(result)))
         print(f"\ncheckpoint: {result['checkpoint']}\ncurves:     {result['curves']}\nrun dir:    {result['output_dir']}")
@@ -76,6 +80,8 @@ def cmd_eval(argv) -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
     parser.add_argument("--max_new_tokens", type=int, default=256, help="generation budget per problem (tokens)")
     parser.add_argument("--batch_size", type=int, default=16, help="problems generated together")
+    parser.add_argument("--prompt_format", default="tags", choices=["tags", "hash"],
+                        help="'tags': <reasoning>/<answer> system prompt; 'hash': verl's '####' prompt (see ScriptArgs)")
     parser.add_argument("--output", default=None, help="write the JSON report here (default: <model>/eval_<dataset>.json "
                         "for a local model, else ./eval_report.json)")
     args = parser.parse_args(argv)
@@ -84,9 +90,9 @@ def cmd_eval(argv) -> int:
     from grpo.models import load_model
     from grpo.run_dir import write_json_atomic
 
-    rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit)
+    rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit, prompt_format=args.prompt_format)
     model, tokenizer = load_model(args.model)
-    report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size)
+    report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size, prompt_format=args.prompt_format)
     report.update(model=args.model, dataset=args.dataset)
     if args.output:
         output = Path(args.output)
@@ -121,7 +127,20 @@ def cmd_recipe(argv) -> int:
     return importlib.import_module(f"recipes.{name}").main(argv[1:]) or 0
 
 
-COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "rewards": cmd_rewards, "recipe": cmd_recipe}
+def cmd_export(argv) -> int:
+    from grpo.export import export_main
+
+    return export_main(argv)
+
+
+def cmd_push(argv) -> int:
+    from grpo.export import push_main
+
+    return push_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "rewards": cmd_rewards, "recipe": cmd_recipe,
+            "export": cmd_export, "push": cmd_push}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,10 @@ class ScriptArgs:
     eval_dataset: str | None = field(default=None, metadata={
         "help": "Dataset spec for before/after evaluation; None holds out eval_size rows of the training data."})
     eval_size: int = field(default=64, metadata={"help": "Problems evaluated before and after training (0 = skip)."})
+    prompt_format: str = field(default="tags", metadata={
+        "help": "'tags': the course's system prompt asking for <reasoning>/<answer> (accuracy reads <answer>); "
+                "'hash': verl's GSM8K prompt, the question + \"Let's think step by step and output the final "
+                "answer after '####'.\" as the only message (accuracy reads the number after ####)."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per evaluated problem, tokens."})
     eval_batch_size: int = field(default=16, metadata={"help": "Problems generated together during evaluation."})
     # Rewards
@@ -57,6 +61,9 @@ class ScriptArgs:
         "help": "Native backend: replace zero-spread groups with fresh prompts (DAPO dynamic sampling)."})
     dynamic_sampling_max_retries: int = field(default=3, metadata={
         "help": "Native backend: most extra generation rounds per step to fill the batch with informative groups."})
+    # Sharing
+    push_merged: bool = field(default=True, metadata={
+        "help": "With push_to_hub: also push the merged model to <hub_model_id>-merged (the adapter goes to hub_model_id)."})
 
     def __post_init__(self):
         if self.backend not in {"trl", "native"}:
@@ -78,6 +85,10 @@ class ScriptArgs:
                             ("eval_max_new_tokens", self.eval_max_new_tokens)):
             if value <= 0:
                 raise UserError(f"{name}={value}: must be a positive integer")
+        if self.prompt_format not in {"tags", "hash"}:
+            raise UserError(f"prompt_format={self.prompt_format!r}: use 'tags' or 'hash'")
+        if self.prompt_format == "hash" and self.warm_start:
+            raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'hash' set warm_start false")
         if self.eval_size < 0:
             raise UserError(f"eval_size={self.eval_size}: must be >= 0")
 

@@ -33,6 +33,10 @@ Respond in the following format:
 </answer>
 """
 
+# verl's GSM8K preprocessing (examples/data_preprocess/gsm8k.py): appended to the question, which is
+# the only message (the chat template adds the model's default system prompt, if it has one).
+HASH_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
+
 SYNTHETIC_GSM8K = "synthetic:gsm8k"
 # Seeds per split, so train and test problems differ but each is reproducible.
 _SYNTHETIC_SEEDS = {"train": 1234, "test": 5678, "validation": 91011}
@@ -163,12 +167,16 @@ def to_reasoning_format(solution: str) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{extract_hash_answer(solution)}\n</answer>\n"
 
 
-def make_prompt(question: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict]:
-    """The conversational prompt TRL expects: system message + the question as the user turn."""
+def make_prompt(question: str, system_prompt: str = SYSTEM_PROMPT, prompt_format: str = "tags") -> list[dict]:
+    """The conversational prompt TRL expects: system message + the question as the user turn
+    (``prompt_format="tags"``), or verl's single user turn ending in :data:`HASH_INSTRUCTION` (``"hash"``)."""
+    if prompt_format == "hash":
+        return [{"role": "user", "content": f"{question} {HASH_INSTRUCTION}"}]
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
 
 
-def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system_prompt: str = SYSTEM_PROMPT):
+def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system_prompt: str = SYSTEM_PROMPT,
+               prompt_format: str = "tags"):
     """GSM8K (or anything in its format) as GRPO-ready rows.
 
     Args:
@@ -176,6 +184,7 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
         split: which split for hub / synthetic specs.
         limit: keep the first ``limit`` rows (None = all).
         system_prompt: the system message of every prompt.
+        prompt_format: ``"tags"`` or ``"hash"`` (see :func:`make_prompt`).
 
     Returns:
         ``datasets.Dataset`` with columns ``prompt`` (list of ``{"role", "content"}``), ``answer``
@@ -197,7 +206,7 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
         answer = extract_hash_answer(row["answer"])
         if not answer:
             raise UserError(f"{where}: field 'answer' has no '#### <number>' final line")
-        rows.append({"prompt": make_prompt(row["question"], system_prompt), "answer": answer,
+        rows.append({"prompt": make_prompt(row["question"], system_prompt, prompt_format), "answer": answer,
                      "question": row["question"], "solution": row["answer"]})
     import datasets
 

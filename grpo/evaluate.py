@@ -63,13 +63,22 @@ def generate_greedy(model, tokenizer, prompts: list[list[dict]], max_new_tokens:
     return texts, lengths
 
 
-def score_completions(completions: list[str], answers: list[str]) -> dict:
-    """Accuracy, last-number accuracy and format rate of plain-text completions against gold answers."""
-    import rewards
+def score_completions(completions: list[str], answers: list[str], prompt_format: str = "tags") -> dict:
+    """Accuracy, last-number accuracy and format rate of plain-text completions against gold answers.
 
-    correct = rewards.get("correctness", extractors=["answer_tag"])(completions, answer=answers)
+    With ``prompt_format="hash"`` (verl's GSM8K prompt) accuracy reads the number after ``####`` and
+    the format rate is the share of completions with a ``####`` answer line.
+    """
+    import rewards
+    from rewards.text import extract_hash
+
+    extractor = "hash" if prompt_format == "hash" else "answer_tag"
+    correct = rewards.get("correctness", extractors=[extractor])(completions, answer=answers)
     last = rewards.get("correctness", extractors=["last_number"])(completions, answer=answers)
-    fmt = rewards.get("soft_format")(completions)
+    if prompt_format == "hash":
+        fmt = [extract_hash(c) is not None for c in completions]
+    else:
+        fmt = rewards.get("soft_format")(completions)
     n = max(len(completions), 1)
     return {
         "accuracy": sum(1 for c in correct if c) / n,
@@ -80,7 +89,8 @@ def score_completions(completions: list[str], answers: list[str]) -> dict:
     }
 
 
-def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = True) -> dict:
+def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = True,
+             prompt_format: str = "tags") -> dict:
     """Evaluate on rows with ``prompt`` and ``answer`` columns (see :func:`grpo.data.load_gsm8k`).
 
     Returns:
@@ -90,7 +100,7 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
     """
     prompts, answers = list(dataset["prompt"]), list(dataset["answer"])
     texts, lengths = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
-    scores = score_completions(texts, answers)
+    scores = score_completions(texts, answers, prompt_format)
     samples = [{"question": p[-1]["content"], "answer": a, "completion": t, "tokens": n, **s}
                for p, a, t, n, s in zip(prompts, answers, texts, lengths, scores.pop("per_problem"))]
     return {"n": len(texts), **scores, "mean_completion_length": sum(lengths) / max(len(lengths), 1),

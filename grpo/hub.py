@@ -1,11 +1,17 @@
 """Is the Hugging Face Hub usable? Decided up front, so an offline machine gets a one-line error
-at once instead of a minute of retries inside ``huggingface_hub`` followed by a deep traceback."""
+at once instead of a minute of retries inside ``huggingface_hub`` followed by a deep traceback.
+
+Also the sharing side: ``push_to_hub`` of a finished run (``grpo train --push_to_hub true`` at the
+end, or ``grpo push RUN_DIR --hub_model_id user/name`` later) stages the adapter and the merged
+checkpoint with the run's model card and reports, and uploads them with ``huggingface_hub.HfApi``.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 from grpo.errors import UserError
@@ -41,3 +47,146 @@ def require_hub(kind: str, spec: str, alternative: str) -> None:
         raise UserError(f"{kind} {spec!r} is a hub id but HF_HUB_OFFLINE is set; use {alternative}")
     if not hub_reachable():
         raise UserError(f"{kind} {spec!r} is a hub id but the hub cannot be reached (offline?); use {alternative}")
+
+
+# ---- Sharing: push a finished run (or an export) to the hub ---------------------------------------
+
+def push_later_hint(run_dir, hub_model_id: str | None) -> str:
+    """The command that pushes ``run_dir`` once the hub is usable (quoted in every push error)."""
+    return f"grpo push {run_dir} --hub_model_id {hub_model_id or '<user>/<repo>'}"
+
+
+def require_push(hub_model_id: str | None, token: str | None, run_dir) -> None:
+    """Fail fast, before any training, when ``push_to_hub`` cannot succeed at the end.
+
+    Checks offline mode, that the hub endpoint answers (3 s probe) and that a write token exists
+    (``--hub_token``, ``HF_TOKEN`` or ``huggingface-cli login``). The token is only checked for
+    presence, never read or printed.
+
+    Raises:
+        UserError: naming the problem, how to train without pushing, and how to push later.
+    """
+    later = f"or train without --push_to_hub and push afterwards with `{push_later_hint(run_dir, hub_model_id)}`"
+    if offline_flag():
+        raise UserError(f"push_to_hub is set but HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE, {later}")
+    if not hub_reachable():
+        raise UserError(f"push_to_hub is set but the hub cannot be reached (offline?); {later}")
+    if token is None:
+        from huggingface_hub import get_token
+
+        if get_token() is None:
+            raise UserError("push_to_hub is set but no Hugging Face token was found; run `huggingface-cli login`, "
+                            f"set HF_TOKEN or pass --hub_token, {later}")
+
+
+def _copy_files(src: Path, dest: Path, skip=()) -> None:
+    import shutil
+
+    for item in src.iterdir():
+        if item.name in skip or item.name.startswith("."):
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest / item.name)
+
+
+def _copy_file(path: Path, dest: Path) -> None:
+    import shutil
+
+    shutil.copy2(path, dest / path.name)
+
+
+RUN_FILES = ("README.md", "eval_before.json", "eval_after_sft.json", "eval_after.json", "metrics.jsonl", "curves.png")
+
+
+def stage_run(run_dir, staging, push_merged: bool = True) -> dict:
+    """Lay out, under ``staging``, the folders a run's push uploads: ``{"adapter": dir, "merged": dir}``.
+
+    * ``adapter`` -- ``checkpoint/adapter`` (adapter_config.json + weights), the tokenizer, and the
+      run's model card, eval reports, metrics.jsonl and curves.png; library ``peft``.
+    * ``merged`` -- ``checkpoint/`` without ``adapter/`` (a standalone transformers checkpoint) plus
+      the same card and reports. Only with ``push_merged`` or when the run trained all weights.
+
+    Args:
+        run_dir: a finished ``grpo train`` output directory.
+        staging: an empty scratch directory (e.g. a ``tempfile.TemporaryDirectory``).
+        push_merged: also stage the merged checkpoint when there is an adapter.
+
+    Raises:
+        UserError: ``run_dir`` has no ``checkpoint/`` (training did not finish).
+    """
+    run_dir, staging = Path(run_dir), Path(staging)
+    checkpoint = run_dir / "checkpoint"
+    if not (checkpoint / "config.json").is_file():
+        raise UserError(f"{run_dir} has no finished checkpoint/ (no checkpoint/config.json); "
+                        "push a run directory after `grpo train` completed")
+    adapter = checkpoint / "adapter"
+    folders = {}
+    if (adapter / "adapter_config.json").is_file():
+        folders["adapter"] = staging / "adapter"
+        folders["adapter"].mkdir(parents=True)
+        _copy_files(adapter, folders["adapter"])
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                     "vocab.json", "merges.txt"):
+            if (checkpoint / name).is_file() and not (folders["adapter"] / name).exists():
+                _copy_file(checkpoint / name, folders["adapter"])
+    if push_merged or "adapter" not in folders:
+        folders["merged"] = staging / "merged"
+        folders["merged"].mkdir(parents=True)
+        _copy_files(checkpoint, folders["merged"], skip=("adapter",))
+    for folder in folders.values():
+        for name in RUN_FILES:
+            if (run_dir / name).is_file():
+                _copy_file(run_dir / name, folder)
+    if "adapter" in folders and (folders["adapter"] / "README.md").is_file():
+        card = folders["adapter"] / "README.md"
+        card.write_text(card.read_text().replace("library_name: transformers", "library_name: peft", 1))
+    return folders
+
+
+def repo_ids(hub_model_id: str, folders: dict) -> dict:
+    """Where each staged folder goes: the adapter to ``hub_model_id``, the merged model to
+    ``hub_model_id + "-merged"`` (or to ``hub_model_id`` itself when there is no adapter)."""
+    if "adapter" not in folders:
+        return {"merged": hub_model_id}
+    ids = {"adapter": hub_model_id}
+    if "merged" in folders:
+        ids["merged"] = hub_model_id + "-merged"
+    return ids
+
+
+def upload_folders(folders: dict, hub_model_id: str, private: bool | None = None, token: str | None = None,
+                   commit_message: str = "Upload from grpo-toolkit") -> dict:
+    """Create each repo (if missing) and upload its staged folder with ``huggingface_hub.HfApi``.
+
+    Returns:
+        ``{kind: repo URL}``.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    urls = {}
+    for kind, repo_id in repo_ids(hub_model_id, folders).items():
+        repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=repo.repo_id, folder_path=str(folders[kind]), commit_message=commit_message)
+        urls[kind] = f"{api.endpoint}/{repo.repo_id}"
+    return urls
+
+
+def push_run(run_dir, hub_model_id: str, private: bool | None = None, token: str | None = None,
+             push_merged: bool = True) -> dict:
+    """Push a finished run: adapter to ``hub_model_id``, merged model to ``hub_model_id-merged``.
+
+    Raises:
+        UserError: offline / unreachable hub / no token (checked first), an unfinished run, or an
+            upload failure -- the message says the run directory is intact and how to retry.
+    """
+    import tempfile
+
+    require_push(hub_model_id, token, run_dir)
+    with tempfile.TemporaryDirectory(prefix="grpo-push-") as staging:
+        folders = stage_run(run_dir, staging, push_merged)
+        try:
+            return upload_folders(folders, hub_model_id, private, token)
+        except Exception as err:  # HTTP, auth, quota: huggingface_hub raises many types
+            raise UserError(f"pushing {run_dir} to {hub_model_id!r} failed ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); the run directory is intact; "
+                            f"retry with `{push_later_hint(run_dir, hub_model_id)}`") from None

@@ -96,9 +96,10 @@ def load_splits(script_args, seed: int):
     """Training rows and held-out evaluation rows, as :func:`grpo.data.load_gsm8k` returns them."""
     from grpo.data import load_gsm8k, split_holdout
 
-    train = load_gsm8k(script_args.dataset, split=script_args.dataset_split)
+    fmt = script_args.prompt_format
+    train = load_gsm8k(script_args.dataset, split=script_args.dataset_split, prompt_format=fmt)
     if script_args.eval_dataset:
-        heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size or None)
+        heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size or None, prompt_format=fmt)
     else:
         train, heldout = split_holdout(train, script_args.eval_size, seed=seed)
     if script_args.train_limit is not None:
@@ -116,7 +117,8 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     if path.exists():
         logger.warning("Reusing %s", path)
         return json.loads(path.read_text())
-    report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress)
+    report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress,
+                      prompt_format=script_args.prompt_format)
     write_json_atomic(path, report)
     return report
 
@@ -128,18 +130,21 @@ def eval_columns(result: dict) -> dict:
     return {label: report for label, report in columns.items() if report is not None}
 
 
-def run_training(script_args, training_args) -> dict:
+def run_training(script_args, training_args, command: str | None = None) -> dict:
     """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
 
     Args:
         script_args: :class:`grpo.config.ScriptArgs`.
-        training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory.
+        training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory. With ``push_to_hub``
+            the hub is checked first and the finished run is pushed by :func:`grpo.hub.push_run`.
+        command: the command line that started the run, for the model card.
 
     Returns:
-        ``{"output_dir", "checkpoint", "eval_before", "eval_after_sft", "eval_after", "curves"}``.
+        ``{"output_dir", "checkpoint", "eval_before", "eval_after_sft", "eval_after", "curves"}`` (+ ``"hub"`` URLs).
 
     Raises:
-        UserError: bad specs, data or config (already explained).
+        UserError: bad specs, data or config (already explained); a push that cannot happen (before
+            training) or failed (after it, with the run directory complete and the retry command).
         KeyboardInterrupt: after saving ``checkpoint-interrupted`` and the curves so far.
     """
     from transformers import set_seed
@@ -157,6 +162,13 @@ def run_training(script_args, training_args) -> dict:
         from grpo.vllm_engine import require_vllm
 
         require_vllm()  # fail before loading anything when CUDA or vllm is missing
+    push = training_args.push_to_hub
+    if push:
+        from grpo.hub import require_push
+
+        require_push(training_args.hub_model_id, training_args.hub_token, out)  # offline: fail now, not after hours
+        training_args.push_to_hub = False  # we push the final adapter + merged model + card ourselves (grpo.hub);
+        # the Trainer's own push would upload each intermediate adapter-only checkpoint-N as it is saved
     train_rows, heldout = load_splits(script_args, training_args.seed)
     metrics_logger = MetricsLogger(out, enabled=training_args.process_index == 0)
     recorder = SampleRecorder(metrics_logger)
@@ -197,5 +209,10 @@ def run_training(script_args, training_args) -> dict:
     (out / "eval_after.json").unlink(missing_ok=True)
     result["eval_after"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after.json", progress)
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
-    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model)
+    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model, command)
+    if push:
+        from grpo.hub import push_run
+
+        result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,
+                                 training_args.hub_token, script_args.push_merged)
     return result

@@ -220,33 +220,62 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
     return path
 
 
-def write_model_card(output_dir, script_args, training_args, reports: dict, base_model: str) -> Path:
-    """``output_dir/README.md``: what was trained, on what, how, and the evaluation table.
+def _hub_id(spec) -> str | None:
+    """``spec`` if it looks like a hub id (``owner/name``, not a local path or ``embedded:``/``synthetic:``)."""
+    spec = str(spec or "")
+    if ":" in spec or spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).exists():
+        return None
+    return spec
+
+
+def write_model_card(output_dir, script_args, training_args, reports: dict, base_model: str,
+                     command: str | None = None) -> Path:
+    """``output_dir/README.md``: what was trained, on what data, with which rewards, how, the
+    before/after evaluation table and the exact command that produced the run.
 
     Args:
         reports: ``{column label: eval report or None}``, e.g. base / after warm-start / after GRPO.
+        base_model: the model spec training started from.
+        command: the command line of the run (``grpo train ...``); None if not started from the CLI.
     """
     from grpo.evaluate import format_table
 
     reports = {k: v for k, v in reports.items() if v is not None}
     n = next((r.get("n") for r in reports.values()), "-")
     settings = {k: getattr(training_args, k) for k in (
-        "learning_rate", "max_steps", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-        "max_completion_length", "temperature", "beta", "epsilon", "loss_type", "scale_rewards", "seed")}
+        "learning_rate", "max_steps", "num_train_epochs", "num_generations", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "max_completion_length", "temperature", "beta", "epsilon", "loss_type",
+        "scale_rewards", "entropy_coef", "lr_scheduler_type", "weight_decay", "max_grad_norm", "bf16", "use_vllm",
+        "seed") if hasattr(training_args, k)}
+    front = ["library_name: transformers"]
+    if _hub_id(base_model):
+        front.append(f"base_model: {base_model}")
+    datasets = sorted({d for d in (_hub_id(script_args.dataset), _hub_id(script_args.eval_dataset)) if d})
+    if datasets:
+        front.append(f"datasets: [{', '.join(datasets)}]")
+    front.append("tags: [grpo, trl, grpo-toolkit]")
+    kwargs = script_args.reward_kwargs or {}
+    reward_lines = "\n".join(f"- `{r}`" + (f" with `{json.dumps(kwargs[r])}`" if r in kwargs else "")
+                             for r in script_args.reward_funcs)
+    eval_data = script_args.eval_dataset or f"{script_args.dataset} (held-out rows)"
+    command_block = f"```bash\n{command}\n```" if command else "(not started from the `grpo` command line)"
     text = f"""---
-library_name: transformers
-base_model: {base_model}
-tags: [grpo, trl, grpo-toolkit]
+{chr(10).join(front)}
 ---
-# {Path(output_dir).name}
+# {Path(output_dir).resolve().name}
 
-GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset}`.
+GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset}`
+(split `{script_args.dataset_split}`, prompt format `{getattr(script_args, "prompt_format", "tags")}`).
 Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {"r=%d, alpha=%d, %s" % (
         script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules) if script_args.use_lora else "no"}.
 
-Rewards: {", ".join(f"`{r}`" for r in script_args.reward_funcs)} (weights: {training_args.reward_weights or "all 1.0"}).
+## Rewards
 
-## Evaluation ({n} held-out problems, greedy)
+Weights: {training_args.reward_weights or "all 1.0"}.
+
+{reward_lines}
+
+## Evaluation ({n} problems of {eval_data}, greedy)
 
 {format_table(reports, markdown=True)}
 
@@ -256,8 +285,13 @@ Rewards: {", ".join(f"`{r}`" for r in script_args.reward_funcs)} (weights: {trai
 {json.dumps(settings, indent=2, default=str)}
 ```
 
+## Command
+
+{command_block}
+
 Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
-`checkpoint/adapter`. Per-step metrics: `metrics.jsonl`; curves: `curves.png`.
+`checkpoint/adapter` (`grpo export --model {Path(output_dir)} --output_dir DIR` writes a standalone merged copy).
+Per-step metrics: `metrics.jsonl`; curves: `curves.png`.
 """
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     path = Path(output_dir) / "README.md"
