@@ -54,9 +54,11 @@ def cmd_sft(argv) -> int:
     from grpo.evaluate import format_table
     from grpo.models import load_model
     from grpo.pipeline import load_splits, run_eval
+    from grpo.quantization import check_quantization_supported
     from grpo.sft import warm_start
 
     script_args, training_args = _training_config(argv)
+    check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
@@ -157,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     # transformers 5 renames many arguments; its deprecation notices are not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
+        if argv[0] in {"train", "sft", "recipe"}:  # before any TrainingArguments sets up the distributed state
+            from grpo.launch import check_launch
+
+            check_launch()
         return command(argv[1:])
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -30,6 +30,14 @@ class ScriptArgs:
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
     lora_target_modules: str = field(default="all-linear", metadata={
         "help": "Modules that get adapters: 'all-linear' or a comma-separated list (q_proj,v_proj)."})
+    # Quantization (bitsandbytes; names as trl.ModelConfig, see grpo/quantization.py)
+    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: load the base weights in 4-bit (needs use_lora)."})
+    load_in_8bit: bool = field(default=False, metadata={"help": "Load the base weights in 8-bit, LLM.int8() (needs use_lora)."})
+    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "4-bit data type: 'nf4' (QLoRA) or 'fp4'."})
+    use_bnb_nested_quant: bool = field(default=False, metadata={
+        "help": "4-bit: double quantization (the quantization constants are quantized too, ~0.4 bit/param saved)."})
+    bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={
+        "help": "4-bit: dtype of the matmuls on dequantized weights: bfloat16, float16 or float32."})
     # Data
     dataset: str = field(default="synthetic:gsm8k", metadata={
         "help": "Dataset spec: synthetic:gsm8k[:N] (offline), a GSM8K-format .jsonl file, or openai/gsm8k."})
@@ -91,6 +99,9 @@ class ScriptArgs:
             raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'hash' set warm_start false")
         if self.eval_size < 0:
             raise UserError(f"eval_size={self.eval_size}: must be >= 0")
+        from grpo.quantization import validate_fields
+
+        validate_fields(self)
 
 
 def parse_config(argv: list[str], dataclass_types):

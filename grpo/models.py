@@ -180,13 +180,14 @@ def load_model(spec: str, task: str = "causal-lm", dtype=None, **from_pretrained
         task: one of :data:`TASKS` (``causal-lm``, ``seq2seq-lm``, ``token-classification``,
             ``question-answering``, ``masked-lm``, ``sequence-classification``).
         dtype: torch dtype or None for the checkpoint's float32 default.
-        **from_pretrained_kwargs: passed through (``num_labels``, ``id2label``, ...).
+        **from_pretrained_kwargs: passed through (``num_labels``, ``id2label``, ``quantization_config``
+            from :func:`grpo.quantization.build_bnb_config`, ...).
 
     Returns:
         ``(model, tokenizer)``; the model is in train mode on CPU.
 
     Raises:
-        UserError: unknown task, unknown/missing spec, hub unreachable.
+        UserError: unknown task, unknown/missing spec, hub unreachable, an adapter dir with quantization.
     """
     import transformers
 
@@ -199,6 +200,9 @@ def load_model(spec: str, task: str = "causal-lm", dtype=None, **from_pretrained
     if dtype is not None:
         kwargs["dtype"] = dtype
     base = _adapter_base(path)
+    if base is not None and kwargs.get("quantization_config") is not None:
+        raise UserError(f"model {spec!r} is a LoRA adapter; merging it into quantized weights would re-quantize them: "
+                        f"merge it first (grpo export) and quantize the merged checkpoint, or set load_in_4bit/8bit false")
     try:
         model = auto.from_pretrained(base or path, **kwargs)
         if base is not None:
@@ -207,6 +211,10 @@ def load_model(spec: str, task: str = "causal-lm", dtype=None, **from_pretrained
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
     except OSError as err:
         raise _hub_error(spec, err) from None
+    if kwargs.get("quantization_config") is not None:
+        from grpo.quantization import keep_trainable_layout
+
+        keep_trainable_layout(model)  # before any forward: see grpo.quantization
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -31,11 +31,12 @@ from contextlib import nullcontext
 
 import torch
 
-from grpo import native_checkpoint as ckpt
+from grpo import native_checkpoint as ckpt, tracking
 from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 from grpo.diagnostics import warn_if_no_signal
 from grpo.errors import UserError
 from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden
+from grpo.quantization import BNB_OPTIMIZERS, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,9 @@ def check_supported(args) -> None:
         if value != default and repr(value) != repr(default):
             raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
                             f"unset it or use --backend trl")
-    for name, allowed in (("loss_type", LOSS_TYPES), ("optim", ("adamw_torch", "adamw_torch_fused")),
+    for name, allowed in (("loss_type", LOSS_TYPES), ("optim", ("adamw_torch", "adamw_torch_fused", *BNB_OPTIMIZERS)),
                           ("save_strategy", ("steps", "no")), ("fp16", ("False",))):
-        value = str(getattr(args, name)).split(".")[-1].lower()  # enums print as SaveStrategy.STEPS
+        value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value
         if value not in {a.lower() for a in allowed}:
             raise UserError(f"{name}={getattr(args, name)!r}: the native backend supports {', '.join(allowed)}")
 
@@ -262,9 +263,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     if args.beta != 0.0 and not hasattr(model, "disable_adapter"):
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(  # no decay on biases and norms, as the HF Trainer
-        [{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay)
+    optimizer = make_optimizer([{"params": [p for p in params if p.ndim >= 2]},  # torch or bitsandbytes 8-bit AdamW
+                                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], args, model)  # HF: no decay
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(max_steps),
                               num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
     loss_kwargs = dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
@@ -276,6 +276,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": []}
     ckpt.resume(args.resume_from_checkpoint or getattr(script_args, "resume", None), args.output_dir, state,
                 model, optimizer, scheduler, metrics_log)
+    tracker = tracking.open_trackers(args, script_args, enabled=rank == 0)  # report_to: no-op off rank 0 / none
     orders: dict[int, list[int]] = {}
 
     def rollout(round_: int) -> list[dict]:
@@ -321,6 +322,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         elif rank == 0 and metrics_log is not None and (state["step"] + 1) % args.logging_steps == 0:
             metrics_log.log_samples(state["step"] + 1, [r["prompt"] for r in records], [r["completion"] for r in records],
                                     {n: [r["rewards"][i] for r in records] for i, n in enumerate(names)})
+        tracker.log_completions(state["step"] + 1, records, names, advantages)  # every logging_steps
         micro = []
         for i in range(0, len(records), micro_size):
             batch = _collate(records[i : i + micro_size], tokenizer.pad_token_id, args.mask_truncated_completions)
@@ -387,6 +389,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                 logged = dict(zip(keys, (_sum(values, world) / world).tolist()))  # mean over processes
                 if rank == 0 and metrics_log is not None:
                     metrics_log.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
+                tracker.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
                 state["window"] = defaultdict(list)
             if ckpt.should_save(args, state["step"]) and rank == 0:
                 ckpt.save(args.output_dir, state["step"], model, tokenizer, optimizer, scheduler,
@@ -397,4 +400,5 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             ckpt.save(args.output_dir, committed["loop"]["step"], model, tokenizer, optimizer, scheduler,
                       committed["loop"], committed["rng"], args.save_total_limit)
         raise
+    tracker.finish()
     return model
