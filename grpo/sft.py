@@ -60,6 +60,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
 
     from grpo.models import lora_config
     from grpo.run_dir import save_checkpoint_atomic
+    from grpo.tracking import configure, finish_wandb
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
@@ -76,7 +77,9 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         warmup_steps=max(1, max_steps // 10),
         logging_steps=max(1, max_steps // 10),
         save_strategy="no",
-        report_to="none",
+        report_to=training_args.report_to,  # grpo.tracking: offline wandb, logs in the run directory
+        run_name=f"{training_args.run_name or Path(output_dir).name}-sft",
+        project=training_args.project,
         seed=training_args.seed,
         bf16=training_args.bf16,
         use_cpu=training_args.use_cpu,
@@ -87,8 +90,10 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                        script_args.lora_target_modules)
     logger.warning("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
+    configure(config, output_dir=output_dir)  # before the Trainer's reporting callbacks import their libraries
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     trainer.train()
+    finish_wandb()  # the GRPO stage that follows starts its own wandb run
     merged = trainer.model.merge_and_unload()
     merged.train()
     save_checkpoint_atomic(merged, tokenizer, done)

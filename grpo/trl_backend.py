@@ -1,8 +1,8 @@
 """Backend ``trl``: translate our config into a ``trl.GRPOTrainer`` and run it.
 
-Nothing here changes TRL's algorithm. The only addition is a ``TrainerCallback`` that mirrors
+Nothing here changes TRL's algorithm. The additions are a ``TrainerCallback`` that mirrors
 TRL's per-step logs into the run directory's ``metrics.jsonl`` (same names, as TRL computes them)
-and watches for the zero-spread failure mode.
+and watches for the zero-spread failure mode, and :mod:`grpo.tracking`'s callback for ``report_to``.
 """
 
 from __future__ import annotations
@@ -55,14 +55,19 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     """
     from trl import GRPOTrainer
 
+    from grpo.tracking import configure, trl_callback
+
+    extras = trl_callback(script_args, configure(training_args))  # report_to: script args + tensorboard table
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=list(reward_funcs),
         args=training_args,
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[_metrics_callback(logger_, getattr(logger_, "recorder", None))],
+        callbacks=[_metrics_callback(logger_, getattr(logger_, "recorder", None))] + ([extras] if extras else []),
     )
+    if extras is not None:
+        extras.trainer = trainer  # reads TRL's buffer of the last generation batch for the tensorboard table
     logger_.trainer = trainer  # lets the caller save on Ctrl-C
     resume = training_args.resume_from_checkpoint
     if resume in {"latest", "true", "True"}:  # our spelling for "the newest checkpoint-N in output_dir"

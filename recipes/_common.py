@@ -6,6 +6,7 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
     ``trl.TrlParser((args_cls, training_args_cls or TrainingArguments))``: ``--config file.yaml`` then
     ``--key value`` overrides; unknown/abbreviated keys -> :class:`UserError` (with a did-you-mean).
     Defaults: :data:`CPU_TRAINING_DEFAULTS`, then ``training_defaults``, then YAML, then the CLI.
+    ``report_to`` (default none) is prepared by :func:`grpo.tracking.configure` (offline wandb).
 ``load_model_and_tokenizer(spec, task, *, seed=42, require_fast=False, **kwargs) -> (model, tokenizer)``
     :func:`grpo.models.load_model` after ``set_seed(seed)``; ``require_fast`` refuses slow tokenizers.
 ``resolve_data_path(spec) -> str``: ``recipes/data/<file>`` is the shipped file, whatever the CWD.
@@ -119,6 +120,9 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
                      for k in dict.fromkeys(unknown)]
             message = "unknown config key(s): " + ", ".join(hints)
         raise UserError(message) from None
+    from grpo.tracking import configure
+
+    configure(training_args)  # report_to: offline wandb unless asked, logs under output_dir (grpo.tracking)
     return args, training_args
 
 
