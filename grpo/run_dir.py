@@ -228,6 +228,20 @@ def _hub_id(spec) -> str | None:
     return spec
 
 
+def _config_file(command: str | None) -> Path | None:
+    """The ``--config FILE`` of a command line, if it names a readable file."""
+    import shlex
+
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        return None
+    if "--config" in words and words.index("--config") + 1 < len(words):
+        path = Path(words[words.index("--config") + 1])
+        return path if path.is_file() else None
+    return None
+
+
 def write_model_card(output_dir, script_args, training_args, reports: dict, base_model: str,
                      command: str | None = None) -> Path:
     """``output_dir/README.md``: what was trained, on what data, with which rewards, how, the
@@ -259,6 +273,9 @@ def write_model_card(output_dir, script_args, training_args, reports: dict, base
                              for r in script_args.reward_funcs)
     eval_data = script_args.eval_dataset or f"{script_args.dataset} (held-out rows)"
     command_block = f"```bash\n{command}\n```" if command else "(not started from the `grpo` command line)"
+    config = _config_file(command)
+    if config is not None:  # the command names a file that may change later: keep its text as it was
+        command_block += f"\n\n`{config}` at the time of the run:\n\n```yaml\n{config.read_text().rstrip()}\n```"
     text = f"""---
 {chr(10).join(front)}
 ---
