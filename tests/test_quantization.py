@@ -1,0 +1,264 @@
+"""grpo.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
+
+Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps, 4-bit
+LoRA gradients on the embedded SmolLM2) and ``pytest -q -m slow tests/test_quantization.py``
+(``grpo train`` with 4-bit weights + 8-bit AdamW, both backends, 2 steps each).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from grpo.errors import UserError
+
+bnb = pytest.importorskip("bitsandbytes", reason="pip install 'grpo-toolkit[quant]'")
+GSM8K_YAML = str(Path(__file__).resolve().parents[1] / "grpo" / "configs" / "gsm8k.yaml")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def parse(*overrides, output_dir="/tmp/unused-quant-test"):
+    from trl import GRPOConfig
+
+    from grpo.config import ScriptArgs, parse_config
+
+    return parse_config(["--config", GSM8K_YAML, "--output_dir", output_dir, *overrides], (ScriptArgs, GRPOConfig))
+
+
+# ---------------------------------------------------------------------------- config and environment errors
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["--load_in_4bit", "true", "--use_lora", "false"], "load_in_4bit=true with use_lora=false.*set use_lora true"),
+    (["--load_in_8bit", "true", "--use_lora", "false"], "load_in_8bit=true with use_lora=false"),
+    (["--load_in_4bit", "true", "--load_in_8bit", "true"], "both true: pick one"),
+    (["--bnb_4bit_quant_type", "int4"], "bnb_4bit_quant_type='int4': use one of nf4, fp4"),
+    (["--bnb_4bit_compute_dtype", "bf16"], "bnb_4bit_compute_dtype='bf16': use one of bfloat16"),
+])
+def test_bad_quantization_fields_are_refused_at_parse_time(overrides, message):
+    with pytest.raises(UserError, match=message):
+        parse(*overrides)
+
+
+def test_trl_model_config_names_and_defaults():
+    script_args, _ = parse("--load_in_4bit", "true", "--use_bnb_nested_quant", "true", "--warm_start", "false")
+    from grpo.quantization import build_bnb_config
+
+    cfg = build_bnb_config(script_args)
+    assert cfg.load_in_4bit and not cfg.load_in_8bit
+    assert cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
+    assert cfg.bnb_4bit_compute_dtype == torch.bfloat16
+    script_args, _ = parse("--load_in_8bit", "true", "--warm_start", "false")
+    assert build_bnb_config(script_args).load_in_8bit
+    script_args, _ = parse()
+    assert build_bnb_config(script_args) is None  # nothing asked, nothing built
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="paged optimizers work with CUDA")
+@pytest.mark.parametrize("backend", ["trl", "native"])
+def test_paged_optimizer_without_cuda_says_what_to_set(backend):
+    from grpo.quantization import check_quantization_supported
+
+    script_args, training_args = parse("--optim", "paged_adamw_8bit", "--backend", backend)
+    with pytest.raises(UserError, match="optim=paged_adamw_8bit .* no CUDA GPU .* set optim adamw_8bit"):
+        check_quantization_supported(script_args, training_args)
+
+
+def test_missing_bitsandbytes_names_the_install(monkeypatch):
+    from grpo.quantization import check_quantization_supported
+
+    script_args, training_args = parse("--load_in_4bit", "true", "--warm_start", "false")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
+    with pytest.raises(UserError, match=r"load_in_4bit needs the bitsandbytes package: pip install 'grpo-toolkit\[quant\]'"):
+        check_quantization_supported(script_args, training_args)
+    script_args, training_args = parse("--optim", "adamw_8bit")
+    with pytest.raises(UserError, match="optim=adamw_8bit needs the bitsandbytes package.*set optim adamw_torch"):
+        check_quantization_supported(script_args, training_args)
+
+
+def test_quantized_warm_start_is_refused_before_any_work(tmp_path, capsys):
+    from grpo.cli import main
+
+    out = tmp_path / "run"
+    for command in (["train", "--warm_start", "true"], ["sft"]):
+        code = main([command[0], "--config", GSM8K_YAML, "--load_in_4bit", "true", "--output_dir", str(out), *command[1:]])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "re-quantize" in err and "grpo sft` without load_in_4bit" in err
+        assert not out.exists()  # refused before data, model or evaluation
+
+
+def test_adapter_dir_with_quantization_is_refused(tmp_path):
+    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model, resolve_model_path
+    from grpo.quantization import build_bnb_config
+
+    script_args, _ = parse("--load_in_4bit", "true", "--warm_start", "false")
+    model, _ = load_model(EMBEDDED_SMOLLM2)
+    apply_lora(model, r=2).save_pretrained(tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        resolve_model_path(EMBEDDED_SMOLLM2)
+    with pytest.raises(UserError, match="is a LoRA adapter; merging it into quantized weights"):
+        load_model(str(tmp_path / "adapter"), quantization_config=build_bnb_config(script_args))
+
+
+# ---------------------------------------------------------------------------- 8-bit AdamW (native backend's optimizer)
+
+
+def _moment_dtypes(optimizer_state_dict) -> set:
+    """dtypes of the AdamW moments in a (bitsandbytes) optimizer state_dict, which nests them for FSDP."""
+    states = [s.get("__bnb_optimizer_quant_state__", s) for s in optimizer_state_dict["state"].values()]
+    return {v.dtype for s in states for k, v in s.items() if k in ("state1", "state2", "exp_avg", "exp_avg_sq")}
+
+
+def _lm_loss(model, tokenizer):
+    batch = tokenizer(["Natalia sold clips to 48 of her friends in April."], return_tensors="pt")
+    return model(**batch, labels=batch["input_ids"]).loss
+
+
+def test_8bit_adamw_trains_lora_on_embedded_smollm2():
+    from trl import GRPOConfig
+
+    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
+    from grpo.quantization import make_optimizer
+
+    model, tokenizer = load_model(EMBEDDED_SMOLLM2)
+    model = apply_lora(model, r=8, lora_dropout=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    args = GRPOConfig(output_dir="/tmp/unused", optim="adamw_8bit", learning_rate=1e-3, bf16=False, report_to=[])
+    optimizer = make_optimizer([{"params": params}], args, model)
+    assert isinstance(optimizer, bnb.optim.AdamW)
+    losses = []
+    for _ in range(2):
+        loss = _lm_loss(model, tokenizer)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[1] < losses[0]
+    assert sum(not torch.equal(b, p) for b, p in zip(before, params)) == len(params)  # every adapter matrix moved
+    big = [p for p in params if p.numel() >= 4096]  # bitsandbytes keeps 32-bit state for tensors under 4096 elements
+    assert big and all(optimizer.state[p]["state1"].dtype == torch.uint8 and optimizer.state[p]["state2"].dtype == torch.uint8
+                       for p in big)
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(17)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def _word_reward(completions, **kwargs):
+    """Mean word index (w12 -> 12) / 16: differs between samples, so advantages are non-zero."""
+    return [sum(int(w[1:]) for w in c.split()) / max(1, len(c.split())) / 16 for c in completions]
+
+
+def _config(tmp_path, **overrides):
+    from trl import GRPOConfig
+
+    values = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, per_device_train_batch_size=4,
+                  gradient_accumulation_steps=2, num_generations=4, max_completion_length=6, learning_rate=5e-3,
+                  max_steps=2, logging_steps=1, save_steps=0, seed=7, temperature=1.0)
+    return GRPOConfig(**(values | overrides))
+
+
+def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grpo.native import check_supported, train
+    from grpo.run_dir import MetricsLogger
+
+    config, tiny_tokenizer, word_reward = _config, _tiny_tokenizer, _word_reward
+    dataset = Dataset.from_dict({"prompt": [f"w{3 + i % 10} w{4 + i % 7}" for i in range(8)]})
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=0, eos_token_id=1,
+                                         bos_token_id=None))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for optim in ("adamw_8bit", "adamw_bnb_8bit"):  # transformers' two names for the same optimizer
+        check_supported(config(tmp_path, optim=optim))
+    log = MetricsLogger(tmp_path)
+    train(model, tiny_tokenizer(), dataset, [word_reward], config(tmp_path, optim="adamw_8bit", save_steps=2), None, log)
+    metrics = log.read()
+    assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+    mlp = "model.layers.0.mlp.up_proj.weight"  # 64 x 128 = 8192 elements: 8-bit state
+    assert not torch.equal(before[mlp], dict(model.named_parameters())[mlp])
+    payload = torch.load(tmp_path / "checkpoint-2" / "trainer_state.pt", weights_only=False)
+    assert torch.uint8 in _moment_dtypes(payload["optimizer"])  # big matrices: 8-bit (small ones stay fp32)
+
+
+# ---------------------------------------------------------------------------- 4-bit weights (QLoRA) on CPU
+
+
+def test_4bit_lora_gradients_match_the_dequantized_model_after_an_eval_pass():
+    """bitsandbytes repacks 4-bit weights for inference on their first eval-mode forward on CPU,
+    after which their matmul has no backward; grpo.models.load_model must prevent that."""
+    import bitsandbytes.functional as F
+    from peft import LoraConfig, get_peft_model
+
+    from grpo.models import EMBEDDED_SMOLLM2, load_model
+    from grpo.quantization import build_bnb_config, prepare_for_training
+
+    script_args, _ = parse("--load_in_4bit", "true", "--bnb_4bit_compute_dtype", "float32", "--warm_start", "false")
+    quant, tokenizer = load_model(EMBEDDED_SMOLLM2, quantization_config=build_bnb_config(script_args))
+    reference, _ = load_model(EMBEDDED_SMOLLM2)
+    for name, module in quant.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):  # reference = float model holding exactly the 4-bit values
+            reference.get_submodule(name).weight.data.copy_(F.dequantize_4bit(module.weight.data, module.weight.quant_state))
+    quant.eval()
+    with torch.no_grad():  # evaluation / rollout: the moment bitsandbytes would repack
+        quant(**tokenizer(["warm up"], return_tensors="pt"))
+    grads = []
+    for model in (prepare_for_training(quant), reference):
+        torch.manual_seed(0)
+        lora = LoraConfig(r=4, target_modules=["q_proj", "down_proj"], lora_dropout=0.0, init_lora_weights=False,
+                          task_type="CAUSAL_LM")
+        peft_model = get_peft_model(model, lora).train()
+        _lm_loss(peft_model, tokenizer).backward()
+        grads.append({n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad})
+    first_layer = [n for n in grads[1] if ".layers.0." in n]
+    assert first_layer and all(grads[0][n].abs().sum() > 0 for n in first_layer)
+    for name, expected in grads[1].items():
+        torch.testing.assert_close(grads[0][name], expected, rtol=1e-3, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- end to end (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["native", "trl"])
+def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
+    from safetensors.torch import load_file
+
+    from grpo.cli import main
+
+    out = tmp_path / backend
+    code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",
+                 "--use_bnb_nested_quant", "true", "--optim", "adamw_8bit", "--warm_start", "false", "--eval_size", "0",
+                 "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
+                 "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
+                 "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
+    assert code == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+    assert any(m["reward_std"] > 0 for m in metrics)
+    adapter = load_file(out / "checkpoint" / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it trained
+    state_file = out / "checkpoint-2" / ("optimizer.pt" if backend == "trl" else "trainer_state.pt")
+    payload = torch.load(state_file, weights_only=False)
+    assert torch.uint8 in _moment_dtypes(payload if backend == "trl" else payload["optimizer"])
