@@ -158,10 +158,13 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         from grpo.native import check_supported
 
         check_supported(training_args)  # refuse unsupported GRPOConfig fields before any work
-    if training_args.use_vllm:
-        from grpo.vllm_engine import require_vllm
+        from grpo.launch import check_native_launch
 
-        require_vllm()  # fail before loading anything when CUDA or vllm is missing
+        check_native_launch()  # FSDP / DeepSpeed configs would not shard the native loop's model
+    if training_args.use_vllm:
+        from grpo.vllm_server import check_vllm_setup
+
+        check_vllm_setup(training_args)  # fail before loading anything: no server (vllm_mode server), no CUDA, no vllm
     from grpo.tracking import configure
 
     configure(training_args, native=script_args.backend == "native")  # report_to: offline wandb, logs under out/
@@ -212,7 +215,9 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         raise
     if not metrics_logger.enabled:
         return result
-    result["checkpoint"] = str(save_final_checkpoint(model, tokenizer, out))
+    from grpo.quantization import full_precision_copy  # QLoRA: merge into the unquantized base, not the 4-bit one
+
+    result["checkpoint"] = str(save_final_checkpoint(full_precision_copy(model, script_args), tokenizer, out))
     (out / "eval_after.json").unlink(missing_ok=True)
     result["eval_after"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after.json", progress)
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 BNB_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit")
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
-_INSTALL = "pip install 'grpo-toolkit[quant]'  (bitsandbytes>=0.45)"
+_INSTALL = "pip install 'grpo-toolkit[quant]'  (bitsandbytes>=0.50)"
 
 
 def _optim_name(training_args) -> str:
@@ -78,7 +78,7 @@ def check_quantization_supported(script_args, training_args, sft: bool = False) 
 
     Raises:
         UserError: bitsandbytes missing; a paged optimizer without CUDA; quantized weights with a
-            warm-start (which merges its adapter into the base weights).
+            warm-start (which merges its adapter into the base weights) or with vLLM.
     """
     optim = "" if sft else _optim_name(training_args)  # the warm-start stage uses its own AdamW
     quantized = is_quantized(script_args)
@@ -90,6 +90,10 @@ def check_quantization_supported(script_args, training_args, sft: bool = False) 
         raise UserError(f"{asked} with {stage}: the warm-start merges its LoRA adapter into the base weights, which "
                         f"would re-quantize them; run `grpo sft` without load_in_4bit/load_in_8bit, then "
                         f"`grpo train --model RUN/sft_checkpoint --{asked.split('=')[0]} true --warm_start false`")
+    if quantized and getattr(training_args, "use_vllm", False):
+        raise UserError(f"{asked} with use_vllm: the policy's weights reach vLLM by merging the adapter into the base, "
+                        f"which breaks on bitsandbytes weights (trl issues #4973, #3466); set use_vllm false "
+                        f"(transformers generate) or {asked} false")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -126,7 +130,7 @@ def build_bnb_config(script_args):
 def keep_trainable_layout(model) -> None:
     """Stop bitsandbytes from repacking 4-bit weights into its inference-only CPU layout.
 
-    bitsandbytes >= 0.48 repacks a ``Linear4bit`` weight the first time the layer runs on CPU in eval
+    bitsandbytes 0.50 repacks a ``Linear4bit`` weight the first time the layer runs on CPU in eval
     mode without grad (evaluation, rollouts); the repacked matmul has no backward, so LoRA gradients
     of every layer below become silently zero. Called by :func:`grpo.models.load_model` right after
     a quantized load, before any forward. No effect on GPU or on 8-bit layers.
@@ -135,7 +139,7 @@ def keep_trainable_layout(model) -> None:
 
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False  # read per forward by Linear4bit (bitsandbytes 0.48-0.50)
+            module.support_avx512bf16_for_cpu = False  # read by Linear4bit.forward (bitsandbytes 0.50)
 
 
 def prepare_for_training(model, gradient_checkpointing: bool = False):
@@ -189,3 +193,30 @@ def make_optimizer(param_groups, training_args, model=None):
             if isinstance(module, torch.nn.Embedding) and module.weight.requires_grad:
                 manager.register_module_override(module, "weight", {"optim_bits": 32})
     return bnb.optim.AdamW(param_groups, optim_bits=8, is_paged=optim.startswith("paged_"), **kwargs)
+
+
+def full_precision_copy(model, script_args):
+    """The trained adapter on the unquantized base: what a quantized run saves as its merged checkpoint.
+
+    Merging an adapter into 4-bit weights re-quantizes them (peft warns about rounding), and the
+    result needs bitsandbytes to load. As QLoRA is usually deployed, the adapter's exact tensors go
+    onto the base model in its checkpoint precision instead -- the same model ``grpo export`` builds
+    from ``checkpoint/adapter``. A float model, or one without an adapter, is returned unchanged.
+
+    Args:
+        model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes).
+        script_args: :class:`grpo.config.ScriptArgs` (``model`` spec, ``load_in_4bit``/``load_in_8bit``).
+
+    Returns:
+        A ``peft.PeftModel`` on a freshly loaded unquantized base, holding ``model``'s adapter weights.
+    """
+    if not is_quantized(script_args) or not hasattr(model, "peft_config"):
+        return model
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from grpo.models import load_model
+
+    base, _ = load_model(script_args.model)
+    copy = get_peft_model(base, model.peft_config[model.active_adapter])
+    set_peft_model_state_dict(copy, get_peft_model_state_dict(model))
+    return copy

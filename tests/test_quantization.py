@@ -97,17 +97,31 @@ def test_quantized_warm_start_is_refused_before_any_work(tmp_path, capsys):
         assert not out.exists()  # refused before data, model or evaluation
 
 
+def test_quantized_weights_with_vllm_are_refused():
+    from grpo.quantization import check_quantization_supported
+
+    script_args, training_args = parse("--load_in_4bit", "true", "--warm_start", "false")
+    training_args.use_vllm = True  # set after parsing: GRPOConfig itself checks that vllm is importable
+    with pytest.raises(UserError, match="load_in_4bit with use_vllm: .* set use_vllm false"):
+        check_quantization_supported(script_args, training_args)
+
+
 def test_adapter_dir_with_quantization_is_refused(tmp_path):
-    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model, resolve_model_path
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grpo.models import apply_lora, load_model
     from grpo.quantization import build_bnb_config
 
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    base.save_pretrained(tmp_path / "base")
+    _tiny_tokenizer().save_pretrained(tmp_path / "base")
+    base = LlamaForCausalLM.from_pretrained(tmp_path / "base")  # so the adapter records its base's path
+    apply_lora(base, r=2).save_pretrained(tmp_path / "adapter")
     script_args, _ = parse("--load_in_4bit", "true", "--warm_start", "false")
-    model, _ = load_model(EMBEDDED_SMOLLM2)
-    apply_lora(model, r=2).save_pretrained(tmp_path / "adapter")
-    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
-        resolve_model_path(EMBEDDED_SMOLLM2)
     with pytest.raises(UserError, match="is a LoRA adapter; merging it into quantized weights"):
         load_model(str(tmp_path / "adapter"), quantization_config=build_bnb_config(script_args))
+    load_model(str(tmp_path / "adapter"))  # the same adapter loads (and merges) without quantization
 
 
 # ---------------------------------------------------------------------------- 8-bit AdamW (native backend's optimizer)
@@ -245,6 +259,7 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
     from safetensors.torch import load_file
 
     from grpo.cli import main
+    from grpo.models import EMBEDDED_SMOLLM2, resolve_model_path
 
     out = tmp_path / backend
     code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",
@@ -259,6 +274,12 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
     adapter = load_file(out / "checkpoint" / "adapter" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it trained
+    # the merged checkpoint is the adapter merged into the unquantized base: base + scale * B @ A, exactly
+    merged, base = (load_file(d / "model.safetensors") for d in (out / "checkpoint", Path(resolve_model_path(EMBEDDED_SMOLLM2))))
+    assert "quantization_config" not in json.loads((out / "checkpoint" / "config.json").read_text())
+    key = "model.layers.0.self_attn.q_proj.weight"
+    lora = {k.split(".lora_")[1].split(".")[0]: v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora" in k}
+    torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
     state_file = out / "checkpoint-2" / ("optimizer.pt" if backend == "trl" else "trainer_state.pt")
     payload = torch.load(state_file, weights_only=False)
     assert torch.uint8 in _moment_dtypes(payload if backend == "trl" else payload["optimizer"])
