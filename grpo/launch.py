@@ -95,3 +95,18 @@ def check_launch(cuda_available: bool | None = None) -> None:
         # torchrun/mpirun without CUDA: without this, transformers' distributed state would be "NO"
         # (every rank a rank 0) and the processes would train independently.
         os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
+def check_native_launch() -> None:
+    """Refuse FSDP and DeepSpeed launches for the native backend, which they would not shard.
+
+    The native loop keeps a whole model on every process and averages gradients itself (DDP-style),
+    so it runs under the CPU and DDP configs only.
+
+    Raises:
+        UserError: naming the config type and the two ways out.
+    """
+    mode = accelerate_mode()
+    if mode in {"FSDP", "DEEPSPEED"}:
+        raise UserError(f"the native backend does not shard the model, so it cannot run under an {mode} accelerate "
+                        f"config; use --backend trl with it, or grpo/configs/accelerate/ddp.yaml with the native backend")

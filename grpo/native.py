@@ -47,7 +47,8 @@ SUPPORTED = set("""
     num_iterations beta epsilon epsilon_high loss_type scale_rewards importance_sampling_level use_bias_correction_kl
     mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
     save_strategy save_total_limit seed reward_weights bf16 disable_dropout use_vllm vllm_gpu_memory_utilization
-    vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu""".split())
+    vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu vllm_mode
+    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
 IGNORED = set("""
@@ -248,12 +249,10 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     device = next(model.parameters()).device
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else nullcontext
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    engine = None  # use_vllm: colocated vLLM, the policy's weights pushed in before every rollout
+    engine = None  # use_vllm: vLLM colocated or a server (vllm_mode), the policy's weights pushed before every rollout
     if args.use_vllm:
-        from grpo.vllm_engine import VLLMEngine
-        log.warning("use_vllm: the native backend does not apply TRL's vLLM importance-sampling correction")
-        engine = VLLMEngine(base.config._name_or_path, args.vllm_gpu_memory_utilization, args.vllm_max_model_length,
-                            args.vllm_enable_sleep_mode, seed=args.seed)
+        from grpo.vllm_server import make_engine
+        engine = make_engine(args, base.config._name_or_path, rank, world)
     if getattr(base, "is_gradient_checkpointing", False):  # it would switch off the shared prompt's KV cache
         base.gradient_checkpointing_disable()
     for m in model.modules() if args.disable_dropout else ():

@@ -239,10 +239,20 @@ def train_and_evaluate(trainer, evaluate_fn):
     """
     before = evaluate_fn()
     logger.info("before training: %s", before)
+    _allow_distributed_wrap(trainer)
     output = trainer.train()
     after = evaluate_fn()
     logger.info("after training: %s", after)
     return before, after, dict(output.metrics)
+
+
+def _allow_distributed_wrap(trainer) -> None:
+    """transformers 5.23: ``evaluate()`` before ``train()`` flags the model accelerate-prepared without a DDP wrap,
+    so ``train()`` would not wrap it and several processes would drift apart (tests/test_accelerate_launch.py)."""
+    model = trainer.model
+    if trainer.args.world_size > 1 and trainer.model_wrapped is model and getattr(model, "_is_accelerate_prepared", False):
+        del model._is_accelerate_prepared
+        trainer.accelerator._models[:] = [m for m in trainer.accelerator._models if m is not model]
 
 
 def _fmt(value) -> str:

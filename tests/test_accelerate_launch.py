@@ -136,5 +136,6 @@ def test_ddp_config_on_cpu_stops_with_a_clear_error(tmp_path):
     first = proc.stderr.lstrip().splitlines()[0]
     assert first.startswith("error: accelerate launch started this run with a multi-GPU (DDP) config"), proc.stderr
     assert "cpu_2proc.yaml" in first and "needs CUDA" in first
-    assert "Traceback" not in proc.stderr.split("ChildFailedError")[0]  # ours is one line; the launcher reports after
+    # no stack trace from our code: the only traceback is the launcher's own report that a child failed
+    assert f'File "{ROOT / "grpo"}' not in proc.stderr and "ChildFailedError" in proc.stderr
     assert not (tmp_path / "run").exists()
