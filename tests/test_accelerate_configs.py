@@ -183,3 +183,18 @@ def test_deepspeed_plugin_from_config(name, stage, clean_env):
     # batch size, accumulation and clipping are left to the training config
     assert plugin.deepspeed_config["gradient_accumulation_steps"] == "auto"
     assert plugin.deepspeed_config["gradient_clipping"] == "auto"
+
+
+@pytest.mark.parametrize("name, refused", [("ddp", False), ("fsdp", True), ("deepspeed_zero2", True),
+                                           ("deepspeed_zero3", True)])
+def test_native_backend_refuses_sharding_configs(name, refused, clean_env):
+    from grpo.launch import check_native_launch
+
+    for key, value in child_env(CONFIG_DIR / f"{name}.yaml", "--num_processes", "2").items():
+        clean_env.setenv(key, value)
+    if not refused:
+        check_native_launch()
+        return
+    with pytest.raises(UserError, match="--backend trl") as err:
+        check_native_launch()
+    assert "ddp.yaml" in str(err.value)
