@@ -7,7 +7,7 @@ the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
 * prefills each prompt once (batch P, left-padded), then copies its KV cache G times;
 * writes the KV cache into preallocated buffers (no ``torch.cat`` of the whole cache per token);
 * drops finished rows from the batch (and from the cache) as soon as they emit a stop token;
-* optionally runs a bf16 copy of the weights (LoRA merged, oneDNN-packed on CPU).
+* optionally runs a bf16 copy of the weights (:mod:`grpo.inference_copy`: LoRA merged, CPU kernels fused).
 
 Greedy decoding (``do_sample=False``) in the model's own dtype reproduces ``model.generate``
 token for token (tests/test_sampler.py). Sampling applies temperature, then top-k, then top-p,
@@ -16,14 +16,14 @@ in the order transformers' logits processors do. Benchmark: ``scripts/bench_roll
 
 from __future__ import annotations
 
-import copy
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from grpo.inference_copy import inference_copy
 
 logger = logging.getLogger(__name__)
 
@@ -200,74 +200,6 @@ def stop_ids_for(model, tokenizer, stop_token_ids: Sequence[int] | int | None = 
     if ids is None and tokenizer is not None:
         ids = tokenizer.eos_token_id
     return [] if ids is None else [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
-
-
-class _PackedLinear(torch.nn.Module):
-    """``nn.Linear`` for bf16 CPU inference with its weight pre-packed for oneDNN, as torch.compile's
-    CPU backend does: measured 25% (576x1536) to 40% (the 49152-row lm_head) less CPU time at batch 16."""
-
-    def __init__(self, linear: torch.nn.Linear):
-        super().__init__()
-        self.linear = linear
-        self.repack()
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.linear.weight
-
-    def repack(self) -> None:
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.linear.weight, 16)  # 16 = typical rows
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.linear.bias, "none", [], "")
-
-
-def _pack_linears(model: torch.nn.Module) -> None:
-    """Swap every ``nn.Linear`` of a bf16 CPU model for a :class:`_PackedLinear`; a no-op where unsupported."""
-    p = next(model.parameters())
-    try:
-        if p.device.type != "cpu" or p.dtype != torch.bfloat16 or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return
-        for parent in list(model.modules()):
-            for child_name, child in parent.named_children():
-                if type(child) is torch.nn.Linear:
-                    setattr(parent, child_name, _PackedLinear(child))
-    except (RuntimeError, AttributeError) as err:  # op missing in this torch build: leave the rest unpacked
-        logger.debug("oneDNN weight packing unavailable: %s", err)
-
-
-_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
-
-
-@torch.inference_mode()
-def inference_copy(model, dtype: torch.dtype) -> torch.nn.Module:
-    """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
-
-    Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
-    place from :func:`grpo.vllm_engine.merged_named_weights` on every call (~0.2 s), so it
-    follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision;
-    bf16 linears on CPU are oneDNN-packed. Inference only: its tensors are inference-mode tensors.
-    """
-    clone = _COPIES.get(model)
-    if clone is None or next(clone.parameters()).dtype != dtype:
-        clone = copy.deepcopy(model)
-        if hasattr(clone, "merge_and_unload"):  # peft
-            clone = clone.merge_and_unload()
-        for p in clone.parameters():
-            p.data = p.data.to(dtype)
-            p.requires_grad_(False)
-        clone.grpo_params = dict(clone.named_parameters())  # names before packing renames them
-        _pack_linears(clone)
-        _COPIES[model] = clone.eval()
-        return clone
-    from grpo.vllm_engine import merged_named_weights  # lazy: that module imports this one
-
-    for name, tensor in merged_named_weights(model):
-        clone.grpo_params[name].copy_(tensor)
-    for module in clone.modules():
-        if isinstance(module, _PackedLinear):
-            module.repack()
-    return clone
 
 
 # ---------------------------------------------------------------------------- generate

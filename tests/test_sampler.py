@@ -218,20 +218,6 @@ def test_bf16_copy_runs_and_leaves_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_bf16_copy_packs_linears_bit_exactly():
-    from grpo.sampler import _PackedLinear, inference_copy
-
-    model = tiny_llama(8)
-    packed = inference_copy(model, torch.bfloat16)
-    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        assert isinstance(packed.model.layers[0].self_attn.q_proj, _PackedLinear)
-    plain = LlamaForCausalLM(model.config).to(torch.bfloat16).eval()
-    plain.load_state_dict({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()})
-    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
-    with torch.inference_mode():
-        assert torch.equal(packed(input_ids=ids).logits, plain(input_ids=ids).logits)
-
-
 def test_peft_lora_greedy_matches_hf_and_restores_train_mode():
     peft = pytest.importorskip("peft")
     model = tiny_llama(7)

@@ -1,0 +1,94 @@
+"""Tests for grpo/inference_copy.py: the bf16 decoding copy computes what the plain bf16 model computes.
+
+Run: pytest tests/test_inference_copy.py   (tiny random Llama and Qwen2 models, seconds)
+"""
+
+import copy
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from grpo.inference_copy import _Attention, _GatedMLP, _PackedLinear, _RMSNorm, inference_copy
+from grpo.sampler import generate
+
+BF16_KERNELS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+needs_bf16 = pytest.mark.skipif(not BF16_KERNELS, reason="this CPU has no oneDNN bf16 kernels: the copy is not rewired")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1, eos_token_id=3, pad_token_id=0)
+    if kind == "qwen2":  # q/k/v carry biases: the fused projection must concatenate them
+        model = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=False))
+        with torch.no_grad():
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0, 0.5)
+        return model.eval()
+    model = LlamaForCausalLM(LlamaConfig(**common))
+    with torch.no_grad():  # norms at their init (all ones) would hide a mis-wired weight
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def plain_bf16(model):
+    """What the copy must agree with: the same model, parameters cast to bf16, buffers left as they are."""
+    plain = copy.deepcopy(model)
+    for p in plain.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    return plain.eval()
+
+
+@needs_bf16
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_rewired_copy_matches_plain_bf16_model_exactly(kind):
+    model = tiny(kind)
+    fast = inference_copy(model, torch.bfloat16)
+    layer = fast.model.layers[0]
+    assert isinstance(layer.self_attn, _Attention) and isinstance(layer.mlp, _GatedMLP)
+    assert isinstance(layer.input_layernorm, _RMSNorm) and isinstance(fast.lm_head, _PackedLinear)
+    plain = plain_bf16(model)
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    with torch.inference_mode():
+        assert torch.equal(fast(input_ids=ids).logits, plain(input_ids=ids).logits)
+    # decoding (one query token against a growing, left-padded cache) through the sampler
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [30]]
+    ours = generate(model, None, prompts, 2, 12, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
+    theirs = generate(plain, None, prompts, 2, 12, do_sample=False, stop_token_ids=[3])
+    assert ours.completion_ids == theirs.completion_ids
+    assert max(len(c) for c in ours.completion_ids) > 4  # long enough to exercise the decode path
+
+
+@needs_bf16
+def test_refresh_repacks_fused_weights_after_an_update():
+    model = tiny("llama", seed=3)
+    fast = inference_copy(model, torch.bfloat16)
+    with torch.no_grad():
+        model.model.layers[1].self_attn.v_proj.weight.mul_(-2.0)  # lands in the middle of the fused q/k/v
+        model.model.layers[0].mlp.up_proj.weight.add_(0.3)  # the second half of the fused gate/up
+    assert inference_copy(model, torch.bfloat16) is fast
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        assert torch.equal(fast(input_ids=ids).logits, plain_bf16(model)(input_ids=ids).logits)
+
+
+def test_copy_in_other_dtypes_is_not_rewired():
+    model = tiny("llama", seed=4)
+    copy64 = inference_copy(model, torch.float64)
+    assert type(copy64.model.layers[0].mlp).__name__ == "LlamaMLP"
+    assert next(copy64.parameters()).dtype == torch.float64 and next(model.parameters()).dtype == torch.float32
