@@ -11,6 +11,7 @@ launches them for real.
 """
 
 import os
+import textwrap
 import re
 import shutil
 from pathlib import Path
@@ -198,3 +199,34 @@ def test_native_backend_refuses_sharding_configs(name, refused, clean_env):
     with pytest.raises(UserError, match="--backend trl") as err:
         check_native_launch()
     assert "ddp.yaml" in str(err.value)
+
+
+def test_slurm_script_builds_a_valid_multi_node_launch(tmp_path):
+    """scripts/slurm_grpo.sbatch run with stand-ins for srun/scontrol/accelerate (node 1 of 2): accelerate's own
+    launch parser accepts what it passes, and torch's launcher would get 2 nodes x 8 processes, rank 1, node 0's IP."""
+    import subprocess
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    stand_ins = textwrap.dedent("""
+        srun() { while [[ $1 == --* ]]; do shift; done; "$@"; }
+        scontrol() { printf 'node-a\\nnode-b\\n'; }
+        accelerate() { printf '%s\\n' "$@" > "$CAPTURE"; }
+        export -f srun scontrol accelerate
+    """)
+    env = {**os.environ, "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2",
+           "SLURM_NODEID": "1", "CAPTURE": str(tmp_path / "args")}
+    subprocess.run(["bash", "-c", stand_ins + 'bash scripts/slurm_grpo.sbatch --backend native --max_steps 5'],
+                   cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    argv = (tmp_path / "args").read_text().splitlines()
+    assert argv[0] == "launch"
+    args = launch_command_parser().parse_args(argv[1:])
+    assert args.training_script == "grpo.cli" and args.module
+    assert args.training_script_args == ["train", "--config", "grpo/configs/gsm8k_hub.yaml", "--output_dir",
+                                         "runs/slurm-7", "--backend", "native", "--max_steps", "5"]
+    assert (ROOT / args.config_file).exists() and (ROOT / args.training_script_args[2]).exists()
+    args, _, _ = _validate_launch_command(args)
+    prepare_multi_gpu_env(args)
+    assert (args.nnodes, args.node_rank, args.nproc_per_node) == ("2", 1, "8")
+    assert args.rdzv_endpoint == "node-a:29500"  # every node meets at the first node of the allocation
