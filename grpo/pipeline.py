@@ -168,7 +168,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     from grpo.tracking import configure
 
     configure(training_args, native=script_args.backend == "native")  # report_to: offline wandb, logs under out/
-    from grpo.quantization import build_bnb_config, check_quantization_supported, prepare_for_training
+    from grpo.quantization import check_quantization_supported, load_kwargs, prepare_for_training
 
     check_quantization_supported(script_args, training_args)  # bitsandbytes, CUDA for paged optimizers
     push = training_args.push_to_hub
@@ -184,7 +184,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     metrics_logger.recorder = recorder
     reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
         script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)]
-    model, tokenizer = load_model(script_args.model, quantization_config=build_bnb_config(script_args))
+    model, tokenizer = load_model(script_args.model, **load_kwargs(script_args))
     model = prepare_for_training(model)  # QLoRA: frozen 4/8-bit base, fp32 norms (no-op unquantized)
     progress = not training_args.disable_tqdm
 

@@ -127,13 +127,33 @@ def build_bnb_config(script_args):
     )
 
 
+def load_kwargs(script_args) -> dict:
+    """Extra ``from_pretrained`` arguments for :func:`grpo.models.load_model`: ``{}`` when not quantizing.
+
+    Otherwise the :func:`build_bnb_config` and, with CUDA, ``device_map={"": local process index}`` so
+    that each process of ``accelerate launch`` / ``torchrun`` quantizes onto its own GPU (as TRL's
+    ``get_kbit_device_map``); on CPU transformers places the model on the CPU.
+    """
+    if not is_quantized(script_args):
+        return {}
+    import torch
+
+    kwargs = {"quantization_config": build_bnb_config(script_args)}
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    return kwargs
+
+
 def keep_trainable_layout(model) -> None:
     """Stop bitsandbytes from repacking 4-bit weights into its inference-only CPU layout.
 
-    bitsandbytes 0.50 repacks a ``Linear4bit`` weight the first time the layer runs on CPU in eval
-    mode without grad (evaluation, rollouts); the repacked matmul has no backward, so LoRA gradients
-    of every layer below become silently zero. Called by :func:`grpo.models.load_model` right after
-    a quantized load, before any forward. No effect on GPU or on 8-bit layers.
+    bitsandbytes 0.50 repacks a ``Linear4bit`` weight the first time the layer runs on a CPU with
+    AVX512-BF16 in eval mode without grad (evaluation, rollouts); the repacked matmul has no
+    backward, so LoRA gradients of every layer below become silently zero. Called by
+    :func:`grpo.models.load_model` right after a quantized load, before any forward. No effect on
+    GPU or on 8-bit layers.
     """
     import bitsandbytes as bnb
 

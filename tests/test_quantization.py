@@ -61,6 +61,12 @@ def test_trl_model_config_names_and_defaults():
     assert build_bnb_config(script_args).load_in_8bit
     script_args, _ = parse()
     assert build_bnb_config(script_args) is None  # nothing asked, nothing built
+    from grpo.quantization import load_kwargs
+
+    assert load_kwargs(script_args) == {}
+    script_args, _ = parse("--load_in_4bit", "true", "--warm_start", "false")
+    assert set(load_kwargs(script_args)) == ({"quantization_config", "device_map"} if torch.cuda.is_available()
+                                             else {"quantization_config"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="paged optimizers work with CUDA")
