@@ -9,7 +9,7 @@ tracker starts) switches wandb to offline mode when neither ``WANDB_MODE`` nor `
 is set, and points wandb (``WANDB_DIR``) and trackio (``TRACKIO_DIR``, read when trackio is first
 imported) into ``output_dir``, so a run directory holds its own logs:
 ``<output_dir>/wandb/offline-run-*`` (upload later with ``wandb sync``), ``<output_dir>/trackio/<project>.db``
-(``TRACKIO_DIR=<output_dir>/trackio trackio show``), ``<output_dir>/runs/<date>_<host>/`` (tensorboard).
+(``TRACKIO_DIR=<output_dir>/trackio trackio show``), ``<output_dir>/runs/<date>_<host>[-<run_name>]/`` (tensorboard).
 
 What is logged, on both backends: the run config (GRPOConfig / TrainingArguments and ScriptArgs),
 every scalar metric under TRL's names with the HF Trainer's ``train/`` prefix
@@ -74,6 +74,7 @@ def configure(args, native: bool = False, output_dir=None) -> list[str]:
 
     wandb: offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set (one warning says how to sync),
     ``WANDB_DIR=output_dir``, ``WANDB_PROJECT=args.project``. trackio: ``TRACKIO_DIR=output_dir/trackio``.
+    tensorboard: ``TENSORBOARD_LOGGING_DIR=output_dir/runs/<date>_<host>[-<run_name>]``.
     An environment variable the user set always wins. On a TRL GRPOConfig, ``log_completions`` is
     switched on when wandb or trackio is requested (that is what makes TRL log the completions table).
 
@@ -101,6 +102,11 @@ def configure(args, native: bool = False, output_dir=None) -> list[str]:
                         "or set WANDB_MODE=online to log live", out)
         _set_env("WANDB_DIR", str(out))
         _set_env("WANDB_PROJECT", str(getattr(args, "project", None) or "huggingface"))
+    if "tensorboard" in names:  # else the HF Trainer's evaluate-before-train writes to ./runs (no output_dir yet)
+        from transformers.integrations.integration_utils import default_logdir
+
+        suffix = f"-{args.run_name}" if getattr(args, "run_name", None) else ""
+        _set_env("TENSORBOARD_LOGGING_DIR", str(out / (default_logdir() + suffix)))
     if "trackio" in names:
         _set_env("TRACKIO_DIR", str(out / "trackio"))
         if "trackio" in sys.modules and str(sys.modules["trackio"].utils.TRACKIO_DIR) != os.environ["TRACKIO_DIR"]:
@@ -178,9 +184,7 @@ class Trackers:
                                         **{k: v for k, v in remote.items() if v})
         if "tensorboard" in names:
             from torch.utils.tensorboard import SummaryWriter
-            from transformers.integrations.integration_utils import default_logdir
-
-            self.tensorboard = SummaryWriter(os.environ.get("TENSORBOARD_LOGGING_DIR") or str(out / default_logdir()))
+            self.tensorboard = SummaryWriter(os.environ["TENSORBOARD_LOGGING_DIR"])  # set by configure()
             self.tensorboard.add_text("args", json.dumps(config, indent=2))
 
     def log(self, step: int, metrics: dict) -> None:

@@ -119,7 +119,7 @@ def check_scalars_everywhere(out: Path, wandb_: dict, trackio_logs: list[dict], 
 
 @pytest.fixture
 def env(monkeypatch):
-    for key in [k for k in os.environ if k.startswith(("WANDB_", "TRACKIO_"))]:
+    for key in [k for k in os.environ if k.startswith(("WANDB_", "TRACKIO_", "TENSORBOARD_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setattr(tracking, "_set_by_us", {})
     return monkeypatch
@@ -148,6 +148,7 @@ def test_wandb_is_offline_unless_asked_and_logs_land_in_output_dir(env, tmp_path
     assert os.environ["WANDB_MODE"] == "offline"
     assert os.environ["WANDB_DIR"] == str((tmp_path / "run").resolve()) and (tmp_path / "run").is_dir()
     assert os.environ["WANDB_PROJECT"] == "exp"
+    assert Path(os.environ["TENSORBOARD_LOGGING_DIR"]).parent == (tmp_path / "run" / "runs").resolve()
     assert "offline mode" in caplog.text and "wandb sync" in caplog.text
     assert args.log_completions and args.num_completions_to_print == 0  # TRL's table on, console quiet
     # a second run in the same process moves the directory we chose; the user's choices always stay
@@ -282,7 +283,7 @@ def test_grpo_sft_reports_to_wandb_and_tensorboard(tmp_path):
     assert wandb_["summary"]["name"] == "sft-sft" and wandb_["summary"]["state"] == "finished"
     losses = [h["train/loss"] for h in wandb_["history"] if "train/loss" in h]
     assert losses and all(math.isfinite(v) for v in losses)
-    events = tensorboard_events(out / "sft")
+    events = tensorboard_events(out)  # out/runs/<date>_<host>-sft-sft, not out/sft/runs
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(losses)
 
 
