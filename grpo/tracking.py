@@ -40,7 +40,6 @@ from grpo.errors import UserError
 log = logging.getLogger(__name__)
 
 TRACKERS = ("wandb", "trackio", "tensorboard")
-_PACKAGES = {"wandb": "wandb", "trackio": "trackio", "tensorboard": "tensorboard"}
 _set_by_us: dict[str, str] = {}  # environment variables configure() chose (a later run may move them)
 
 
@@ -88,10 +87,10 @@ def configure(args, native: bool = False, output_dir=None) -> list[str]:
     """
     args.report_to = requested(args.report_to, native)  # a list, as the Trainer wants it
     names = [n for n in args.report_to if n in TRACKERS]
-    for name in names:
-        if name in _PACKAGES and importlib.util.find_spec(_PACKAGES[name]) is None:
-            raise UserError(f"report_to={name!r} needs the {_PACKAGES[name]} package: pip install "
-                            f"'grpo-toolkit[tracking]' (or pip install {_PACKAGES[name]}), or drop it from report_to")
+    for name in names:  # each tracker's package has its name
+        if importlib.util.find_spec(name) is None:
+            raise UserError(f"report_to={name!r} needs the {name} package: pip install 'grpo-toolkit[tracking]' "
+                            f"(or pip install {name}), or drop it from report_to")
     out = Path(output_dir or args.output_dir).resolve()
     if "wandb" in names:
         out.mkdir(parents=True, exist_ok=True)
