@@ -38,10 +38,10 @@ def cmd_train(argv) -> int:
     from grpo.evaluate import format_table
     from grpo.pipeline import eval_columns, run_training
 
-    import shlex
+    from grpo.run_dir import command_line
 
     script_args, training_args = _training_config(argv)
-    result = run_training(script_args, training_args, command=shlex.join(["grpo", "train", *argv]))
+    result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]))
     if "eval_after" in result:
         print(format_table(eval_columns(result)))
         print(f"\ncheckpoint: {result['checkpoint']}\ncurves:     {result['curves']}\nrun dir:    {result['output_dir']}")

@@ -180,11 +180,11 @@ def export_main(argv) -> int:
     print(f"exported: {dest}  (AutoModelForCausalLM.from_pretrained({str(dest)!r}))")
     if args.push_to_hub:
         try:
-            urls = hub.upload_folders({"merged": dest}, args.hub_model_id, args.hub_private_repo or None)
+            url = hub.upload_folder(dest, args.hub_model_id, args.hub_private_repo or None)
         except Exception as err:  # HTTP/auth errors come in many types
             raise UserError(f"upload of {dest} failed ({type(err).__name__}); the export is intact; retry with "
-                            f"`huggingface-cli upload {args.hub_model_id} {dest}`") from None
-        print(f"pushed: {urls['merged']}")
+                            f"`hf upload {args.hub_model_id} {dest}`") from None
+        print(f"pushed: {url}")
     return 0
 
 

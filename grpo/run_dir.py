@@ -228,6 +228,29 @@ def _hub_id(spec) -> str | None:
     return spec
 
 
+SECRET_FLAGS = ("--hub_token",)
+
+
+def command_line(words: list[str]) -> str:
+    """A shell-quoted command line for the model card, with the values of secret flags (``--hub_token``) masked.
+
+    >>> command_line(["grpo", "train", "--hub_token", "hf_abc", "--lr=1", "--hub_token=hf_x"])
+    "grpo train --hub_token '***' --lr=1 '--hub_token=***'"
+    """
+    import shlex
+
+    out, hide_next = [], False
+    for word in words:
+        if hide_next:
+            word, hide_next = "***", False
+        elif word in SECRET_FLAGS:
+            hide_next = True
+        elif word.split("=", 1)[0] in SECRET_FLAGS and "=" in word:
+            word = word.split("=", 1)[0] + "=***"
+        out.append(word)
+    return shlex.join(out)
+
+
 def _config_file(command: str | None) -> Path | None:
     """The ``--config FILE`` of a command line, if it names a readable file."""
     import shlex
