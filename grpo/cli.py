@@ -54,7 +54,7 @@ def cmd_sft(argv) -> int:
     from grpo.evaluate import format_table
     from grpo.models import load_model
     from grpo.pipeline import load_splits, run_eval
-    from grpo.quantization import check_quantization_supported
+    from grpo.quantization import check_quantization_supported, load_kwargs, prepare_for_training
     from grpo.sft import warm_start
 
     script_args, training_args = _training_config(argv)
@@ -62,7 +62,8 @@ def cmd_sft(argv) -> int:
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
-    model, tokenizer = load_model(script_args.model)
+    model, tokenizer = load_model(script_args.model, **load_kwargs(script_args))  # QLoRA: 4/8-bit base
+    model = prepare_for_training(model)
     progress = not training_args.disable_tqdm
     before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
     model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)

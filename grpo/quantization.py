@@ -77,20 +77,14 @@ def check_quantization_supported(script_args, training_args, sft: bool = False) 
         sft: True for ``grpo sft`` (the warm-start stage run alone).
 
     Raises:
-        UserError: bitsandbytes missing; a paged optimizer without CUDA; quantized weights with a
-            warm-start (which merges its adapter into the base weights) or with vLLM.
+        UserError: bitsandbytes missing; a paged optimizer without CUDA; quantized weights with vLLM.
     """
     optim = "" if sft else _optim_name(training_args)  # the warm-start stage uses its own AdamW
     quantized = is_quantized(script_args)
     if not quantized and optim not in BNB_OPTIMIZERS:
         return
     asked = ("load_in_4bit" if script_args.load_in_4bit else "load_in_8bit") if quantized else f"optim={optim}"
-    if quantized and (sft or script_args.warm_start):
-        stage = "grpo sft" if sft else "warm_start"
-        raise UserError(f"{asked} with {stage}: the warm-start merges its LoRA adapter into the base weights, which "
-                        f"would re-quantize them; run `grpo sft` without load_in_4bit/load_in_8bit, then "
-                        f"`grpo train --model RUN/sft_checkpoint --{asked.split('=')[0]} true --warm_start false`")
-    if quantized and getattr(training_args, "use_vllm", False):
+    if quantized and not sft and getattr(training_args, "use_vllm", False):
         raise UserError(f"{asked} with use_vllm: the policy's weights reach vLLM by merging the adapter into the base, "
                         f"which breaks on bitsandbytes weights (trl issues #4973, #3466); set use_vllm false "
                         f"(transformers generate) or {asked} false")
@@ -224,19 +218,37 @@ def full_precision_copy(model, script_args):
     from ``checkpoint/adapter``. A float model, or one without an adapter, is returned unchanged.
 
     Args:
-        model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes).
-        script_args: :class:`grpo.config.ScriptArgs` (``model`` spec, ``load_in_4bit``/``load_in_8bit``).
+        model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes);
+            its adapter config names the checkpoint the base was loaded from.
+        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model`` if the
+            adapter config names no base).
 
     Returns:
         A ``peft.PeftModel`` on a freshly loaded unquantized base, holding ``model``'s adapter weights.
     """
     if not is_quantized(script_args) or not hasattr(model, "peft_config"):
         return model
+    from copy import deepcopy
+
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from grpo.models import load_model
 
-    base, _ = load_model(script_args.model)
-    copy = get_peft_model(base, model.peft_config[model.active_adapter])
+    config = model.peft_config[model.active_adapter]
+    # the checkpoint the quantized base was loaded from: script_args.model, or the warm-start's sft_checkpoint
+    base, _ = load_model(config.base_model_name_or_path or script_args.model)
+    copy = get_peft_model(base, deepcopy(config))
     set_peft_model_state_dict(copy, get_peft_model_state_dict(model))
     return copy
+
+
+def reload_quantized(path, script_args):
+    """Load a checkpoint directory quantized as ``script_args`` asks, ready for a new LoRA adapter.
+
+    The QLoRA warm-start saves its merged model in full precision (:func:`full_precision_copy`);
+    the GRPO stage then starts from this model quantized again, as it would from any checkpoint.
+    """
+    from grpo.models import load_model
+
+    model, _ = load_model(str(path), **load_kwargs(script_args))
+    return prepare_for_training(model)

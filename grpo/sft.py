@@ -53,19 +53,23 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         output_dir: the run directory.
 
     Returns:
-        The warm-started model with the LoRA adapter merged in (a plain ``PreTrainedModel``).
+        The warm-started model with the LoRA adapter merged in (a plain ``PreTrainedModel``). With
+        ``load_in_4bit``/``load_in_8bit`` the SFT is QLoRA on the quantized ``model``; its adapter is
+        merged into the unquantized base (``sft_checkpoint`` is full precision) and the model
+        returned is that checkpoint quantized again.
     """
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from grpo.models import lora_config
+    from grpo.quantization import full_precision_copy, is_quantized, reload_quantized
     from grpo.run_dir import save_checkpoint_atomic
     from grpo.tracking import configure, finish_wandb
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
         logger.warning("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
-        return AutoModelForCausalLM.from_pretrained(done)
+        return reload_quantized(done, script_args) if is_quantized(script_args) else AutoModelForCausalLM.from_pretrained(done)
     dataset = build_sft_dataset(rows, script_args.sft_examples)
     max_steps = max(1, math.ceil(len(dataset) * script_args.sft_epochs / script_args.sft_batch_size))
     config = SFTConfig(
@@ -94,7 +98,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     trainer.train()
     finish_wandb()  # the GRPO stage that follows starts its own wandb run
-    merged = trainer.model.merge_and_unload()
+    merged = full_precision_copy(trainer.model, script_args).merge_and_unload()  # QLoRA: merge into the unquantized base
     merged.train()
     save_checkpoint_atomic(merged, tokenizer, done)
-    return merged
+    return reload_quantized(done, script_args) if is_quantized(script_args) else merged

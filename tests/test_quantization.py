@@ -1,8 +1,9 @@
 """grpo.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
 
-Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps, 4-bit
-LoRA gradients on the embedded SmolLM2) and ``pytest -q -m slow tests/test_quantization.py``
-(``grpo train`` with 4-bit weights + 8-bit AdamW, both backends, 2 steps each).
+Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps on the
+embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama) and ``pytest -q -m slow
+tests/test_quantization.py`` (the 4-bit gradient check on SmolLM2; ``grpo train`` with 4-bit
+weights + 8-bit AdamW, both backends, 2 steps each, native after a QLoRA warm-start).
 """
 
 import json
@@ -91,16 +92,15 @@ def test_missing_bitsandbytes_names_the_install(monkeypatch):
         check_quantization_supported(script_args, training_args)
 
 
-def test_quantized_warm_start_is_refused_before_any_work(tmp_path, capsys):
+def test_grpo_sft_without_bitsandbytes_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     from grpo.cli import main
 
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     out = tmp_path / "run"
-    for command in (["train", "--warm_start", "true"], ["sft"]):
-        code = main([command[0], "--config", GSM8K_YAML, "--load_in_4bit", "true", "--output_dir", str(out), *command[1:]])
-        err = capsys.readouterr().err
-        assert code == 2, err
-        assert "re-quantize" in err and "grpo sft` without load_in_4bit" in err
-        assert not out.exists()  # refused before data, model or evaluation
+    code = main(["sft", "--config", GSM8K_YAML, "--load_in_4bit", "true", "--output_dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: load_in_4bit needs the bitsandbytes package" in err, err
+    assert not out.exists()  # refused before data, model or evaluation
 
 
 def test_quantized_weights_with_vllm_are_refused():
@@ -224,31 +224,38 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
 # ---------------------------------------------------------------------------- 4-bit weights (QLoRA) on CPU
 
 
-def test_4bit_lora_gradients_match_the_dequantized_model_after_an_eval_pass():
-    """bitsandbytes repacks 4-bit weights for inference on their first eval-mode forward on CPU,
-    after which their matmul has no backward; grpo.models.load_model must prevent that."""
+def _check_4bit_lora_gradients(spec, tokenizer_texts):
+    """LoRA gradients of a 4-bit model (after an eval pass) == those of a float model holding its dequantized weights.
+
+    bitsandbytes repacks 4-bit weights for inference on their first eval-mode forward on CPU, after
+    which their matmul has no backward; grpo.models.load_model must prevent that.
+    """
     import bitsandbytes.functional as F
     from peft import LoraConfig, get_peft_model
 
-    from grpo.models import EMBEDDED_SMOLLM2, load_model
+    from grpo.models import load_model
     from grpo.quantization import build_bnb_config, prepare_for_training
 
     script_args, _ = parse("--load_in_4bit", "true", "--bnb_4bit_compute_dtype", "float32", "--warm_start", "false")
-    quant, tokenizer = load_model(EMBEDDED_SMOLLM2, quantization_config=build_bnb_config(script_args))
-    reference, _ = load_model(EMBEDDED_SMOLLM2)
+    quant, tokenizer = load_model(spec, quantization_config=build_bnb_config(script_args))
+    reference, _ = load_model(spec)
+    quantized_layers = 0
     for name, module in quant.named_modules():
         if isinstance(module, bnb.nn.Linear4bit):  # reference = float model holding exactly the 4-bit values
             reference.get_submodule(name).weight.data.copy_(F.dequantize_4bit(module.weight.data, module.weight.quant_state))
+            quantized_layers += 1
+    assert quantized_layers > 0
+    batch = tokenizer(tokenizer_texts, return_tensors="pt")
     quant.eval()
     with torch.no_grad():  # evaluation / rollout: the moment bitsandbytes would repack
-        quant(**tokenizer(["warm up"], return_tensors="pt"))
+        quant(**batch)
     grads = []
     for model in (prepare_for_training(quant), reference):
         torch.manual_seed(0)
         lora = LoraConfig(r=4, target_modules=["q_proj", "down_proj"], lora_dropout=0.0, init_lora_weights=False,
                           task_type="CAUSAL_LM")
         peft_model = get_peft_model(model, lora).train()
-        _lm_loss(peft_model, tokenizer).backward()
+        peft_model(**batch, labels=batch["input_ids"]).loss.backward()
         grads.append({n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad})
     first_layer = [n for n in grads[1] if ".layers.0." in n]
     assert first_layer and all(grads[0][n].abs().sum() > 0 for n in first_layer)
@@ -256,12 +263,31 @@ def test_4bit_lora_gradients_match_the_dequantized_model_after_an_eval_pass():
         torch.testing.assert_close(grads[0][name], expected, rtol=1e-3, atol=1e-6)
 
 
+def test_4bit_lora_gradients_match_the_dequantized_model_after_an_eval_pass(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+                                 num_attention_heads=4, num_key_value_heads=4, pad_token_id=0, eos_token_id=1,
+                                 bos_token_id=None)).save_pretrained(tmp_path / "tiny")
+    _tiny_tokenizer().save_pretrained(tmp_path / "tiny")
+    _check_4bit_lora_gradients(str(tmp_path / "tiny"), ["w3 w7 w12 w5 w9 w1 w16 w4"])
+
+
+@pytest.mark.slow
+def test_4bit_lora_gradients_on_embedded_smollm2():
+    from grpo.models import EMBEDDED_SMOLLM2
+
+    _check_4bit_lora_gradients(EMBEDDED_SMOLLM2, ["Natalia sold clips to 48 of her friends in April."])
+
+
 # ---------------------------------------------------------------------------- end to end (slow)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["native", "trl"])
-def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
+@pytest.mark.parametrize("backend, warm_start", [("native", True), ("trl", False)])
+def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm_start):
+    """2 GRPO steps on 4-bit SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start)."""
     from safetensors.torch import load_file
 
     from grpo.cli import main
@@ -269,7 +295,8 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
 
     out = tmp_path / backend
     code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",
-                 "--use_bnb_nested_quant", "true", "--optim", "adamw_8bit", "--warm_start", "false", "--eval_size", "0",
+                 "--use_bnb_nested_quant", "true", "--optim", "adamw_8bit", "--warm_start", str(warm_start).lower(),
+                 "--sft_examples", "4", "--sft_batch_size", "2", "--eval_size", "0",
                  "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
                  "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
@@ -280,12 +307,17 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend):
     adapter = load_file(out / "checkpoint" / "adapter" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it trained
-    # the merged checkpoint is the adapter merged into the unquantized base: base + scale * B @ A, exactly
-    merged, base = (load_file(d / "model.safetensors") for d in (out / "checkpoint", Path(resolve_model_path(EMBEDDED_SMOLLM2))))
-    assert "quantization_config" not in json.loads((out / "checkpoint" / "config.json").read_text())
-    key = "model.layers.0.self_attn.q_proj.weight"
-    lora = {k.split(".lora_")[1].split(".")[0]: v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora" in k}
-    torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
     state_file = out / "checkpoint-2" / ("optimizer.pt" if backend == "trl" else "trainer_state.pt")
     payload = torch.load(state_file, weights_only=False)
     assert torch.uint8 in _moment_dtypes(payload if backend == "trl" else payload["optimizer"])
+    # the merged checkpoint is the adapter merged into the unquantized base it trained on (after a
+    # warm-start: the full-precision sft_checkpoint): base + alpha/r * B @ A, exactly
+    original = load_file(Path(resolve_model_path(EMBEDDED_SMOLLM2)) / "model.safetensors")
+    base_dir = out / "sft_checkpoint" if warm_start else Path(resolve_model_path(EMBEDDED_SMOLLM2))
+    for ckpt in {out / "checkpoint", base_dir}:
+        assert "quantization_config" not in json.loads((ckpt / "config.json").read_text())
+    merged, base = load_file(out / "checkpoint" / "model.safetensors"), load_file(base_dir / "model.safetensors")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert warm_start == (not torch.equal(base[key], original[key]))  # the warm-start changed the weights
+    lora = {k.split(".lora_")[1].split(".")[0]: v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora" in k}
+    torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
