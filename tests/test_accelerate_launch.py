@@ -1,6 +1,6 @@
 """`accelerate launch` end to end on this CPU box: two gloo processes, one checkpoint, equal weights.
 
-Run: pytest tests/test_accelerate_launch.py -m slow      (~5 min: each run starts two Python processes)
+Run: pytest tests/test_accelerate_launch.py -m slow      (~6 min: each run starts two Python processes)
 
 The CPU config (grpo/configs/accelerate/cpu_2proc.yaml) makes accelerate wrap the command in mpirun
 (the `mpich` wheel ships it). Each run goes through the real `grpo` CLI; a small driver script only
@@ -72,10 +72,14 @@ def _launch(config: str, args: list[str], timeout: int = 900) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout, env=_env())
 
 
-def _driven(tmp_path, module: str, attr: str, what: str, argv: list[str]) -> subprocess.CompletedProcess:
+def _driven(tmp_path, module: str, attr: str, what: str, argv: list[str], launcher: str = "accelerate"):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    return _launch("cpu_2proc.yaml", [str(driver), str(tmp_path), module, attr, what, *argv])
+    args = [str(driver), str(tmp_path), module, attr, what, *argv]
+    if launcher == "torchrun":  # no accelerate: grpo.launch must still make it one gloo run, not two rank-0 runs
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
+    return _launch("cpu_2proc.yaml", args)
 
 
 def _assert_same_weights_on_both_ranks(tmp_path) -> dict:
@@ -92,14 +96,17 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="accele
 
 
 @pytest.mark.slow
-@needs_mpirun
-@pytest.mark.parametrize("backend, module", [("trl", "grpo.trl_backend"), ("native", "grpo.native")])
-def test_grpo_train_two_cpu_processes(backend, module, tmp_path):
+@pytest.mark.parametrize("launcher, backend, module", [
+    pytest.param("accelerate", "trl", "grpo.trl_backend", marks=needs_mpirun),
+    pytest.param("accelerate", "native", "grpo.native", marks=needs_mpirun),
+    ("torchrun", "trl", "grpo.trl_backend"),  # without grpo.launch both ranks thought they were rank 0
+])
+def test_grpo_train_two_cpu_processes(launcher, backend, module, tmp_path):
     (tmp_path / "reward.py").write_text(REWARD)
     out = tmp_path / "run"
     proc = _driven(tmp_path, module, "train", "result",
                    ["train", *TINY_GRPO, "--backend", backend, "--output_dir", str(out),
-                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"])
+                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], launcher)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # both processes generated and scored their own completions
     for rank in (0, 1):
