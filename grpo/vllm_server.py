@@ -69,6 +69,12 @@ def wait_for_server(url: str, timeout: float, interval: float = 1.0) -> None:
         time.sleep(interval)
 
 
+def _check_mode(args) -> None:
+    if args.vllm_mode not in {"colocate", "server"}:
+        raise UserError(f"vllm_mode={args.vllm_mode!r}: use 'colocate' (vLLM inside each training process) or "
+                        f"'server' (a separate `trl vllm-serve`)")
+
+
 def check_vllm_setup(args) -> None:
     """Fail fast, before any model is loaded, when ``use_vllm`` cannot work here (both backends).
 
@@ -79,9 +85,7 @@ def check_vllm_setup(args) -> None:
     Raises:
         UserError: unknown ``vllm_mode``, unreachable server, no CUDA or no vllm.
     """
-    if args.vllm_mode not in {"colocate", "server"}:
-        raise UserError(f"vllm_mode={args.vllm_mode!r}: use 'colocate' (vLLM inside each training process) or "
-                        f"'server' (a separate `trl vllm-serve`)")
+    _check_mode(args)
     if args.vllm_mode == "server":
         wait_for_server(server_url(args), args.vllm_server_timeout)
     require_vllm()
@@ -161,7 +165,7 @@ def make_engine(args, model_path: str, rank: int = 0, world: int = 1):
     """The native backend's vLLM engine for ``args.vllm_mode``: colocated (:class:`grpo.vllm_engine.VLLMEngine`)
     or a server client (:class:`VLLMServerEngine`). ``model_path`` is the policy's base model."""
     logger.warning("use_vllm: the native backend does not apply TRL's vLLM importance-sampling correction")
-    check_vllm_setup(args)
+    _check_mode(args)  # each engine checks CUDA, vllm (and the server) itself
     if args.vllm_mode == "server":
         return VLLMServerEngine(server_url(args), args.vllm_server_timeout, args.vllm_group_port, rank, world)
     from grpo.vllm_engine import VLLMEngine
