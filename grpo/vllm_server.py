@@ -48,7 +48,7 @@ def server_url(args) -> str:
 
 
 def wait_for_server(url: str, timeout: float, interval: float = 1.0) -> None:
-    """Poll ``{url}/health`` until it answers 200, for at most ``timeout`` seconds (one try when 0).
+    """Poll ``{url}/health`` until it answers 200, for ``timeout`` seconds (one try when 0).
 
     Raises:
         UserError: no healthy answer in time, naming the URL, the fields that set it and how to start a server.
@@ -62,11 +62,12 @@ def wait_for_server(url: str, timeout: float, interval: float = 1.0) -> None:
                 last = f"HTTP {response.status}"
         except (urllib.error.URLError, OSError) as err:
             last = str(getattr(err, "reason", err))
-        if time.monotonic() + interval > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise UserError(f"vllm_mode: server, but no vLLM server answers at {url} ({last}) after {timeout:g} s "
                             f"(vllm_server_timeout); set vllm_server_base_url or vllm_server_host/vllm_server_port, "
                             f"or {SERVE_HINT}")
-        time.sleep(interval)
+        time.sleep(min(interval, remaining))
 
 
 def _check_mode(args) -> None:

@@ -64,7 +64,7 @@ def test_unreachable_server_is_a_clear_error_after_the_timeout():
         wait_for_server(url, timeout=1.0, interval=0.2)
     elapsed = time.monotonic() - start
     message = str(err.value)
-    assert 0.8 <= elapsed < 10, elapsed
+    assert 1.0 <= elapsed < 10, elapsed  # kept trying for the whole timeout, then stopped
     assert url in message and "vllm_server_timeout" in message and "trl vllm-serve" in message
 
 
@@ -93,7 +93,7 @@ def test_cli_stops_fast_on_an_unreachable_server(backend, tmp_path, capsys):
                  "--vllm_server_timeout", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: vllm_mode: server, but no vLLM server answers at " + url), err
-    assert time.monotonic() - start < 60
+    assert 1.0 <= time.monotonic() - start < 60  # waited vllm_server_timeout, not the default 240 s
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # stopped before any model was loaded
 
 
