@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import time
 import types
 from collections import defaultdict
@@ -34,6 +33,7 @@ import torch
 from grpo import native_checkpoint as ckpt, tracking
 from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 from grpo.diagnostics import warn_if_no_signal
+from grpo.distributed import all_gather_cat, all_sum, init_distributed
 from grpo.errors import UserError
 from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden
 from grpo.quantization import BNB_OPTIMIZERS, make_optimizer
@@ -91,34 +91,6 @@ def check_supported(args) -> None:
         value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value
         if value not in {a.lower() for a in allowed}:
             raise UserError(f"{name}={getattr(args, name)!r}: the native backend supports {', '.join(allowed)}")
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def _init_distributed() -> tuple[int, int]:
-    """(rank, world_size); joins the torchrun process group (gloo on CPU) when launched by torchrun."""
-    import torch.distributed as dist
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _sum(x: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        torch.distributed.all_reduce(x)
-    return x
-
-
-def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
-    """Concatenate equal-shaped tensors from every process along dim 0, in rank order."""
-    parts = [torch.empty_like(x) for _ in range(world)] if world > 1 else [x]
-    if world > 1:
-        torch.distributed.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
 
 
 # ---------------------------------------------------------------------------- rollout and rewards
@@ -230,7 +202,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
 
     args, metrics_log = training_args, logger
     check_supported(args)
-    rank, world = _init_distributed()
+    rank, world = init_distributed()
     g, ga, micro_size = args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size
     if (micro_size * ga) % g:
         raise UserError(f"per_device_train_batch_size * gradient_accumulation_steps = {micro_size * ga} is not a "
@@ -294,9 +266,9 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     def make_generation_batch() -> tuple[dict, dict]:
         """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process."""
         records = rollout(0)
-        per_func = _gather(torch.tensor([r["rewards"] for r in records]), world)  # (world*N, F)
-        lengths = _gather(torch.tensor([float(len(r["completion_ids"])) for r in records]), world)  # (world*N,)
-        truncated = _gather(torch.tensor([float(r["truncated"]) for r in records]), world)  # (world*N,)
+        per_func = all_gather_cat(torch.tensor([r["rewards"] for r in records]), world)  # (world*N, F)
+        lengths = all_gather_cat(torch.tensor([float(len(r["completion_ids"])) for r in records]), world)  # (world*N,)
+        truncated = all_gather_cat(torch.tensor([float(r["truncated"]) for r in records]), world)  # (world*N,)
         _, first = group_advantages(combine_rewards(per_func, weights), g, args.scale_rewards)
         metrics = {**reward_metrics(per_func, weights, names), **first, "completions/mean_length": lengths.mean().item(),
                    "completions/clipped_ratio": truncated.mean().item()}
@@ -304,7 +276,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             groups = [records[i : i + g] for i in range(0, len(records), g)]
             kept, spare = [x for x in groups if _informative(x, weights)], [x for x in groups if not _informative(x, weights)]
             for round_ in range(1, retries + 1):
-                if _sum(torch.tensor([float(len(kept) < local_prompts)]), world).item() == 0:
+                if all_sum(torch.tensor([float(len(kept) < local_prompts)]), world).item() == 0:
                     break  # every process is full
                 if len(kept) < local_prompts:
                     fresh = rollout(round_)
@@ -313,7 +285,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                     state["cursor"] += world * local_prompts  # keep the prompt stream in step with the others
                 metrics["dynamic_sampling/rounds"] = float(round_)
             records = [r for grp in (kept + spare)[:local_prompts] for r in grp]
-        rewards = combine_rewards(_gather(torch.tensor([r["rewards"] for r in records]), world), weights)  # (world*N,)
+        rewards = combine_rewards(all_gather_cat(torch.tensor([r["rewards"] for r in records]), world), weights)  # (world*N,)
         advantages = group_advantages(rewards, g, args.scale_rewards)[0].view(world, -1)[rank]  # (N,)
         recorder = getattr(metrics_log, "recorder", None)  # the pipeline's reward wrapper keeps the samples
         if rank == 0 and recorder is not None:
@@ -332,7 +304,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             if args.beta != 0.0:
                 batch["ref_logps"] = _reference_logps(model, ref_model, batch, args.temperature, autocast)
             micro.append(batch)
-        num_items = _sum(torch.tensor(float(sum(b["mask"].sum().item() for b in micro))), world)  # dapo's N
+        num_items = all_sum(torch.tensor(float(sum(b["mask"].sum().item() for b in micro))), world)  # dapo's N
         state["generation"] += 1
         return {"micro": micro, "num_items": num_items}, metrics
 
@@ -363,12 +335,12 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                     step_metrics[k].append(v)
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             if world > 1:  # one flat all-reduce of every gradient: the DDP mean, by hand
-                flat = _sum(torch.cat([x.reshape(-1) for x in grads]), world).div_(world)
+                flat = all_sum(torch.cat([x.reshape(-1) for x in grads]), world).div_(world)
                 for p, chunk in zip(params, flat.split([x.numel() for x in grads])):
                     p.grad = chunk.view_as(p).clone()
             clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-            total_loss = _sum(torch.tensor(step_loss, dtype=torch.float64), world).item()  # same verdict on every rank
+            total_loss = all_sum(torch.tensor(step_loss, dtype=torch.float64), world).item()  # same verdict on every rank
             if math.isfinite(grad_norm) and math.isfinite(total_loss):
                 optimizer.step()
                 scheduler.step()
@@ -385,7 +357,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             if state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
                 keys = sorted(k for k in window if k != "policy_loss")
                 values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64)
-                logged = dict(zip(keys, (_sum(values, world) / world).tolist()))  # mean over processes
+                logged = dict(zip(keys, (all_sum(values, world) / world).tolist()))  # mean over processes
                 if rank == 0 and metrics_log is not None:
                     metrics_log.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
                 tracker.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})

@@ -19,3 +19,16 @@ def smollm2():
 
     model, tokenizer = load_model("embedded:smollm2-135m-instruct")
     return model, tokenizer
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: tiny models gain nothing from threads, and on a shared 2-core CPU
+    OpenMP spinning makes two threads many times slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,12 +19,7 @@ BF16_KERNELS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkl
 needs_bf16 = pytest.mark.skipif(not BF16_KERNELS, reason="this CPU has no oneDNN bf16 kernels: the copy is not rewired")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(kind: str, seed: int = 0):

@@ -19,13 +19,7 @@ TRL_NAMES = ["reward", "reward_std", "rewards/word_reward/mean", "rewards/word_r
              "clip_ratio/region_mean", "frac_reward_zero_std", "loss", "grad_norm", "learning_rate", "step_time"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls run ~2x faster on one thread than fighting for the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_tokenizer():

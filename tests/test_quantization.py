@@ -19,12 +19,7 @@ bnb = pytest.importorskip("bitsandbytes", reason="pip install 'grpo-toolkit[quan
 GSM8K_YAML = str(Path(__file__).resolve().parents[1] / "grpo" / "configs" / "gsm8k.yaml")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parse(*overrides, output_dir="/tmp/unused-quant-test"):

@@ -13,18 +13,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from grpo.sampler import Rollout, _make_cache, _PreallocatedLayer, generate, sample_next, stop_ids_for
+from grpo.sampler import _make_cache, _PreallocatedLayer, generate, sample_next, stop_ids_for
 
 VOCAB = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU OpenMP spinning makes 2 threads ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
@@ -137,6 +131,24 @@ def test_logprobs_are_unfiltered_tempered_log_softmax():
     expected = torch.log_softmax(logits / 2.0, dim=-1)[0, tokens[0]]
     assert torch.allclose(logprobs[0], expected)
 
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("do_sample", [True, False])
+def test_unfiltered_logprobs_match_log_softmax(temperature, do_sample):
+    """No top-k/top-p: the log-prob comes from the softmax used for the draw; same numbers as log_softmax,
+    also for an unlikely drawn token and on a vocabulary-sized, peaked row."""
+    torch.manual_seed(0)
+    logits = torch.randn(64, 49152) * 4
+    logits[:, 7] += 25.0  # a dominant token in most rows: the rest of the vocabulary is a far tail
+    tokens, logprobs = sample_next(logits, temperature=temperature, do_sample=do_sample,
+                                   generator=torch.Generator().manual_seed(1))
+    expected = torch.log_softmax(logits / temperature, dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+    torch.testing.assert_close(logprobs, expected, atol=1e-5, rtol=1e-5)
+    if do_sample:
+        assert (tokens != 7).any()  # some draws land in the tail
+    else:
+        assert torch.equal(tokens, logits.argmax(dim=-1))
 
 # ---------------------------------------------------------------------------- stop tokens and row dropping
 

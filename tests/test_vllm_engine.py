@@ -24,13 +24,7 @@ from grpo.vllm_engine import (VLLMEngine, merged_named_weights, require_vllm, ro
 HAVE_GPU_VLLM = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU OpenMP spinning makes 2 threads ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_llama(seed=0, tie=True):
