@@ -60,6 +60,10 @@ def cmd_sft(argv) -> int:
     script_args, training_args = _training_config(argv)
     check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
     out = Path(training_args.output_dir)
+    if training_args.push_to_hub:  # refuse rather than ignore: the user expects an upload
+        raise UserError(f"grpo sft does not push to the hub; after it, upload the merged warm-start with "
+                        f"`grpo export --model {out / 'sft_checkpoint'} --output_dir DIR --push_to_hub "
+                        f"--hub_model_id user/name`, or drop --push_to_hub")
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     model, tokenizer = load_model(script_args.model, **load_kwargs(script_args))  # QLoRA: 4/8-bit base
@@ -159,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # transformers 5 renames many arguments; its deprecation notices are not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # peft imports bitsandbytes when installed, and on an AVX512-BF16 CPU bitsandbytes warns at import that
+    # its optional hub-fetched 4-bit kernel is missing (it falls back to its own); every command would print it
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         if argv[0] in {"train", "sft", "recipe"}:  # before any TrainingArguments sets up the distributed state
             from grpo.launch import check_launch

@@ -9,10 +9,11 @@ and per second of this process's CPU time (with --threads 1 the CPU-time figure 
 done, and is much less noisy on a shared machine than wall time); a completion's tokens are
 counted up to and including its first stop token. With --lora the policy is the LoRA-wrapped
 model the trainers use (r=16, all linear layers): model.generate runs the adapter forward,
-the sampler a merged copy.
+the sampler a merged
+copy (grpo.inference_copy).
 
-Run (the README figures):
-    nice -n 10 python scripts/bench_rollout.py --threads 1 --lora --dataset ../shared/data/gsm8k/train.jsonl
+Run (the README figures; add --threads 1 on a busy machine):
+    python scripts/bench_rollout.py --lora --dataset ../shared/data/gsm8k/train.jsonl --rounds 4 --modes sample
 Options: --prompts 2 --generations 8 --max-new-tokens 128 --rounds 2 --modes sample,greedy
          --dataset synthetic:gsm8k (default, offline) --lora --hf-bf16 (also model.generate in bf16)
 """

@@ -12,8 +12,9 @@ bf16 autocast, gradient checkpointing). The first step of each backend is warm-u
 counted; the figure is the mean wall time of the remaining steps as each backend logs it
 (`step_time`: generation + rewards + forward/backward + optimizer step).
 
-Measured 2026-11-22 on the shared 2-core CPU box (load average ~13), `--threads 1 --steps 3`:
-trl 232.0 s/step, native 67.5 s/step, native/trl = 0.29 (x3.4). Most of the gain: the native
+Measured 2026-11-22 on the quiet 2-core CPU box, `--threads 1 --steps 3`: trl 86.5 s/step,
+native 34.5 s/step, native/trl = 0.40 (x2.5); under load average ~13 the day before: 232.0 vs
+67.5 s/step, 0.29. Most of the gain: the native
 loss forward runs each prompt once per group (shared KV cache) and skips activation
 checkpointing (GRPOConfig's default, which TRL applies); the sampler prefills prompts once.
 """

@@ -106,6 +106,13 @@ def test_sft_missing_dataset(capsys, tmp_path):
     assert_one_error_line(code, err, "x.jsonl", "does not exist")
 
 
+def test_sft_refuses_push_to_hub_instead_of_ignoring_it(capsys, tmp_path):
+    code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "run"), "--push_to_hub", "true",
+                                "--hub_model_id", "me/sft"])
+    assert_one_error_line(code, err, "grpo sft does not push", "grpo export")
+    assert not (tmp_path / "run" / "sft_checkpoint").exists()
+
+
 def test_eval_errors(capsys, tmp_path):
     code, _, err = run(capsys, ["eval", "--model", "embedded:gpt5", "--dataset", GOOD])
     assert_one_error_line(code, err, "embedded:gpt5")
