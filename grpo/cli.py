@@ -135,13 +135,13 @@ def cmd_recipe(argv) -> int:
 
 
 def cmd_export(argv) -> int:
-    from grpo.export import export_main
+    from grpo.export_cli import export_main
 
     return export_main(argv)
 
 
 def cmd_push(argv) -> int:
-    from grpo.export import push_main
+    from grpo.export_cli import push_main
 
     return push_main(argv)
 
