@@ -130,6 +130,45 @@ def eval_columns(result: dict) -> dict:
     return {label: report for label, report in columns.items() if report is not None}
 
 
+def preflight(script_args, training_args) -> bool:
+    """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
+
+    Refuses settings the native backend lacks and launches it cannot shard; vLLM without CUDA, vllm
+    or a reachable server; unknown or uninstalled trackers (and prepares offline wandb, logs under
+    ``output_dir``); quantization this machine cannot do; a hub push that cannot happen (offline,
+    no token). With ``push_to_hub`` it switches the Trainer's own push off: the finished run is
+    pushed by :func:`grpo.hub.push_run` (the Trainer would upload every adapter-only ``checkpoint-N``).
+
+    Returns:
+        Whether to push the finished run.
+
+    Raises:
+        UserError: naming the setting and what to set instead.
+    """
+    from grpo.quantization import check_quantization_supported
+    from grpo.tracking import configure
+
+    if script_args.backend == "native":
+        from grpo.launch import check_native_launch
+        from grpo.native import check_supported
+
+        check_supported(training_args)
+        check_native_launch()
+    if training_args.use_vllm:
+        from grpo.vllm_server import check_vllm_setup
+
+        check_vllm_setup(training_args)
+    configure(training_args, native=script_args.backend == "native")
+    check_quantization_supported(script_args, training_args)
+    push = training_args.push_to_hub
+    if push:
+        from grpo.hub import require_push
+
+        require_push(training_args.hub_model_id, training_args.hub_token, Path(training_args.output_dir))
+        training_args.push_to_hub = False
+    return push
+
+
 def run_training(script_args, training_args, command: str | None = None) -> dict:
     """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
 
@@ -150,34 +189,12 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     from transformers import set_seed
 
     from grpo.models import apply_lora, load_model
+    from grpo.quantization import load_kwargs, prepare_for_training
     from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, save_final_checkpoint, write_model_card
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
-    if script_args.backend == "native":
-        from grpo.native import check_supported
-
-        check_supported(training_args)  # refuse unsupported GRPOConfig fields before any work
-        from grpo.launch import check_native_launch
-
-        check_native_launch()  # FSDP / DeepSpeed configs would not shard the native loop's model
-    if training_args.use_vllm:
-        from grpo.vllm_server import check_vllm_setup
-
-        check_vllm_setup(training_args)  # fail before loading anything: no server (vllm_mode server), no CUDA, no vllm
-    from grpo.tracking import configure
-
-    configure(training_args, native=script_args.backend == "native")  # report_to: offline wandb, logs under out/
-    from grpo.quantization import check_quantization_supported, load_kwargs, prepare_for_training
-
-    check_quantization_supported(script_args, training_args)  # bitsandbytes, CUDA for paged optimizers
-    push = training_args.push_to_hub
-    if push:
-        from grpo.hub import require_push
-
-        require_push(training_args.hub_model_id, training_args.hub_token, out)  # offline: fail now, not after hours
-        training_args.push_to_hub = False  # we push the final adapter + merged model + card ourselves (grpo.hub);
-        # the Trainer's own push would upload each intermediate adapter-only checkpoint-N as it is saved
+    push = preflight(script_args, training_args)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     metrics_logger = MetricsLogger(out, enabled=training_args.process_index == 0)
     recorder = SampleRecorder(metrics_logger)
