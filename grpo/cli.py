@@ -52,9 +52,8 @@ def cmd_sft(argv) -> int:
     from transformers import set_seed
 
     from grpo.evaluate import format_table
-    from grpo.models import load_model
     from grpo.pipeline import load_splits, run_eval
-    from grpo.quantization import check_quantization_supported, load_kwargs, prepare_for_training
+    from grpo.quantization import check_quantization_supported, load_for_training
     from grpo.sft import warm_start
 
     script_args, training_args = _training_config(argv)
@@ -66,8 +65,7 @@ def cmd_sft(argv) -> int:
                         f"--hub_model_id user/name`, or drop --push_to_hub")
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
-    model, tokenizer = load_model(script_args.model, **load_kwargs(script_args))  # QLoRA: 4/8-bit base
-    model = prepare_for_training(model)
+    model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: 4/8-bit base
     progress = not training_args.disable_tqdm
     before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
     model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)

@@ -188,8 +188,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     """
     from transformers import set_seed
 
-    from grpo.models import apply_lora, load_model
-    from grpo.quantization import load_kwargs, prepare_for_training
+    from grpo.models import apply_lora
+    from grpo.quantization import load_for_training
     from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, save_final_checkpoint, write_model_card
 
     out = Path(training_args.output_dir)
@@ -201,8 +201,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     metrics_logger.recorder = recorder
     reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
         script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)]
-    model, tokenizer = load_model(script_args.model, **load_kwargs(script_args))
-    model = prepare_for_training(model)  # QLoRA: frozen 4/8-bit base, fp32 norms (no-op unquantized)
+    model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
     progress = not training_args.disable_tqdm
 
     result = {"output_dir": str(out)}

@@ -242,13 +242,13 @@ def full_precision_copy(model, script_args):
     return copy
 
 
-def reload_quantized(path, script_args):
-    """Load a checkpoint directory quantized as ``script_args`` asks, ready for a new LoRA adapter.
-
-    The QLoRA warm-start saves its merged model in full precision (:func:`full_precision_copy`);
-    the GRPO stage then starts from this model quantized again, as it would from any checkpoint.
+def load_for_training(spec, script_args):
+    """``(model, tokenizer)`` from :func:`grpo.models.load_model`, quantized as ``script_args`` asks
+    (:func:`load_kwargs`) and prepared for a LoRA adapter (:func:`prepare_for_training`; a no-op
+    for a float model). Used for the base of a run, ``grpo sft``, and the QLoRA warm-start's reload
+    of its full-precision merged checkpoint.
     """
     from grpo.models import load_model
 
-    model, _ = load_model(str(path), **load_kwargs(script_args))
-    return prepare_for_training(model)
+    model, tokenizer = load_model(str(spec), **load_kwargs(script_args))
+    return prepare_for_training(model), tokenizer

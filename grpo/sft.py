@@ -62,14 +62,14 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     from trl import SFTConfig, SFTTrainer
 
     from grpo.models import lora_config
-    from grpo.quantization import full_precision_copy, is_quantized, reload_quantized
+    from grpo.quantization import full_precision_copy, is_quantized, load_for_training
     from grpo.run_dir import save_checkpoint_atomic
     from grpo.tracking import configure, finish_wandb
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
         logger.warning("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
-        return reload_quantized(done, script_args) if is_quantized(script_args) else AutoModelForCausalLM.from_pretrained(done)
+        return load_for_training(done, script_args)[0] if is_quantized(script_args) else AutoModelForCausalLM.from_pretrained(done)
     dataset = build_sft_dataset(rows, script_args.sft_examples)
     max_steps = max(1, math.ceil(len(dataset) * script_args.sft_epochs / script_args.sft_batch_size))
     config = SFTConfig(
@@ -101,4 +101,4 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     merged = full_precision_copy(trainer.model, script_args).merge_and_unload()  # QLoRA: merge into the unquantized base
     merged.train()
     save_checkpoint_atomic(merged, tokenizer, done)
-    return reload_quantized(done, script_args) if is_quantized(script_args) else merged
+    return load_for_training(done, script_args)[0] if is_quantized(script_args) else merged
