@@ -53,27 +53,6 @@ def find_source(path) -> tuple[Path, str]:
                     "checkpoint/adapter dir")
 
 
-def adapter_base(adapter_dir) -> str:
-    """The base model spec an adapter was trained on (``base_model_name_or_path``), resolved to a loadable path.
-
-    ``embedded:*`` specs resolve to the converted cache directory; hub ids stay hub ids (and need
-    the hub or its local cache).
-
-    Raises:
-        UserError: unreadable ``adapter_config.json`` or one without a base model.
-    """
-    from grpo.models import resolve_model_path
-
-    cfg_path = Path(adapter_dir) / "adapter_config.json"
-    try:
-        base = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{cfg_path}: not a readable adapter config ({err})") from None
-    if not base:
-        raise UserError(f"{cfg_path}: no base_model_name_or_path; set it to the base model spec the adapter was trained on")
-    return resolve_model_path(base)
-
-
 def _torch_dtype(name: str):
     import torch
 
@@ -94,9 +73,11 @@ def load_merged(source, dtype: str = "auto"):
         ``(model, tokenizer, info)``; ``info`` = ``{"source", "kind", "base"}`` for the model card.
 
     Raises:
-        UserError: see :func:`find_source`, :func:`adapter_base`; an unknown dtype.
+        UserError: see :func:`find_source`, :func:`grpo.models.adapter_base`; an unknown dtype.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grpo.models import adapter_base
 
     directory, kind = find_source(source)
     torch_dtype = _torch_dtype(dtype)

@@ -164,11 +164,29 @@ def load_tokenizer(spec: str):
     return tokenizer
 
 
+def adapter_base(adapter_dir) -> str:
+    """The base model spec an adapter was trained on (``base_model_name_or_path``), resolved to a loadable path.
+
+    ``embedded:*`` specs resolve to the converted cache directory; hub ids stay hub ids (and need
+    the hub or its local cache).
+
+    Raises:
+        UserError: unreadable ``adapter_config.json`` or one without a base model.
+    """
+    cfg_path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        base = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{cfg_path}: not a readable adapter config ({err})") from None
+    if not base:
+        raise UserError(f"{cfg_path}: no base_model_name_or_path; set it to the base model spec the adapter was trained on")
+    return resolve_model_path(base)
+
+
 def _adapter_base(path: str) -> str | None:
-    """The base model of a LoRA adapter directory (None for a full checkpoint)."""
-    cfg = Path(path) / "adapter_config.json"
-    if Path(path).is_dir() and cfg.exists() and not (Path(path) / "config.json").exists():
-        return json.loads(cfg.read_text())["base_model_name_or_path"]
+    """The loadable base model of a LoRA adapter directory (None for a full checkpoint)."""
+    if Path(path).is_dir() and (Path(path) / "adapter_config.json").exists() and not (Path(path) / "config.json").exists():
+        return adapter_base(path)
     return None
 
 

@@ -153,6 +153,16 @@ def test_export_merges_the_adapter_into_a_standalone_checkpoint(adapter, tmp_pat
     assert "LoRA adapter merged" in card and "embedded:smollm2-135m-instruct" in card
 
 
+def test_load_model_merges_an_adapter_whose_base_is_an_embedded_spec(adapter):
+    """grpo.models.load_model resolves ``embedded:`` in adapter_config.json as export does (one reader)."""
+    from grpo.models import load_model
+
+    peft_model, tokenizer, directory = adapter
+    model, _ = load_model(str(directory))
+    assert not hasattr(model, "peft_config")  # merged into a plain transformers model
+    torch.testing.assert_close(logits(model.eval(), tokenizer), logits(peft_model, tokenizer), atol=2e-4, rtol=1e-4)
+
+
 def test_export_of_a_run_dir_uses_its_adapter_and_dtype(adapter, tmp_path, capsys):
     from safetensors import safe_open
 
