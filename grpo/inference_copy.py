@@ -9,8 +9,9 @@ decoding, where each step is many small kernels and the per-call overhead domina
   does), and the projections that read the same input are fused: q/k/v into one matmul,
   gate/up into one;
 * RMSNorm is one ``torch.nn.functional.rms_norm`` call instead of six elementwise ones;
-* single-token attention is two small matmuls over the grouped KV heads instead of SDPA's
-  flash kernel, whose setup costs more than the work at one query token.
+* single-token attention groups the query heads under their KV head, so the cache is never
+  repeated; the sampler's decode loop bypasses the transformers forward altogether for such a
+  copy (:mod:`grpo.decoder`: contiguous KV buffers, attention as two batched matmuls).
 
 Measured on SmolLM2-135M, 16 rows: see ``scripts/bench_rollout.py``. Outputs agree with the plain
 bf16 model to bf16 rounding (tests/test_inference_copy.py), so sampling is unchanged in

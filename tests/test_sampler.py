@@ -269,3 +269,20 @@ def test_smollm2_greedy_matches_hf_generate():
     expected = hf_greedy(model, prompts, 24, stops)
     rollout = generate(model, tokenizer, prompts, 2, 24, do_sample=False)
     assert rollout.completion_ids == [expected[0], expected[0], expected[1], expected[1]]
+
+
+def test_two_level_draw_frequencies_on_a_large_vocabulary():
+    """Vocabularies of >= 1024 entries are drawn block first, then inside the block; 3001 is not a
+    multiple of the block. Mass sits in three blocks (one straddling a block edge), zeros elsewhere."""
+    from grpo.sampler import _BLOCK, _draw
+
+    vocab, n = 3001, 60000
+    probs = torch.zeros(vocab)
+    support = {0: 0.1, _BLOCK - 1: 0.2, _BLOCK: 0.3, 1500: 0.15, vocab - 1: 0.25}
+    for index, p in support.items():
+        probs[index] = p * 7.0  # unnormalised on purpose
+    tokens = _draw(probs.expand(n, -1), torch.Generator().manual_seed(4))
+    counts = torch.bincount(tokens, minlength=vocab).float() / n
+    assert set(tokens.unique().tolist()) == set(support)
+    for index, p in support.items():
+        assert abs(counts[index].item() - p) < 0.01, (index, counts[index].item(), p)
