@@ -56,7 +56,8 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         The warm-started model with the LoRA adapter merged in (a plain ``PreTrainedModel``). With
         ``load_in_4bit``/``load_in_8bit`` the SFT is QLoRA on the quantized ``model``; its adapter is
         merged into the unquantized base (``sft_checkpoint`` is full precision) and the model
-        returned is that checkpoint quantized again.
+        returned is that checkpoint quantized again. With several processes the main one merges
+        and writes ``sft_checkpoint`` and the others load it from there.
     """
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -64,6 +65,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     from grpo.models import lora_config
     from grpo.quantization import full_precision_copy, is_quantized, load_for_training
     from grpo.run_dir import save_checkpoint_atomic
+    from grpo.sharded import unsharded_model
     from grpo.tracking import configure, finish_wandb
 
     done = Path(output_dir) / "sft_checkpoint"
@@ -98,7 +100,13 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     trainer.train()
     finish_wandb()  # the GRPO stage that follows starts its own wandb run
-    merged = full_precision_copy(trainer.model, script_args).merge_and_unload()  # QLoRA: merge into the unquantized base
-    merged.train()
-    save_checkpoint_atomic(merged, tokenizer, done)
-    return load_for_training(done, script_args)[0] if is_quantized(script_args) else merged
+    trained = unsharded_model(trainer, script_args)  # FSDP / ZeRO-3: every process joins the gather
+    main = trainer.accelerator.is_main_process
+    if main:  # one writer; the other processes load what it wrote
+        merged = full_precision_copy(trained, script_args).merge_and_unload()  # QLoRA: into the unquantized base
+        merged.train()
+        save_checkpoint_atomic(merged, tokenizer, done)
+    trainer.accelerator.wait_for_everyone()
+    if main and not is_quantized(script_args):
+        return merged
+    return load_for_training(done, script_args)[0]

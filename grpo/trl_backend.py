@@ -48,13 +48,15 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         logger_: :class:`grpo.run_dir.MetricsLogger`; ``logger_.recorder`` (optional) flushes samples.
 
     Returns:
-        The trained model (``trainer.model``).
+        The trained model: ``trainer.model``, or under FSDP / ZeRO-3 an unsharded copy on the main
+        process (:func:`grpo.sharded.unsharded_model`).
 
     Raises:
         KeyboardInterrupt: propagated after TRL stops; the caller saves what exists.
     """
     from trl import GRPOTrainer
 
+    from grpo.sharded import unsharded_model
     from grpo.tracking import configure, trl_callback
 
     extras = trl_callback(script_args, configure(training_args))  # report_to: script args + tensorboard table
@@ -73,4 +75,4 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     if resume in {"latest", "true", "True"}:  # our spelling for "the newest checkpoint-N in output_dir"
         resume = True
     trainer.train(resume_from_checkpoint=resume)
-    return trainer.model
+    return unsharded_model(trainer, script_args)  # FSDP / ZeRO-3: gathered into one module on the main process

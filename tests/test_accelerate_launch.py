@@ -120,6 +120,23 @@ def test_grpo_train_two_cpu_processes(launcher, backend, module, tmp_path):
 
 
 @pytest.mark.slow
+def test_warm_start_two_cpu_processes_one_writer(tmp_path):
+    """The SFT warm-start under two processes: rank 0 alone merges and writes sft_checkpoint, rank 1
+    loads it, and GRPO then trains the same weights on both."""
+    (tmp_path / "reward.py").write_text(REWARD)
+    out = tmp_path / "run"
+    argv = [a for a in TINY_GRPO]
+    argv[argv.index("--warm_start") + 1] = "true"
+    proc = _driven(tmp_path, "grpo.trl_backend", "train", "result",
+                   ["train", *argv, "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
+                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], "torchrun")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (out / "sft_checkpoint" / "model.safetensors").exists()
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name], "a writer left a temporary directory behind"
+    _assert_same_weights_on_both_ranks(tmp_path)
+
+
+@pytest.mark.slow
 @needs_mpirun
 def test_recipe_two_cpu_processes(tmp_path):
     out = tmp_path / "ner"

@@ -1,0 +1,109 @@
+"""Tests for grpo/sharded.py: the final model of an FSDP / ZeRO-3 run rebuilt from its gathered state dict.
+
+The gathering itself (accelerate's ``get_state_dict`` across GPUs) cannot run here; a stand-in
+accelerator hands over the state dict a real one would. Everything after that runs for real.
+Run: pytest tests/test_sharded.py   (tiny Llama saved to a temp dir, seconds)
+"""
+
+import os
+from types import SimpleNamespace
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from grpo.config import ScriptArgs
+from grpo.models import apply_lora
+from grpo.sharded import is_sharded, load_into_fresh_copy, unsharded_model
+from test_quantization import _tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def base_dir(tmp_path):
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    base.save_pretrained(tmp_path / "base")
+    _tiny_tokenizer().save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
+
+
+def trained_lora(base_dir):
+    """A LoRA model on the saved base whose adapter moved away from its init (B != 0)."""
+    model = apply_lora(LlamaForCausalLM.from_pretrained(base_dir), r=2, lora_alpha=4, lora_dropout=0.0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)
+    return model
+
+
+def logits(model, ids=torch.tensor([[3, 4, 5, 6, 7]])):
+    with torch.inference_mode():
+        return model.eval()(input_ids=ids).logits
+
+
+def test_lora_model_is_rebuilt_from_a_16bit_state_dict(base_dir):
+    model = trained_lora(base_dir)
+    state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}  # what ZeRO-3 hands over
+    fresh = load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+    assert fresh is not model and next(fresh.parameters()).dtype == torch.float32
+    ours = dict(fresh.named_parameters())
+    for name, p in model.named_parameters():
+        expected = p.detach().to(torch.bfloat16).float() if "lora_" in name else p.detach()
+        assert torch.equal(ours[name].detach(), expected), name
+    assert torch.allclose(logits(fresh), logits(model), atol=0.05)
+    assert not torch.allclose(logits(fresh), logits(LlamaForCausalLM.from_pretrained(base_dir)), atol=0.05)
+
+
+def test_plain_model_takes_every_tensor_and_a_wrong_state_dict_is_refused(base_dir):
+    model = LlamaForCausalLM.from_pretrained(base_dir)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(3.0)  # e.g. a warm start that changed the base
+    fresh = load_into_fresh_copy(model, model.state_dict(), ScriptArgs(model=str(base_dir)))
+    assert torch.equal(logits(fresh), logits(model))
+    state = dict(model.state_dict())
+    del state["model.layers.0.self_attn.q_proj.weight"]
+    with pytest.raises(RuntimeError, match="q_proj"):
+        load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+
+
+def test_peft_state_dict_without_adapter_is_refused(base_dir):
+    model = trained_lora(base_dir)
+    state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
+    with pytest.raises(RuntimeError, match="no adapter tensors"):
+        load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+
+
+def stand_in_trainer(model, *, fsdp=False, zero_stage=None, main=True):
+    """The attributes of a transformers Trainer that unsharded_model reads, after train()."""
+    calls = []
+
+    def get_state_dict(wrapped):
+        calls.append(wrapped)
+        return wrapped.state_dict()
+
+    plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage is not None else None
+    accelerator = SimpleNamespace(get_state_dict=get_state_dict, is_main_process=main,
+                                  state=SimpleNamespace(deepspeed_plugin=plugin))
+    trainer = SimpleNamespace(model=model, deepspeed=model, is_fsdp_enabled=fsdp, is_deepspeed_enabled=plugin is not None,
+                              accelerator=accelerator, args=SimpleNamespace(device=torch.device("cpu")))
+    return trainer, calls
+
+
+def test_unsharded_model_gathers_only_when_parameters_are_sharded(base_dir):
+    model, script_args = trained_lora(base_dir), ScriptArgs(model=str(base_dir))
+    for kwargs in ({}, {"zero_stage": 2}):  # single process / DDP, ZeRO-2: full parameters everywhere
+        trainer, calls = stand_in_trainer(model, **kwargs)
+        assert not is_sharded(trainer) and unsharded_model(trainer, script_args) is model and not calls
+    for kwargs in ({"fsdp": True}, {"zero_stage": 3}):
+        trainer, calls = stand_in_trainer(model, **kwargs)
+        fresh = unsharded_model(trainer, script_args)
+        assert is_sharded(trainer) and calls == [model] and fresh is not model
+        assert torch.allclose(logits(fresh), logits(model), atol=1e-6)
+        trainer, calls = stand_in_trainer(model, main=False, **kwargs)  # other ranks join the gather, keep theirs
+        assert unsharded_model(trainer, script_args) is model and calls == [model]
