@@ -260,3 +260,37 @@ def apply_lora(model, r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0
     from peft import get_peft_model
 
     return get_peft_model(model, lora_config(r, lora_alpha, lora_dropout, target_modules, task_type))
+
+
+def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = None):
+    """``model``'s LoRA adapter on a freshly loaded, unquantized float copy of its base.
+
+    The base is the checkpoint the adapter config names (a warm start's checkpoint, say), else
+    ``fallback_spec``. Used where ``model``'s own base cannot be merged into: a 4-bit/8-bit base
+    (:func:`grpo.quantization.full_precision_copy`) or a sharded one (:mod:`grpo.sharded`).
+
+    Args:
+        model: a ``peft.PeftModel``; only its adapter config is read when ``state_dict`` is given.
+        fallback_spec: model spec of the base when the adapter config names none.
+        state_dict: ``model``'s full state dict (e.g. gathered from the shards); default ``model.state_dict()``.
+
+    Returns:
+        A new ``peft.PeftModel`` (float32, CPU) holding the adapter tensors, cast to float32.
+
+    Raises:
+        RuntimeError: ``state_dict`` holds no adapter tensors, or ones the fresh copy has no place for.
+    """
+    from copy import deepcopy
+
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    config = model.peft_config[model.active_adapter]
+    base, _ = load_model(config.base_model_name_or_path or fallback_spec)
+    fresh = get_peft_model(base, deepcopy(config))
+    adapter = get_peft_model_state_dict(model, state_dict=state_dict)
+    if not adapter:
+        raise RuntimeError("the state dict holds no adapter tensors (names with 'lora_')")
+    unexpected = set_peft_model_state_dict(fresh, adapter).unexpected_keys
+    if unexpected:
+        raise RuntimeError(f"adapter tensors the fresh copy has no place for: {unexpected[:5]}")
+    return fresh

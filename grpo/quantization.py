@@ -228,18 +228,10 @@ def full_precision_copy(model, script_args):
     """
     if not is_quantized(script_args) or not hasattr(model, "peft_config"):
         return model
-    from copy import deepcopy
+    from grpo.models import adapter_on_fresh_base
 
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
-    from grpo.models import load_model
-
-    config = model.peft_config[model.active_adapter]
     # the checkpoint the quantized base was loaded from: script_args.model, or the warm-start's sft_checkpoint
-    base, _ = load_model(config.base_model_name_or_path or script_args.model)
-    copy = get_peft_model(base, deepcopy(config))
-    set_peft_model_state_dict(copy, get_peft_model_state_dict(model))
-    return copy
+    return adapter_on_fresh_base(model, script_args.model)
 
 
 def load_for_training(spec, script_args):

@@ -12,8 +12,6 @@ and get ``trainer.model`` back unchanged.
 from __future__ import annotations
 
 import logging
-from copy import deepcopy
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["is_sharded", "load_into_fresh_copy", "unsharded_model"]
@@ -38,8 +36,8 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
         state_dict: the full state dict of ``model`` (``name -> tensor``, any dtype; e.g. ZeRO-3's 16-bit one).
         script_args: :class:`grpo.config.ScriptArgs`; ``model`` is the checkpoint a plain model was
             loaded from. A peft model's base is the one its adapter config names (a warm start's
-            checkpoint, or ``script_args.model``), loaded unquantized as in
-            :func:`grpo.quantization.full_precision_copy`.
+            checkpoint, or ``script_args.model``), loaded unquantized
+            (:func:`grpo.models.adapter_on_fresh_base`).
 
     Returns:
         The copy, float32 on CPU: for a peft model the fresh base with the adapter tensors of
@@ -47,23 +45,12 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
 
     Raises:
         RuntimeError: ``state_dict`` does not fit the architecture (missing or unexpected names,
-            or shapes), from ``load_state_dict``.
+            or shapes; for a peft model: no adapter tensors, or ones without a place).
     """
-    from grpo.models import load_model
+    from grpo.models import adapter_on_fresh_base, load_model
 
     if hasattr(model, "peft_config"):
-        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
-        config = model.peft_config[model.active_adapter]
-        base, _ = load_model(config.base_model_name_or_path or script_args.model)
-        fresh = get_peft_model(base, deepcopy(config))
-        adapter = get_peft_model_state_dict(model, state_dict=state_dict)
-        if not adapter:
-            raise RuntimeError("the gathered state dict holds no adapter tensors (names must contain 'lora_')")
-        result = set_peft_model_state_dict(fresh, adapter)
-        if result.unexpected_keys:
-            raise RuntimeError(f"adapter tensors the fresh copy has no place for: {result.unexpected_keys[:5]}")
-        return fresh
+        return adapter_on_fresh_base(model, script_args.model, state_dict)
     fresh, _ = load_model(script_args.model)
     fresh.load_state_dict(state_dict, strict=True)
     return fresh
