@@ -69,6 +69,10 @@ class ScriptArgs:
         "help": "Native backend: replace zero-spread groups with fresh prompts (DAPO dynamic sampling)."})
     dynamic_sampling_max_retries: int = field(default=3, metadata={
         "help": "Native backend: most extra generation rounds per step to fill the batch with informative groups."})
+    sampler_importance_sampling_correction: bool = field(default=False, metadata={
+        "help": "Native backend, bf16 rollouts without vLLM: weight the loss by TRL's importance-sampling correction "
+                "(vllm_importance_sampling_mode / _clip_min / _clip_max) for the bf16 copy's log-probs, as use_vllm "
+                "does for vLLM's. The log-prob gap is logged either way (sampling/sampling_logp_difference/*)."})
     # Sharing
     push_merged: bool = field(default=True, metadata={
         "help": "With push_to_hub: also push the merged model to <hub_model_id>-merged (the adapter goes to hub_model_id)."})

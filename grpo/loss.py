@@ -12,6 +12,11 @@ V vocabulary, H hidden size, m the (B, T) completion mask (1 = token counts in t
   l_t = -min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A).
 - KL to the reference, k3 estimator (DeepSeekMath eq. 4; Schulman 2020 "Approximating KL"):
   KL_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1, times rho_t when `use_bias_correction_kl`.
+- Rollout-engine correction (`sampling_correction`, trl 1.16's `vllm_importance_sampling_*`; TIS/MIS,
+  Yao et al. 2025 "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"): the
+  per-token loss is weighted by exp(old_t - sampling_t), per token or summed per sequence, truncated
+  or masked outside [C_min, C_max], when the completions came from an engine whose log-probs differ
+  from the policy's (vLLM, a bf16 copy); the weight multiplies the surrogate, not the KL term.
 - Aggregation by `loss_type` (see `aggregate_loss`): grpo (DeepSeekMath eq. 3, per-sequence mean
   then batch mean), bnpo (token mean of the micro-batch), dr_grpo (Dr. GRPO arXiv:2503.20783 eq. 3,
   constant normaliser B * max_completion_length), dapo (DAPO eq. 12, token mean over the whole
@@ -30,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+SAMPLING_CORRECTION_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 
 
 def token_logprobs(
@@ -142,6 +148,67 @@ def log_importance_weights(
         m = mask.to(log_ratio.dtype)  # (B, T)
         return ((log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1.0)).unsqueeze(-1)  # (B, 1)
     raise ValueError(f"importance_sampling_level={level!r}: expected one of {IMPORTANCE_SAMPLING_LEVELS}")
+
+
+def sampling_correction(
+    old_logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "sequence_mask",
+    clip_min: float | None = None,
+    clip_max: float | None = 3.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Importance weights for completions drawn by another engine than the policy (trl 1.16 semantics).
+
+    d_t = m_t (old_t - sampling_t), NaN -> 0 (a token the engine did not score gets weight 1);
+    token modes: w_t = exp(d_t); sequence modes: w = exp(sum_t d_t) (a sum, not a mean, as TRL).
+    ``*_truncate``: w = clamp(w, clip_min, clip_max) (TIS); ``*_mask``: w = 0 outside
+    [clip_min, clip_max] (MIS; None = unbounded on that side). The caller multiplies the per-token
+    surrogate by w before adding the KL term, as ``GRPOTrainer._compute_loss`` does.
+
+    Args:
+        old_logps: (B, T) log-probs of the completions under the policy that generated them
+            (detached; with num_iterations=1 the current forward's values).
+        sampling_logps: (B, T) the engine's log-probs of the same tokens (vLLM's processed
+            logprobs, or :func:`grpo.sampler.generate`'s), same temperature.
+        mask: (B, T) completion mask.
+        mode: one of ``SAMPLING_CORRECTION_MODES`` (TRL's ``vllm_importance_sampling_mode``).
+        clip_min, clip_max: TRL's ``vllm_importance_sampling_clip_min`` / ``_clip_max``.
+
+    Returns:
+        weights: (B, T) for token modes, (B, 1) for sequence modes (detached).
+        metrics: TRL's names: ``sampling/sampling_logp_difference/mean`` and ``/max`` (|old - sampling|
+            over unmasked, non-NaN tokens), ``sampling/importance_sampling_ratio/min``, ``/mean``, ``/max``
+            (over sequences, or over unmasked tokens).
+
+    Raises:
+        ValueError: an unknown ``mode``.
+    """
+    if mode not in SAMPLING_CORRECTION_MODES:
+        raise ValueError(f"unknown sampling correction mode {mode!r}; expected one of {SAMPLING_CORRECTION_MODES}")
+    old_logps, sampling_logps, mask = old_logps.detach().float(), sampling_logps.float(), mask.float()
+    diff = torch.nan_to_num((old_logps - sampling_logps) * mask, nan=0.0)  # (B, T)
+    sequence = mode.startswith("sequence")
+    weights = torch.exp(diff.sum(dim=-1, keepdim=True) if sequence else diff)  # (B, 1) or (B, T)
+    if mode.endswith("truncate"):
+        weights = torch.clamp(weights, min=clip_min, max=clip_max)
+    else:
+        low = -float("inf") if clip_min is None else clip_min
+        high = float("inf") if clip_max is None else clip_max
+        weights = weights.masked_fill((weights < low) | (weights > high), 0.0)
+    keep = mask.bool()
+    delta = (old_logps - sampling_logps).abs()[keep]  # (N,)
+    delta = delta[~torch.isnan(delta)]
+    flat = weights.flatten() if sequence else weights[keep]
+    stat = lambda x, f: f(x).item() if x.numel() else 0.0  # noqa: E731
+    metrics = {
+        "sampling/sampling_logp_difference/mean": stat(delta, torch.mean),
+        "sampling/sampling_logp_difference/max": stat(delta, torch.max),
+        "sampling/importance_sampling_ratio/min": stat(flat, torch.min),
+        "sampling/importance_sampling_ratio/mean": stat(flat, torch.mean),
+        "sampling/importance_sampling_ratio/max": stat(flat, torch.max),
+    }
+    return weights, metrics
 
 
 def kl_k3(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
@@ -260,8 +327,9 @@ def grpo_loss(
     num_items_in_batch: float | torch.Tensor | None = None,
     num_processes: int = 1,
     steps_per_generation: int | None = None,
+    sampling_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The whole GRPO objective for one micro-batch: ratio -> clip -> + beta KL -> aggregate.
+    """The whole GRPO objective for one micro-batch: ratio -> clip -> (* sampling weights) -> + beta KL -> aggregate.
 
     l_t = -min(rho_t A, clip(rho_t, 1-eps, 1+eps_high) A) + beta * KL_t (* rho_t if bias-corrected)
 
@@ -275,6 +343,7 @@ def grpo_loss(
         beta, epsilon, epsilon_high (None = epsilon), loss_type, importance_sampling_level,
         use_bias_correction_kl: GRPOConfig fields of the same name.
         grad_accum_steps ... steps_per_generation: forwarded to `aggregate_loss`.
+        sampling_weights: (B, T) or (B, 1) from `sampling_correction`; None = no rollout-engine correction.
 
     Returns:
         loss: scalar tensor to back-propagate.
@@ -289,6 +358,8 @@ def grpo_loss(
     ratio = torch.exp(log_w)  # (B, T|1)
     eps_high = epsilon if epsilon_high is None else epsilon_high
     per_token_loss, clipped = clipped_surrogate(ratio, adv, epsilon, eps_high)  # (B, T|1)
+    if sampling_weights is not None:
+        per_token_loss = per_token_loss * sampling_weights  # (B, T): the surrogate only, not the KL below
     metrics: dict[str, float] = {}
     if beta != 0.0:
         if ref_logps is None:

@@ -14,7 +14,10 @@ whole groups (per_device_train_batch_size * gradient_accumulation_steps % num_ge
 micro-batches keep generation order (TRL shuffles; only bnpo notices); gradients are all-reduced
 by hand (log-probs come from hidden states outside the forward DDP would hook), same mean;
 gradient_checkpointing is ignored (HF's disables the shared KV cache); clip/kl/entropy are
-per-micro-batch token means; optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling).
+per-micro-batch token means; optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling);
+the vLLM importance-sampling correction takes the generating policy's log-probs from the loss's own
+forward when num_iterations = 1 (TRL runs one more forward for them), and can also correct the
+bf16 sampler (ScriptArgs.sampler_importance_sampling_correction).
 GRPOConfig fields outside SUPPORTED/IGNORED are refused by `check_supported` when set."""
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_me
 from grpo.diagnostics import warn_if_no_signal
 from grpo.distributed import all_gather_cat, all_sum, init_distributed
 from grpo.errors import UserError
-from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden
+from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden, sampling_correction
 from grpo.quantization import BNB_OPTIMIZERS, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,9 @@ SUPPORTED = set("""
     mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
     save_strategy save_total_limit seed reward_weights bf16 disable_dropout use_vllm vllm_gpu_memory_utilization
     vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu vllm_mode
-    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port""".split())
+    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
+    vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_importance_sampling_clip_min
+    vllm_importance_sampling_clip_max vllm_importance_sampling_cap""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
 IGNORED = set("""
@@ -126,7 +131,7 @@ def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, engi
         scores.append([float("nan") if v is None else float(v) for v in values])
     return [{"prompt": prompts[i], "completion": completions[i], "prompt_ids": out.prompt_ids[i // g],
              "completion_ids": out.completion_ids[i], "truncated": out.is_truncated[i],
-             "rewards": [s[i] for s in scores]} for i in range(len(texts))]
+             "sampling_logps": out.logprobs[i], "rewards": [s[i] for s in scores]} for i in range(len(texts))]
 
 
 def _informative(group: list[dict], weights) -> bool:
@@ -145,12 +150,16 @@ def _collate(records: list[dict], pad_id: int, mask_truncated: bool) -> dict:
     for i, p in enumerate(prompts):
         prompt_ids[i, width_p - len(p):], prompt_mask[i, width_p - len(p):] = torch.tensor(p), 1
     ids, attn = torch.full((len(records), width_c), pad_id), torch.zeros(len(records), width_c, dtype=torch.long)
+    sampling = torch.zeros(len(records), width_c)  # (B, T) the rollout engine's log-probs
     for i, r in enumerate(records):
         ids[i, : len(r["completion_ids"])], attn[i, : len(r["completion_ids"])] = torch.tensor(r["completion_ids"]), 1
+        logps = r.get("sampling_logps", [])  # absent in hand-made records
+        sampling[i, : len(logps)] = torch.tensor(logps, dtype=torch.float32)
     truncated = torch.tensor([r["truncated"] for r in records])  # (B,)
     loss_mask = attn * (~truncated).long().unsqueeze(1) if mask_truncated else attn  # (B, T)
     return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": ids, "completion_attn": attn,
-            "mask": loss_mask, "prompt_index": torch.tensor([prompts.index(tuple(r["prompt_ids"])) for r in records])}
+            "mask": loss_mask, "sampling_logps": sampling,
+            "prompt_index": torch.tensor([prompts.index(tuple(r["prompt_ids"])) for r in records])}
 
 
 def _completion_logps(model, batch: dict, temperature: float, autocast) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,6 +247,14 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                                 {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], args, model)  # HF: no decay
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(max_steps),
                               num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
+    # completions from another engine than the training forward (vLLM, or the sampler's bf16 copy): log how far
+    # its log-probs are from the policy's, and weight the loss by TRL's importance-sampling correction if asked
+    rollout_dtype = torch.bfloat16 if args.bf16 else None
+    approximate = engine is not None or rollout_dtype is not None
+    correct = approximate and (args.vllm_importance_sampling_correction if engine is not None
+                               else getattr(script_args, "sampler_importance_sampling_correction", False))
+    correction = dict(mode=args.vllm_importance_sampling_mode, clip_min=args.vllm_importance_sampling_clip_min,
+                      clip_max=args.vllm_importance_sampling_clip_max)
     loss_kwargs = dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
                        importance_sampling_level=args.importance_sampling_level, grad_accum_steps=ga,
                        use_bias_correction_kl=args.use_bias_correction_kl, num_processes=world,
@@ -260,8 +277,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             rows.append(train_dataset[orders[k // n][k % n]])
         state["cursor"] += world * local_prompts
         seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729 + rank
-        return _rollout(model, tokenizer, rows, reward_funcs, args, seed, torch.bfloat16 if args.bf16 else None,
-                        state["step"], engine)
+        return _rollout(model, tokenizer, rows, reward_funcs, args, seed, rollout_dtype, state["step"], engine)
 
     def make_generation_batch() -> tuple[dict, dict]:
         """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process."""
@@ -324,9 +340,18 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             step_loss, step_metrics = 0.0, defaultdict(list)
             for batch in state["buffer"]["micro"]:
                 logps, entropy = _completion_logps(model, batch, args.temperature, autocast)  # (B, T), (B, T)
+                weights, sampling_metrics = None, {}
+                if approximate and "sampling_logps" in batch:  # (absent from a buffer saved by an older version)
+                    # old = the generating policy's log-probs: stored (num_iterations > 1) or this forward's values
+                    weights, sampling_metrics = sampling_correction(batch.get("old_logps", logps), batch["sampling_logps"],
+                                                                    batch["mask"], **correction)  # (B, T|1)
+                    if not correct:
+                        weights = None
+                        sampling_metrics = {k: v for k, v in sampling_metrics.items() if "logp_difference" in k}
                 loss, m = grpo_loss(logps, batch["advantages"], batch["mask"], old_logps=batch.get("old_logps"),
                                     ref_logps=batch.get("ref_logps"), num_items_in_batch=state["buffer"]["num_items"],
-                                    **loss_kwargs)
+                                    sampling_weights=weights, **loss_kwargs)
+                m.update(sampling_metrics)
                 loss.backward()
                 step_loss += loss.item()
                 mask = batch["mask"].float()  # (B, T)

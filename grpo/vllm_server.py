@@ -165,7 +165,6 @@ class VLLMServerEngine:
 def make_engine(args, model_path: str, rank: int = 0, world: int = 1):
     """The native backend's vLLM engine for ``args.vllm_mode``: colocated (:class:`grpo.vllm_engine.VLLMEngine`)
     or a server client (:class:`VLLMServerEngine`). ``model_path`` is the policy's base model."""
-    logger.warning("use_vllm: the native backend does not apply TRL's vLLM importance-sampling correction")
     _check_mode(args)  # each engine checks CUDA, vllm (and the server) itself
     if args.vllm_mode == "server":
         return VLLMServerEngine(server_url(args), args.vllm_server_timeout, args.vllm_group_port, rank, world)

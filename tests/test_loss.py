@@ -20,6 +20,7 @@ from grpo.loss import (
     kl_k3,
     log_importance_weights,
     logprobs_from_hidden,
+    sampling_correction,
     token_logprobs,
 )
 
@@ -177,3 +178,53 @@ def test_logprobs_from_hidden_match_and_backprop_like_full_logits():
     out.sum().backward()
     assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(ent, ref_ent, atol=1e-5)
     assert torch.allclose(hidden.grad, g_h, atol=1e-5) and torch.allclose(weight.grad, g_w, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- rollout-engine correction
+
+OLD = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.2, 0.0]])
+SAMPLING = torch.tensor([[-1.5, -1.0, -0.5], [-0.3, -2.0, float("nan")]])  # the engine did not score the last token
+SAMPLING_MASK = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+# d = (old - sampling) * mask, NaN -> 0: row 0 [0.5, -1.0, 0], row 1 [0, 1.8, 0]
+
+
+@pytest.mark.parametrize("mode, clip_min, clip_max, expected", [
+    ("token_truncate", None, 3.0, [[math.exp(0.5), math.exp(-1.0), 1.0], [1.0, 3.0, 1.0]]),
+    ("token_mask", None, 3.0, [[math.exp(0.5), math.exp(-1.0), 1.0], [1.0, 0.0, 1.0]]),
+    ("token_mask", 0.5, 3.0, [[math.exp(0.5), 0.0, 1.0], [1.0, 0.0, 1.0]]),
+    ("token_truncate", 0.5, None, [[math.exp(0.5), 0.5, 1.0], [1.0, math.exp(1.8), 1.0]]),
+    ("sequence_truncate", None, 3.0, [[math.exp(-0.5)], [3.0]]),  # a sum over the row, not a mean
+    ("sequence_mask", None, 3.0, [[math.exp(-0.5)], [0.0]]),
+    ("sequence_mask", 0.7, None, [[0.0], [math.exp(1.8)]]),
+])
+def test_sampling_correction_every_mode_by_hand(mode, clip_min, clip_max, expected):
+    weights, metrics = sampling_correction(OLD, SAMPLING, SAMPLING_MASK, mode, clip_min, clip_max)
+    assert torch.allclose(weights, torch.tensor(expected), atol=1e-6)
+    # |old - sampling| over unmasked, non-NaN tokens: 0.5, 1.0, 0.0, 1.8
+    assert metrics["sampling/sampling_logp_difference/mean"] == pytest.approx(3.3 / 4)
+    assert metrics["sampling/sampling_logp_difference/max"] == pytest.approx(1.8)
+    flat = [w for row, m in zip(expected, SAMPLING_MASK.tolist()) for w, k in zip(row, m) if k] if mode.startswith(
+        "token") else [row[0] for row in expected]
+    assert metrics["sampling/importance_sampling_ratio/mean"] == pytest.approx(sum(flat) / len(flat), rel=1e-6)
+    assert metrics["sampling/importance_sampling_ratio/min"] == pytest.approx(min(flat), rel=1e-6)
+    assert metrics["sampling/importance_sampling_ratio/max"] == pytest.approx(max(flat), rel=1e-6)
+
+
+def test_sampling_correction_refuses_unknown_mode():
+    with pytest.raises(ValueError, match="token_truncate"):
+        sampling_correction(OLD, SAMPLING, SAMPLING_MASK, "token_clip")
+
+
+def test_sampling_weights_multiply_the_surrogate_not_the_kl():
+    """ratio 1 (old = current), A = [2, -1]: surrogate -A per token; weights [[0.5, 1], [2, 0]];
+    ref one token off by log 2 -> k3 = 2 - log 2 - 1; bnpo = sum / 4."""
+    logps = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], requires_grad=True)
+    ref = logps.detach() + torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]])
+    weights = torch.tensor([[0.5, 1.0], [2.0, 0.0]])
+    loss, _ = grpo_loss(logps, torch.tensor([2.0, -1.0]), torch.ones(2, 2), ref_logps=ref, beta=0.1,
+                        loss_type="bnpo", sampling_weights=weights)
+    k3 = 2.0 - math.log(2.0) - 1.0
+    assert loss.item() == pytest.approx((-1.0 - 2.0 + (2.0 + 0.1 * k3) + 0.0) / 4, abs=1e-6)
+    loss.backward()  # d/dlogp of -A*rho*w = -A*w; the KL term's gradient stays unweighted
+    assert logps.grad[0].tolist() == pytest.approx([-2.0 * 0.5 / 4, -2.0 * 1.0 / 4])
+    assert logps.grad[1, 1].item() == pytest.approx(0.0, abs=1e-7)

@@ -287,3 +287,48 @@ def test_use_vllm_goes_to_the_vllm_engine(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo.vllm_engine, "VLLMEngine", FakeEngine)
     _, metrics = run(tmp_path / "fake", use_vllm=True, max_steps=1)
     assert len(check_calls) == 1 and metrics[0]["completions/mean_length"] > 0
+
+
+class OffsetEngine:
+    """A stand-in vLLM engine: our sampler's rollouts, with every log-prob reported 0.5 nats low."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def generate(self, model, tokenizer, prompt_ids, seed=None, **kwargs):
+        from grpo.sampler import generate
+
+        kwargs.pop("generator")
+        out = generate(model, tokenizer, prompt_ids, generator=torch.Generator().manual_seed(seed), **kwargs)
+        out.logprobs = [[lp - 0.5 for lp in row] for row in out.logprobs]
+        return out
+
+
+def test_vllm_importance_sampling_correction_weights_the_loss(tmp_path, monkeypatch):
+    """token_truncate weights every token by e^0.5 here, so the dapo loss of the same rollouts is
+    e^0.5 times the uncorrected one; switched off, only the log-prob gap is logged."""
+    import grpo.vllm_engine
+
+    monkeypatch.setattr(grpo.vllm_engine, "VLLMEngine", OffsetEngine)
+    common = dict(use_vllm=True, max_steps=1, loss_type="dapo", vllm_importance_sampling_mode="token_truncate")
+    _, on = run(tmp_path / "on", **common)
+    _, off = run(tmp_path / "off", vllm_importance_sampling_correction=False, **common)
+    assert on[0]["sampling/sampling_logp_difference/mean"] == pytest.approx(0.5, abs=1e-3)
+    assert on[0]["sampling/importance_sampling_ratio/mean"] == pytest.approx(math.exp(0.5), rel=1e-3)
+    assert off[0]["sampling/sampling_logp_difference/mean"] == pytest.approx(0.5, abs=1e-3)
+    assert "sampling/importance_sampling_ratio/mean" not in off[0]
+    assert abs(off[0]["loss"]) > 1e-4
+    assert on[0]["loss"] == pytest.approx(math.exp(0.5) * off[0]["loss"], rel=1e-3)
+
+
+def test_bf16_rollouts_log_the_gap_and_correct_on_request(tmp_path):
+    from grpo.config import ScriptArgs
+
+    _, plain = run(tmp_path / "plain", bf16=True, max_steps=1)
+    assert 0 < plain[0]["sampling/sampling_logp_difference/mean"] < 0.5  # bf16 copy vs the policy under autocast
+    assert "sampling/importance_sampling_ratio/mean" not in plain[0]
+    _, fixed = run(tmp_path / "fixed", bf16=True, max_steps=1,
+                   script_args=ScriptArgs(sampler_importance_sampling_correction=True))
+    assert 0 < fixed[0]["sampling/importance_sampling_ratio/mean"] <= 3.0
+    _, fp32 = run(tmp_path / "fp32", max_steps=1)  # the sampler ran the policy itself: nothing to correct
+    assert not any(k.startswith("sampling/") for k in fp32[0])
