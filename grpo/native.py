@@ -340,17 +340,17 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             step_loss, step_metrics = 0.0, defaultdict(list)
             for batch in state["buffer"]["micro"]:
                 logps, entropy = _completion_logps(model, batch, args.temperature, autocast)  # (B, T), (B, T)
-                weights, sampling_metrics = None, {}
+                is_weights, sampling_metrics = None, {}  # (not `weights`: the reward weights)
                 if approximate and "sampling_logps" in batch:  # (absent from a buffer saved by an older version)
                     # old = the generating policy's log-probs: stored (num_iterations > 1) or this forward's values
-                    weights, sampling_metrics = sampling_correction(batch.get("old_logps", logps), batch["sampling_logps"],
-                                                                    batch["mask"], **correction)  # (B, T|1)
+                    is_weights, sampling_metrics = sampling_correction(
+                        batch.get("old_logps", logps), batch["sampling_logps"], batch["mask"], **correction)  # (B, T|1)
                     if not correct:
-                        weights = None
+                        is_weights = None
                         sampling_metrics = {k: v for k, v in sampling_metrics.items() if "logp_difference" in k}
                 loss, m = grpo_loss(logps, batch["advantages"], batch["mask"], old_logps=batch.get("old_logps"),
                                     ref_logps=batch.get("ref_logps"), num_items_in_batch=state["buffer"]["num_items"],
-                                    sampling_weights=weights, **loss_kwargs)
+                                    sampling_weights=is_weights, **loss_kwargs)
                 m.update(sampling_metrics)
                 loss.backward()
                 step_loss += loss.item()

@@ -327,8 +327,8 @@ def test_bf16_rollouts_log_the_gap_and_correct_on_request(tmp_path):
     _, plain = run(tmp_path / "plain", bf16=True, max_steps=1)
     assert 0 < plain[0]["sampling/sampling_logp_difference/mean"] < 0.5  # bf16 copy vs the policy under autocast
     assert "sampling/importance_sampling_ratio/mean" not in plain[0]
-    _, fixed = run(tmp_path / "fixed", bf16=True, max_steps=1,
+    _, fixed = run(tmp_path / "fixed", bf16=True, max_steps=2, reward_weights=[2.0],
                    script_args=ScriptArgs(sampler_importance_sampling_correction=True))
-    assert 0 < fixed[0]["sampling/importance_sampling_ratio/mean"] <= 3.0
+    assert len(fixed) == 2 and all(0 < m["sampling/importance_sampling_ratio/mean"] <= 3.0 for m in fixed)
     _, fp32 = run(tmp_path / "fp32", max_steps=1)  # the sampler ran the policy itself: nothing to correct
     assert not any(k.startswith("sampling/") for k in fp32[0])
