@@ -11,7 +11,8 @@ rounded up to a chunk, grown by copying once per chunk, the unused tail masked) 
 attention as two batched matmuls over the grouped KV heads (scores and softmax in fp32, the
 probabilities rounded to bf16 for the product with the values, as SDPA's CPU kernel does). It
 also skips transformers' mask building, output classes and cache bookkeeping. Measured with
-``scripts/bench_rollout.py``: 2.9x -> 3.35x ``model.generate`` (README).
+``scripts/bench_rollout.py``, whose "(hf decode step)" row is the same copy decoded without this
+module (README).
 
 Numerics: the same kernels as the rewired copy for everything but attention, whose summation
 order differs from SDPA's; tests/test_decoder.py checks the logits against the plain bf16 model

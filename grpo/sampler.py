@@ -248,6 +248,7 @@ def generate(
     stop_token_ids: Sequence[int] | int | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | str | None = None,
+    fast_decode: bool = True,
 ) -> Rollout:
     """Generate ``num_generations`` completions for each prompt.
 
@@ -265,6 +266,8 @@ def generate(
         dtype: run a copy of the weights in this dtype (``torch.bfloat16`` or "bfloat16"),
             LoRA merged (faster than the adapter forward), via :func:`inference_copy`; None
             runs ``model`` itself.
+        fast_decode: decode the rewired bf16 copy with :func:`grpo.decoder.decode_step` (where
+            :func:`grpo.decoder.supports` it); False forces transformers' forward, for comparison.
 
     Returns:
         A :class:`Rollout` with P*G completions, prompt-major.
@@ -287,14 +290,14 @@ def generate(
     model.eval()
     try:
         return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
-                         do_sample, stops, generator)
+                         do_sample, stops, generator, fast_decode and decoder.supports(model))
     finally:
         for m, flag in training.items():
             m.training = flag
 
 
 def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k, do_sample,
-              stops, generator) -> Rollout:
+              stops, generator, fast) -> Rollout:
     device = next(model.parameters()).device
     n_prompts, group = len(prompt_ids), num_generations
     n_rows = n_prompts * group
@@ -325,7 +328,6 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
     del out
 
     # --- expand to P*G rows, then decode, dropping rows as they finish
-    fast = decoder.supports(model)
     if fast:  # our own decode step over contiguous buffers (grpo/decoder.py)
         kv = decoder.KVBuffers.from_prefill(cache, mask[:, :width] if padded else None, group)
         del cache

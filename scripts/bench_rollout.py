@@ -9,8 +9,8 @@ and per second of this process's CPU time (with --threads 1 the CPU-time figure 
 done, and is much less noisy on a shared machine than wall time); a completion's tokens are
 counted up to and including its first stop token. With --lora the policy is the LoRA-wrapped
 model the trainers use (r=16, all linear layers): model.generate runs the adapter forward,
-the sampler a merged
-copy (grpo.inference_copy).
+the sampler a merged copy (grpo.inference_copy). "(hf decode step)" is the bf16 sampler with
+grpo.decoder switched off (fast_decode=False): the same copy decoded through transformers' forward.
 
 Run (the README figures; add --threads 1 on a busy machine):
     python scripts/bench_rollout.py --lora --dataset ../shared/data/gsm8k/train.jsonl --rounds 4 --modes sample
@@ -77,9 +77,9 @@ def run_hf(model, prompts, group, max_new_tokens, do_sample, pad_id, stops, seed
     return count_tokens(out[:, width:].tolist(), stops)
 
 
-def run_sampler(model, tokenizer, prompts, group, max_new_tokens, do_sample, dtype, seed) -> int:
+def run_sampler(model, tokenizer, prompts, group, max_new_tokens, do_sample, dtype, seed, fast_decode=True) -> int:
     rollout = generate(model, tokenizer, prompts, group, max_new_tokens, do_sample=do_sample, dtype=dtype,
-                       generator=torch.Generator().manual_seed(seed))
+                       generator=torch.Generator().manual_seed(seed), fast_decode=fast_decode)
     return sum(len(c) for c in rollout.completion_ids)
 
 
@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     if bf16:
         contenders["sampler bf16"] = lambda s, m, t: run_sampler(model, tokenizer, prompts, g, t, m == "sample",
                                                                  torch.bfloat16, s)
+        contenders["  (hf decode step)"] = lambda s, m, t: run_sampler(model, tokenizer, prompts, g, t, m == "sample",
+                                                                       torch.bfloat16, s, fast_decode=False)
 
     for name, fn in contenders.items():  # warm-up: kernels, allocator, the bf16 copy
         fn(0, "sample", 4)

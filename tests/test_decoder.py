@@ -104,3 +104,16 @@ def test_sampler_greedy_on_fast_path_equals_plain_bf16_generate(kind):
     theirs = generate(plain_bf16(model), None, PROMPTS, 2, 40, do_sample=False, stop_token_ids=[3])
     assert ours.completion_ids == theirs.completion_ids
     assert max(len(c) for c in ours.completion_ids) > 32  # past the first chunk's growth
+
+
+def test_fast_decode_false_goes_through_transformers(monkeypatch):
+    model = tiny("llama", seed=6)
+    calls = []
+    real = decoder.decode_step
+    monkeypatch.setattr(decoder, "decode_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = generate(model, None, PROMPTS, 2, 10, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
+    assert len(calls) > 0
+    calls.clear()
+    slow = generate(model, None, PROMPTS, 2, 10, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16,
+                    fast_decode=False)
+    assert calls == [] and slow.completion_ids == fast.completion_ids
