@@ -169,6 +169,33 @@ def preflight(script_args, training_args) -> bool:
     return push
 
 
+def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None:
+    """After Ctrl-C on the main process: the weights as they are to ``out/checkpoint-interrupted``, and the curves.
+
+    The TRL backend's live model is ``metrics_logger.trainer.model``; the native backend has
+    already checkpointed its last whole step itself (``model`` is saved here as well). Under FSDP or
+    DeepSpeed ZeRO-3 this process holds only a shard and the others may be anywhere, so no
+    gather is attempted: nothing is saved and the warning points to the Trainer's last
+    ``checkpoint-N`` (written by all processes together every ``save_steps``).
+
+    Returns:
+        The checkpoint directory, or None when the weights are sharded.
+    """
+    from grpo.run_dir import plot_curves, save_checkpoint_atomic
+    from grpo.sharded import is_sharded
+
+    trainer = getattr(metrics_logger, "trainer", None)
+    plot_curves(out)
+    if trainer is not None and is_sharded(trainer):
+        logger.warning("Interrupted: the weights are sharded across processes (FSDP / ZeRO-3), so no "
+                       "checkpoint-interrupted is written; resume from the newest %s/checkpoint-N with "
+                       "--resume_from_checkpoint latest", out)
+        return None
+    path = save_checkpoint_atomic(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
+    logger.warning("Interrupted: weights saved to %s", path)
+    return path
+
+
 def run_training(script_args, training_args, command: str | None = None) -> dict:
     """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
 
@@ -184,13 +211,13 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     Raises:
         UserError: bad specs, data or config (already explained); a push that cannot happen (before
             training) or failed (after it, with the run directory complete and the retry command).
-        KeyboardInterrupt: after saving ``checkpoint-interrupted`` and the curves so far.
+        KeyboardInterrupt: after saving ``checkpoint-interrupted`` and the curves so far (:func:`save_interrupted`).
     """
     from transformers import set_seed
 
     from grpo.models import apply_lora
     from grpo.quantization import load_for_training
-    from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, save_final_checkpoint, write_model_card
+    from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
@@ -223,11 +250,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     try:
         model = backend_train(model, tokenizer, train_rows, reward_funcs, training_args, script_args, metrics_logger)
     except KeyboardInterrupt:
-        trainer_model = getattr(getattr(metrics_logger, "trainer", None), "model", model)
         if metrics_logger.enabled:
-            path = save_checkpoint_atomic(trainer_model, tokenizer, out / "checkpoint-interrupted")
-            plot_curves(out)
-            logger.warning("Interrupted: weights saved to %s", path)
+            save_interrupted(metrics_logger, model, tokenizer, out)
         raise
     if not metrics_logger.enabled:
         return result

@@ -107,3 +107,16 @@ def test_unsharded_model_gathers_only_when_parameters_are_sharded(base_dir):
         assert torch.allclose(logits(fresh), logits(model), atol=1e-6)
         trainer, calls = stand_in_trainer(model, main=False, **kwargs)  # other ranks join the gather, keep theirs
         assert unsharded_model(trainer, script_args) is model and calls == [model]
+
+
+def test_ctrl_c_saves_the_live_model_but_not_a_shard(base_dir, tmp_path, caplog):
+    from grpo.pipeline import save_interrupted
+
+    model = trained_lora(base_dir)
+    logger = SimpleNamespace(trainer=stand_in_trainer(model)[0])
+    path = save_interrupted(logger, None, None, tmp_path / "run_a")
+    assert path == tmp_path / "run_a" / "checkpoint-interrupted" and (path / "adapter_config.json").exists()
+    logger = SimpleNamespace(trainer=stand_in_trainer(model, fsdp=True)[0])
+    assert save_interrupted(logger, None, None, tmp_path / "run_b") is None
+    assert not (tmp_path / "run_b" / "checkpoint-interrupted").exists()
+    assert "sharded across processes" in caplog.text and "--resume_from_checkpoint latest" in caplog.text
