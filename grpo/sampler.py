@@ -315,7 +315,7 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
         mask[i, : width - len(p)] = 0
     padded = any(len(p) != width for p in prompt_ids)
     positions = (mask[:, :width].cumsum(-1) - 1).masked_fill(mask[:, :width] == 0, 0)  # (P, L), as HF
-    cache = _make_cache(model.config, width + max_new_tokens)
+    cache = _make_cache(model.config, width if fast else width + max_new_tokens)  # fast: decoding uses KVBuffers
     out = model(
         input_ids=input_ids,
         attention_mask=mask[:, :width] if padded else None,  # HF drops an all-ones mask too

@@ -12,6 +12,7 @@ and get ``trainer.model`` back unchanged.
 from __future__ import annotations
 
 import logging
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["is_sharded", "load_into_fresh_copy", "unsharded_model"]
