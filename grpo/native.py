@@ -33,7 +33,7 @@ from contextlib import nullcontext
 
 import torch
 
-from grpo import native_checkpoint as ckpt, tracking
+from grpo import hf_compat, native_checkpoint as ckpt, tracking
 from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 from grpo.diagnostics import warn_if_no_signal
 from grpo.distributed import all_gather_cat, all_sum, init_distributed
@@ -174,11 +174,12 @@ def _completion_logps(model, batch: dict, temperature: float, autocast) -> tuple
     with autocast():
         p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)  # (U, P), as generation numbered them
         out = base.base_model(input_ids=batch["prompt_ids"], attention_mask=p_mask, position_ids=p_pos, use_cache=True)
-        cache = out.past_key_values
+        cache = hf_compat.output_cache(out)
         cache.batch_select_indices(index)  # (U, ...) -> (B, ...)
         c_pos = p_pos[index, -1:] + 1 + torch.arange(attn.shape[1], device=attn.device)  # (B, T)
         hidden = base.base_model(input_ids=batch["completion_ids"], attention_mask=torch.cat([p_mask[index], attn], 1),
-                                 position_ids=c_pos, past_key_values=cache, use_cache=True).last_hidden_state  # (B, T, H)
+                                 position_ids=c_pos, use_cache=True,
+                                 **hf_compat.cache_kwargs(base.base_model, cache)).last_hidden_state  # (B, T, H)
         hidden = torch.cat([out.last_hidden_state[index, -1:], hidden[:, :-1]], 1)  # (B, T, H): predicts token t
         head = base.get_output_embeddings()
         return logprobs_from_hidden(hidden, head.weight, head.bias, batch["completion_ids"], temperature)

@@ -6,9 +6,12 @@ leaves a half-written directory. It holds:
 
 - the model in HF format (``save_pretrained``: the LoRA adapter for a peft model) and tokenizer,
   so a checkpoint is usable on its own;
-- ``trainer_state.pt``: the trainable parameters (exact tensors, reloaded on resume), optimizer
-  and LR-scheduler state, the RNG states of python / numpy / torch (and CUDA), and the loop's
-  own counters (step, prompt cursor, buffered generation batch, partly filled logging window).
+- ``trainable.safetensors``: the trainable parameters (exact tensors, reloaded on resume);
+- ``trainer_state.pt``: optimizer and LR-scheduler state, the RNG states of python / numpy / torch
+  (and CUDA), and the loop's own counters (step, prompt cursor, buffered generation batch, partly
+  filled logging window) -- tensors and plain values only, read back with
+  ``torch.load(weights_only=True)``, so a checkpoint from someone else cannot run code on resume
+  (a file that needs more than that is refused with :class:`UserError`).
 
 Resuming restores all of it, so a run resumed from step k ends with the same weights and the
 same metrics.jsonl (to float tolerance) as an uninterrupted run with the same seed
@@ -18,6 +21,7 @@ same metrics.jsonl (to float tolerance) as an uninterrupted run with the same se
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import re
 import shutil
@@ -31,12 +35,16 @@ from grpo.errors import UserError
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+TRAINABLE_FILE = "trainable.safetensors"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def rng_state() -> dict:
-    """Snapshot of every RNG the loop draws from (LoRA dropout uses torch's global RNG)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Snapshot of every RNG the loop draws from (LoRA dropout uses torch's global RNG), as tensors
+    and plain Python values (numpy's key array as a list), so it loads with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -44,8 +52,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore a snapshot taken by :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -71,14 +80,16 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, loop_sta
     Returns:
         the checkpoint directory.
     """
+    from safetensors.torch import save_file
+
     from grpo.run_dir import save_checkpoint_atomic
 
-    payload = {
-        "step": step, "trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "rng": rng, "loop": loop_state,
-    }
+    payload = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
+               "loop": loop_state}
+    trainable = {n: t.contiguous() for n, t in trainable_state(model).items()}
     dest = save_checkpoint_atomic(model, tokenizer, Path(output_dir) / f"checkpoint-{step}",
-                                  extra_files={STATE_FILE: lambda p: torch.save(payload, p)})
+                                  extra_files={STATE_FILE: lambda p: torch.save(payload, p),
+                                               TRAINABLE_FILE: lambda p: save_file(trainable, str(p))})
     logger.info("saved checkpoint %s", dest)
     if save_total_limit:
         for old in list_checkpoints(output_dir)[:-save_total_limit]:
@@ -120,16 +131,43 @@ def resolve(resume, output_dir) -> Path | None:
     return path
 
 
+def read_state(path) -> dict:
+    """``trainer_state.pt`` of checkpoint ``path``, unpickled with ``weights_only=True``.
+
+    Raises:
+        UserError: the file is missing, or holds anything beyond tensors and plain values (a
+            pickled class or callable, which unpickling would run), naming the file.
+    """
+    file = Path(path) / STATE_FILE
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{file} does not exist: not a native checkpoint") from None
+    except pickle.UnpicklingError as err:
+        detail = str(err).strip().splitlines()
+        raise UserError(f"{file} holds pickled objects other than tensors and plain values "
+                        f"({detail[-1] if detail else 'unsupported global'}); loading it could run arbitrary code, "
+                        "so it is refused. Resume only from checkpoints written by grpo-toolkit's native backend.") from None
+
+
 def load(path, model, optimizer, scheduler) -> dict:
-    """Load a checkpoint into model/optimizer/scheduler, restore RNG; return the payload dict."""
-    payload = torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+    """Load a checkpoint into model/optimizer/scheduler, restore RNG; return the payload dict.
+
+    Raises:
+        UserError: an unsafe or unreadable state file (:func:`read_state`), or parameters that do
+            not fit ``model``.
+    """
+    from safetensors.torch import load_file
+
+    payload = read_state(path)
+    trainable = load_file(str(Path(path) / TRAINABLE_FILE))
     params = dict(model.named_parameters())
-    missing = [n for n in payload["trainable"] if n not in params]
+    missing = [n for n in trainable if n not in params]
     if missing:
         raise UserError(f"checkpoint {path} does not fit this model (e.g. parameter {missing[0]}): "
                         f"resume with the same model and LoRA settings")
     with torch.no_grad():
-        for name, value in payload["trainable"].items():
+        for name, value in trainable.items():
             params[name].copy_(value)
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

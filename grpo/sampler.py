@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers import DynamicCache
 
-from grpo import decoder
+from grpo import decoder, hf_compat
 from grpo.inference_copy import inference_copy
 
 logger = logging.getLogger(__name__)
@@ -56,76 +56,6 @@ class Rollout:
     def prompt_index(self) -> list[int]:
         """For each completion, the index of its prompt in ``prompt_ids`` (length P*G)."""
         return [i // self.num_generations for i in range(len(self.completion_ids))]
-
-
-# ---------------------------------------------------------------------------- KV cache
-
-
-class _PreallocatedLayer(DynamicLayer):
-    """A full-attention cache layer writing into buffers ``(B, H_kv, capacity, D)`` allocated once.
-
-    transformers' ``DynamicLayer`` concatenates the whole cache on every token (O(T^2) copies);
-    here ``keys``/``values`` are views ``(B, H_kv, T_so_far, D)``; buffers double if overrun.
-    """
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity, self.length = capacity, 0
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.dtype, self.device = key_states.dtype, key_states.device
-        self._k = key_states.new_empty((*key_states.shape[:2], self.capacity, key_states.shape[-1]))
-        self._v = value_states.new_empty((*value_states.shape[:2], self.capacity, value_states.shape[-1]))
-        self.length = 0
-        self.is_initialized = True
-
-    def _set_views(self) -> None:
-        self.keys = self._k[:, :, : self.length]
-        self.values = self._v[:, :, : self.length]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n, k = self.length, key_states.shape[-2]
-        if n + k > self._k.shape[2]:
-            self._resize(self._k.shape[0], max(2 * self._k.shape[2], n + k), None)
-        self._k[:, :, n : n + k].copy_(key_states)
-        self._v[:, :, n : n + k].copy_(value_states)
-        self.length = n + k
-        self._set_views()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length if self.is_initialized else 0
-
-    def _resize(self, rows: int, capacity: int, index: torch.Tensor | None) -> None:
-        """New buffers with ``rows`` rows; copy the live prefix, gathering rows by ``index`` if given."""
-        new_k = self._k.new_empty((rows, self._k.shape[1], capacity, self._k.shape[3]))
-        new_v = self._v.new_empty((rows, self._v.shape[1], capacity, self._v.shape[3]))
-        for new, old in ((new_k, self._k), (new_v, self._v)):
-            live = old[:, :, : self.length]
-            new[:, :, : self.length].copy_(live if index is None else live.index_select(0, index))
-        self._k, self._v = new_k, new_v
-        self._set_views()
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        if self.is_initialized:
-            rows = self._k.shape[0]
-            index = torch.arange(rows, device=self._k.device).repeat_interleave(repeats)
-            self._resize(rows * repeats, self._k.shape[2], index)
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.is_initialized:
-            self._resize(len(indices), self._k.shape[2], indices.to(self._k.device))
-
-
-def _make_cache(config, capacity: int) -> DynamicCache:
-    """A DynamicCache whose full-attention layers are preallocated; other layer kinds keep HF's classes."""
-    cache = DynamicCache(config=config)
-    if cache.layer_class_to_replicate is not None:  # config gave no layer types: all full attention
-        cache.layer_class_to_replicate = lambda: _PreallocatedLayer(capacity)
-    cache.layers = [_PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -285,7 +215,9 @@ def generate(
         dtype = getattr(torch, dtype)
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
     if dtype is not None and (dtype != next(model.parameters()).dtype or hasattr(model, "merge_and_unload")):
-        model = inference_copy(model, dtype)  # a peft model gets a merged copy even in its own dtype
+        # a peft model gets a merged copy even in its own dtype; the copy is rewired for grpo.decoder
+        # only when this transformers/torch passes the decoder's start-up self-check
+        model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -315,23 +247,15 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
         mask[i, : width - len(p)] = 0
     padded = any(len(p) != width for p in prompt_ids)
     positions = (mask[:, :width].cumsum(-1) - 1).masked_fill(mask[:, :width] == 0, 0)  # (P, L), as HF
-    cache = _make_cache(model.config, width if fast else width + max_new_tokens)  # fast: decoding uses KVBuffers
-    out = model(
-        input_ids=input_ids,
-        attention_mask=mask[:, :width] if padded else None,  # HF drops an all-ones mask too
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    logits = out.logits[:, -1, :].float().repeat_interleave(group, dim=0)  # (P*G, V)
-    del out
-
-    # --- expand to P*G rows, then decode, dropping rows as they finish
-    if fast:  # our own decode step over contiguous buffers (grpo/decoder.py)
-        kv = decoder.KVBuffers.from_prefill(cache, mask[:, :width] if padded else None, group)
-        del cache
-    else:
+    if fast:  # our own prefill and decode over contiguous buffers (grpo/decoder.py): no transformers cache
+        logits, kv = decoder.prefill(model, input_ids, mask[:, :width] if padded else None, positions, group)
+        logits = logits.repeat_interleave(group, dim=0)  # (P*G, V)
+    else:  # transformers' forward with its public DynamicCache
+        cache = DynamicCache(config=model.config)
+        out = model(input_ids=input_ids, attention_mask=mask[:, :width] if padded else None,  # HF drops an all-ones mask too
+                    position_ids=positions, use_cache=True, logits_to_keep=1, **hf_compat.cache_kwargs(model, cache))
+        logits = out.logits[:, -1, :].float().repeat_interleave(group, dim=0)  # (P*G, V)
+        del out
         cache.batch_repeat_interleave(group)
         mask = mask.repeat_interleave(group, dim=0)  # (P*G, L+T)
     next_pos = positions[:, -1:].repeat_interleave(group, dim=0) + 1  # (P*G, 1)
@@ -365,8 +289,8 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
                 input_ids=tokens[:, None],  # (B, 1)
                 attention_mask=mask[:, :length] if padded else None,  # (B, L+step+1)
                 position_ids=next_pos,
-                past_key_values=cache,
                 use_cache=True,
+                **hf_compat.cache_kwargs(model, cache),
             )
             logits = out.logits[:, -1, :].float()  # (B, V)
             del out

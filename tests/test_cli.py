@@ -123,6 +123,31 @@ def test_eval_errors(capsys, tmp_path):
     assert_one_error_line(code, err, "missing_question.jsonl:3", "'question'")
 
 
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--temperature", "0", "temperature=0.0: must be > 0"), ("--top_p", "1.5", "top_p=1.5"),
+    ("--top_p", "0", "top_p=0.0"), ("--top_k", "-1", "top_k=-1"),
+    ("--max_completion_length", "0", "max_completion_length=0"), ("--num_generations", "1", "generations")])  # TRL's own check fires first
+def test_sampling_settings_refused_at_parse_time(capsys, train_argv, flag, value, needle):
+    code, _, err = run(capsys, [*train_argv, flag, value])
+    assert_one_error_line(code, err, needle)
+    assert not (Path(train_argv[2]) / "eval_before.json").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("files, needle", [
+    ({"config.json": ""}, "config.json is not valid JSON"),
+    ({"config.json": "{}"}, "no 'model_type'"),
+    ({"config.json": '{"model_type": "llama"}'}, "no weights"),
+    ({"config.json": '{"model_type": "llama"}', "model.safetensors": ""}, "no tokenizer files"),
+    ({"adapter_config.json": "{}"}, "no base_model_name_or_path")])
+def test_eval_names_what_a_broken_checkpoint_dir_lacks(capsys, tmp_path, files, needle):
+    model_dir = tmp_path / "ckpt"
+    model_dir.mkdir()
+    for name, text in files.items():
+        (model_dir / name).write_text(text)
+    code, _, err = run(capsys, ["eval", "--model", str(model_dir), "--dataset", GOOD])
+    assert_one_error_line(code, err, str(model_dir), needle)
+
+
 def test_unknown_command(capsys):
     code, _, err = run(capsys, ["trian"])
     assert_one_error_line(code, err, "'trian'", "train")

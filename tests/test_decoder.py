@@ -12,7 +12,7 @@ import torch
 
 from grpo import decoder
 from grpo.inference_copy import inference_copy
-from grpo.sampler import _make_cache, generate
+from grpo.sampler import generate
 from test_inference_copy import BF16_KERNELS, plain_bf16, tiny
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -32,16 +32,13 @@ def full_forward_logits(model, sequences: list[list[int]]) -> torch.Tensor:
 
 
 def prefill(fast, prompts, group, chunk):
-    """The sampler's prefill, by hand: P left-padded prompts through transformers, then KVBuffers."""
+    """The sampler's prefill, by hand: P left-padded prompts through decoder.prefill."""
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = _make_cache(fast.config, width + 1)
-    with torch.inference_mode():
-        out = fast(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-    kv = decoder.KVBuffers.from_prefill(cache, mask, group, chunk=chunk)
-    return kv, out.logits[:, -1].float().repeat_interleave(group, 0), positions[:, -1:].repeat_interleave(group, 0) + 1
+    logits, kv = decoder.prefill(fast, ids, mask, positions, group, chunk=chunk)
+    return kv, logits.repeat_interleave(group, 0), positions[:, -1:].repeat_interleave(group, 0) + 1
 
 
 def test_supports_only_the_rewired_copy():
@@ -90,9 +87,10 @@ def test_padding_is_masked_not_attended():
     tokens = torch.tensor([40, 41, 42])
     first = decoder.decode_step(fast, kv, tokens, positions)
     kv2, _, _ = prefill(fast, PROMPTS, 1, chunk=32)
-    for keys, values in zip(kv2.keys, kv2.values):
-        keys[1, :, :5].normal_()  # row 1 has 5 padding positions
-        values[1, :, :5].normal_()
+    with torch.inference_mode():  # the buffers are inference tensors, as in the sampler
+        for keys, values in zip(kv2.keys, kv2.values):
+            keys[1, :, :5].normal_()  # row 1 has 5 padding positions
+            values[1, :, :5].normal_()
     assert torch.equal(decoder.decode_step(fast, kv2, tokens, positions), first)
 
 
@@ -117,3 +115,48 @@ def test_fast_decode_false_goes_through_transformers(monkeypatch):
     slow = generate(model, None, PROMPTS, 2, 10, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16,
                     fast_decode=False)
     assert calls == [] and slow.completion_ids == fast.completion_ids
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_prefill_logits_match_plain_bf16_forward(kind):
+    model = tiny(kind, seed=7)
+    fast, plain = inference_copy(model, torch.bfloat16), plain_bf16(model)
+    _, logits, _ = prefill(fast, PROMPTS, 1, chunk=32)
+    reference = full_forward_logits(plain, PROMPTS)
+    assert torch.equal(logits.argmax(-1), reference.argmax(-1))
+    assert (logits - reference).abs().max().item() < 0.05
+
+
+def test_self_check_passes_and_catches_a_broken_decoder(monkeypatch):
+    decoder.self_check.cache_clear()
+    assert decoder.self_check()
+    model = decoder._check_model()
+    fast, plain = inference_copy(model, torch.bfloat16), plain_bf16(model)
+    assert decoder.agreement(plain, fast) <= decoder.SELF_CHECK_TOLERANCE
+    real = decoder.decode_step
+    monkeypatch.setattr(decoder, "decode_step", lambda m, kv, t, pos: real(m, kv, t, pos + 1))  # off-by-one rotary
+    assert decoder.agreement(plain, fast) > decoder.SELF_CHECK_TOLERANCE
+
+
+def test_failed_self_check_falls_back_to_transformers_with_one_warning(monkeypatch, caplog):
+    """With the check forced to fail, greedy tokens come from transformers' forward on a plain bf16
+    copy (identical to the plain bf16 model), the decoder is never called, and one warning names
+    the transformers version."""
+    import transformers
+
+    model = tiny("llama", seed=8)
+    decoder.self_check.cache_clear()
+    monkeypatch.setattr(decoder, "agreement", lambda plain, fast: float("inf"))
+    calls = []
+    monkeypatch.setattr(decoder, "decode_step", lambda *a, **k: calls.append(1))
+    try:
+        with caplog.at_level("WARNING", logger="grpo.decoder"):
+            ours = generate(model, None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
+            again = generate(model, None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
+        theirs = generate(plain_bf16(model), None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3])
+        assert calls == []
+        assert ours.completion_ids == theirs.completion_ids == again.completion_ids
+        warnings = [r for r in caplog.records if "self-check failed" in r.getMessage()]
+        assert len(warnings) == 1 and transformers.__version__ in warnings[0].getMessage()
+    finally:
+        decoder.self_check.cache_clear()

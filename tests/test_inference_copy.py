@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from grpo import decoder
 from grpo.inference_copy import _Attention, _GatedMLP, _PackedLinear, _RMSNorm, inference_copy
 from grpo.sampler import generate
 
@@ -49,6 +50,12 @@ def plain_bf16(model):
     return plain.eval()
 
 
+def prefill_logits(fast, ids):
+    """Last-position logits of unpadded prompts through the decoder's own prefill (the rewired copy's only path)."""
+    positions = torch.arange(ids.shape[1]).expand_as(ids)
+    return decoder.prefill(fast, ids, None, positions, 1)[0]
+
+
 @needs_bf16
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 def test_rewired_copy_matches_plain_bf16_model_exactly(kind):
@@ -60,7 +67,7 @@ def test_rewired_copy_matches_plain_bf16_model_exactly(kind):
     plain = plain_bf16(model)
     ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
     with torch.inference_mode():
-        assert torch.equal(fast(input_ids=ids).logits, plain(input_ids=ids).logits)
+        assert torch.equal(prefill_logits(fast, ids), plain(input_ids=ids).logits[:, -1].float())
     # decoding (one query token against a growing, left-padded cache) through the sampler
     prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [30]]
     ours = generate(model, None, prompts, 2, 12, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
@@ -79,7 +86,7 @@ def test_refresh_repacks_fused_weights_after_an_update():
     assert inference_copy(model, torch.bfloat16) is fast
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.inference_mode():
-        assert torch.equal(fast(input_ids=ids).logits, plain_bf16(model)(input_ids=ids).logits)
+        assert torch.equal(prefill_logits(fast, ids), plain_bf16(model)(input_ids=ids).logits[:, -1].float())
 
 
 def test_copy_in_other_dtypes_is_not_rewired():
@@ -87,3 +94,11 @@ def test_copy_in_other_dtypes_is_not_rewired():
     copy64 = inference_copy(model, torch.float64)
     assert type(copy64.model.layers[0].mlp).__name__ == "LlamaMLP"
     assert next(copy64.parameters()).dtype == torch.float64 and next(model.parameters()).dtype == torch.float32
+
+
+@needs_bf16
+def test_rewired_copy_refuses_transformers_forward():
+    fast = inference_copy(tiny("llama", seed=5), torch.bfloat16)
+    with pytest.raises(RuntimeError, match="grpo.decoder"):
+        fast(input_ids=torch.tensor([[5, 6]]))
+    assert type(inference_copy(tiny("llama", seed=5), torch.bfloat16, rewire=False).model.layers[0].mlp).__name__ == "LlamaMLP"

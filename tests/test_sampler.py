@@ -13,7 +13,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from grpo.sampler import _make_cache, _PreallocatedLayer, generate, sample_next, stop_ids_for
+from grpo import hf_compat
+from grpo.sampler import generate, sample_next, stop_ids_for
 
 VOCAB = 64
 
@@ -206,17 +207,19 @@ def test_bad_arguments_raise(kwargs):
 # ---------------------------------------------------------------------------- cache, dtype, LoRA
 
 
-def test_cache_uses_preallocated_layers_and_grows():
-    cache = _make_cache(tiny_llama().config, capacity=2)
-    assert all(isinstance(layer, _PreallocatedLayer) for layer in cache.layers)
-    layer = cache.layers[0]
-    k = torch.randn(2, 2, 3, 8)
-    keys, _ = layer.update(k, k)  # past capacity: buffer grows
-    keys, _ = layer.update(k[:, :, :1], k[:, :, :1])
-    assert keys.shape == (2, 2, 4, 8) and torch.equal(keys[:, :, :3], k)
-    layer.batch_repeat_interleave(2)
-    layer.batch_select_indices(torch.tensor([1, 2]))
-    assert torch.equal(layer.keys[0, :, :3], k[0]) and torch.equal(layer.keys[1, :, :3], k[1])
+def test_cache_keyword_is_the_one_this_transformers_reads():
+    """transformers 5.24 renamed the forward's cache keyword; a cache passed under the wrong name is
+    silently never filled. The name hf_compat picks must fill a DynamicCache, on a model and a peft wrapper."""
+    from transformers import DynamicCache
+
+    model = tiny_llama()
+    for wrapped in (model, pytest.importorskip("peft").get_peft_model(
+            tiny_llama(), __import__("peft").LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))):
+        cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            out = wrapped(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True, **hf_compat.cache_kwargs(wrapped, cache))
+        assert cache.get_seq_length() == 3
+        assert hf_compat.output_cache(out) is cache
 
 
 def test_bf16_copy_runs_and_leaves_model_untouched():

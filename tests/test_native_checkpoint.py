@@ -1,0 +1,67 @@
+"""Tests for grpo/native_checkpoint.py: what a checkpoint holds, and that loading one never runs code.
+
+Run: pytest tests/test_native_checkpoint.py   (a tiny model, seconds)
+"""
+
+import os
+import random
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from grpo import native_checkpoint as ckpt
+from grpo.errors import UserError
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+
+    def save_pretrained(self, path):
+        torch.save({}, os.path.join(path, "placeholder.bin"))
+
+
+def _save(tmp_path, model):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.linear(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loop = {"step": 3, "cursor": 12, "buffer": {"micro": [{"ids": torch.arange(4)}], "num_items": 4}, "window": {}}
+    return ckpt.save(tmp_path, 3, model, None, optimizer, scheduler, loop, ckpt.rng_state()), optimizer, scheduler
+
+
+def test_round_trip_restores_weights_optimizer_rng_and_loop(tmp_path):
+    torch.manual_seed(0)
+    model = _Tiny()
+    path, optimizer, scheduler = _save(tmp_path, model)
+    assert (path / ckpt.TRAINABLE_FILE).exists() and (path / ckpt.STATE_FILE).exists()
+    expected = {n: p.detach().clone() for n, p in model.named_parameters()}
+    draws = (random.random(), np.random.rand(), torch.rand(1))
+    with torch.no_grad():
+        model.linear.weight.zero_()
+    ckpt.set_rng_state(torch.load(path / ckpt.STATE_FILE, weights_only=True)["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1)) == draws  # the saved RNG states replay
+    payload = ckpt.load(path, model, optimizer, scheduler)
+    assert torch.equal(model.linear.weight, expected["linear.weight"])
+    assert payload["step"] == 3 and torch.equal(payload["loop"]["buffer"]["micro"][0]["ids"], torch.arange(4))
+
+
+def test_state_file_with_a_pickled_callable_is_refused(tmp_path):
+    """A trainer_state.pt that would call os.system when unpickled: refused, naming the file, and nothing runs."""
+    model = _Tiny()
+    path, optimizer, scheduler = _save(tmp_path, model)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"step": 3, "loop": Exploit()}, path / ckpt.STATE_FILE)
+    with pytest.raises(UserError, match="trainer_state.pt holds pickled objects.*refused"):
+        ckpt.load(path, model, optimizer, scheduler)
+    assert not marker.exists()
