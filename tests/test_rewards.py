@@ -174,6 +174,27 @@ class TestCorrectness:
     def test_mismatches(self, pred, gold):
         assert answers_match(pred, gold) is False
 
+    # Issue 15: LaTeX inside \boxed{} reaches math-verify with math delimiters (bare, it misreads it).
+    BOXED = [("\\boxed{\\dfrac{1}{2}}", "\\boxed{\\dfrac{1}{3}}", "\\frac{1}{2}"),
+             ("\\boxed{x^2+1}", "\\boxed{x^2-1}", "$x^2+1$"),
+             ("\\boxed{3, 5}", "\\boxed{5}", "$3, 5$"),
+             ("\\boxed{[0,1)}", "\\boxed{[0,1]}", "$[0,1)$"),
+             ("\\boxed{\\{1,2\\}}", "\\boxed{\\{1,3\\}}", "$\\{1,2\\}$"),
+             ("\\boxed{25\\%}", "\\boxed{26\\%}", "0.25")]
+
+    @pytest.mark.parametrize("right, wrong, gold", BOXED)
+    def test_boxed_latex_rows(self, right, wrong, gold):
+        fn = rewards.get("correctness", correct=1.0, column="solution")
+        texts = [f"So the answer is {right}.", f"So the answer is {wrong}.", f"<answer>{right}</answer>"]
+        assert fn([conv(t) for t in texts], solution=[gold] * 3) == [1.0, 0.0, 1.0]
+
+    @pytest.mark.parametrize("pred, gold, expected", [
+        ("3, 5", "5", False), ("5, 3", "$3, 5$", True), ("x^2+1", "x^2 + 1", True), ("\\{1,2\\}", "\\{2,1\\}", True),
+        ("(0,1)", "$[0,1)$", False), ("25\\%", "25", True), ("18 dollars", "18", True), ("\\text{eighteen}", "18", False),
+    ])
+    def test_bare_latex_edges(self, pred, gold, expected):
+        assert answers_match(pred, gold) is expected
+
     def test_gold_forms(self):
         fn = Correctness()
         texts = ["<answer>72</answer>"] * 4
