@@ -41,6 +41,7 @@ BUILTIN = {
     "soft_format": "rewards.formats:SoftFormat",
     "strict_format": "rewards.formats:StrictFormat",
     "think_format": "rewards.formats:ThinkFormat",
+    "code_format": "rewards.formats:CodeFormat",
     "reasoning_steps": "rewards.formats:ReasoningSteps",
     "integer_answer": "rewards.numeric:IntegerAnswer",
     "number_answer": "rewards.numeric:NumberAnswer",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import rewards
 
-CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "reasoning_steps", "integer_answer",
+CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "code_format", "reasoning_steps", "integer_answer",
          "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition"]
 FUNCS = {name: rewards.get(name) for name in CHEAP}
 
