@@ -15,6 +15,7 @@ The guide (writing, testing, pitfalls, the names table) is ``rewards/README.md``
 """
 
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError
+from rewards.groups import group_indices, is_group_aware
 from rewards.registry import call_reward, checked, describe, get, names, register, resolve, reward_name
 from rewards.text import completion_text, extract_answer
 
@@ -28,6 +29,8 @@ __all__ = [
     "describe",
     "extract_answer",
     "get",
+    "group_indices",
+    "is_group_aware",
     "names",
     "register",
     "resolve",

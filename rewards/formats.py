@@ -298,7 +298,7 @@ class ThinkFormat:
 
 
 class CodeFormat:
-    """``value`` when a fenced ```` ```language ```` code block sits in the answer of an R1-style layout.
+    """``value`` when the answer of open-r1's think/answer layout holds a fenced code block in ``language``.
 
     open-r1's ``get_code_format_reward(language)``: the text is ``<think>\\n..\\n</think>\\n<answer>\\n``
     then, inside the answer, ```` ```language ```` .. ```` ``` ````, then ``\\n</answer>`` (see

@@ -20,7 +20,7 @@ from rewards.repetition import RepetitionPenalty
 GOOD = "<reasoning>\n6 * 3 = 18\nso 18\n</reasoning>\n<answer>\n18\n</answer>\n"
 GOOD_NO_NEWLINE = GOOD.rstrip("\n")
 CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "code_format", "reasoning_steps", "integer_answer",
-         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition"]
+         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition", "group_length"]
 
 
 def conv(text):
