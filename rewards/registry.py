@@ -53,6 +53,7 @@ BUILTIN = {
     "group_length": "rewards.length:GroupLength",
     "repetition": "rewards.repetition:RepetitionPenalty",
     "reward_model": "rewards.reward_model:RewardModel",
+    "code_execution": "rewards.code_execution:CodeExecution",
 }
 _USER: dict[str, Callable] = {}
 

@@ -432,7 +432,7 @@ class TestTrlRewardSemantics:
 
 
 # ---------------------------------------------------------------- contract: pickling, names, TRL's call
-@pytest.mark.parametrize("name", CHEAP + ["reward_model"])
+@pytest.mark.parametrize("name", CHEAP + ["reward_model", "code_execution"])
 def test_picklable_and_named(name):
     fn = rewards.get(name)
     clone = pickle.loads(pickle.dumps(fn))
