@@ -9,6 +9,7 @@ A reward has TRL's signature ``fn(completions, prompts=None, **columns) -> list[
     fn = rewards.resolve("my_rewards.py:brevity") # your own file
     rewards.call_reward(fn, completions, prompts, answer=answers)  # validated call
     trainer_funcs = [rewards.checked(fn)]        # same, as a reward to hand to a trainer
+    rewards.is_group_aware(fn)                   # True only for rewards defined per prompt group
 
 The guide (writing, testing, pitfalls, the names table) is ``rewards/README.md``; the CLI is
 ``grpo rewards list`` / ``grpo rewards try``.

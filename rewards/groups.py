@@ -8,9 +8,9 @@ completion with the shortest and longest answer to the same question. Such a rew
   ``grpo rewards list``), so that it is explicit, not an accident;
 * groups the completions of one call by the ``prompts`` keyword (TRL and the native trainer pass
   the prompt of every completion): equal prompts = one group (:func:`group_indices`);
-* scores each call's groups from that call alone. When a group is split across calls (several
-  processes, each scoring its slice of the generation batch, or a generation batch that does not
-  hold whole groups), each part is scored as a group of its own; a one-completion part gets
+* scores each call's groups from that call alone. When a group is split across calls (with
+  several processes TRL scores each process's share of the generation batch, and a group may
+  straddle two processes), each part is scored as a group of its own; a one-completion part gets
   that reward's single-member value (0 for the length reward).
 
 See "Group-aware rewards" in ``rewards/README.md``.

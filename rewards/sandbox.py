@@ -30,9 +30,9 @@ What every run gets (:func:`run_python`):
 What it does not do: hide the rest of the filesystem (a program can read any file its user may
 read by absolute path, and, running as the trainer's user, write where that user may write;
 only relative paths are confined to the empty work directory), limit the total of all
-processes (each child inherits the limits; a fork bomb is cut by the group kill on timeout,
-unless a process leaves the group with ``setsid``), or cap total disk use (only each file's
-size). :func:`sandbox_features` says which of the optional layers are active on this machine.
+processes or their number (each child inherits the limits; a fork bomb is cut by the group
+kill on timeout, unless a process leaves the group with ``setsid``, but may fill the process
+table first), or cap total disk use (only each file's size). :func:`sandbox_features` says which of the optional layers are active on this machine.
 """
 
 from __future__ import annotations
