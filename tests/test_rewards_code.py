@@ -38,7 +38,7 @@ def test_timeout_kills_an_infinite_loop():
     start = time.monotonic()
     result = run_python("while True:\n    pass", timeout_seconds=1.0)
     assert result.timed_out and not result.ok and result.returncode == -9
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 4.0  # 1 s limit plus interpreter start on a loaded machine
 
 
 def test_timeout_kills_a_sleeping_program_and_its_children():
@@ -51,8 +51,8 @@ def test_timeout_kills_a_sleeping_program_and_its_children():
 def test_background_child_of_a_finished_program_is_killed():
     code = "import subprocess\nprint(subprocess.Popen(['sleep', '60']).pid)"
     start = time.monotonic()
-    result = run_python(code, timeout_seconds=2.0)
-    assert result.ok and time.monotonic() - start < 1.5  # does not wait for the child's pipes
+    result = run_python(code, timeout_seconds=10.0)
+    assert result.ok and time.monotonic() - start < 5.0  # does not wait 10 s on the child's open pipes
     assert _gone(int(result.stdout))
 
 
@@ -77,17 +77,15 @@ def test_crash_is_a_failed_run():
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_infinite_output_is_bounded(stream):
-    start = time.monotonic()
     result = run_python(f"import sys\nwhile True:\n    sys.{stream}.write('x' * 4096)", timeout_seconds=2.0,
                         max_output_bytes=10_000)
-    assert result.output_capped and not result.ok and not result.timed_out
-    assert len(getattr(result, stream)) <= 10_000 and time.monotonic() - start < 1.5
+    assert result.output_capped and not result.ok and not result.timed_out  # stopped before the 2 s limit
+    assert len(getattr(result, stream)) <= 10_000
 
 
 def test_memory_blow_up_fails_fast():
-    start = time.monotonic()
     result = run_python("x = bytearray(4 * 1024 ** 3)", timeout_seconds=2.0, memory_mb=256)
-    assert result.returncode == 1 and "MemoryError" in result.stderr and time.monotonic() - start < 1.5
+    assert result.returncode == 1 and "MemoryError" in result.stderr and not result.timed_out
 
 
 def test_limits_cannot_be_raised_back():
@@ -183,7 +181,7 @@ def test_reward_timeout_and_infinite_output_cases_fail_quickly():
     code = "a, b = map(int, input().split())\nif a == 0:\n    while True: pass\nif a == 10:\n    while True: print(1)\nprint(a + b)\n"
     start = time.monotonic()
     assert fn([fenced(code)], test_cases=[CASES]) == [pytest.approx(1 / 3)]
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 5.0  # two 1 s timeouts on 2 workers, plus interpreter starts
 
 
 def test_reward_accepts_open_r1_verification_info_and_json():
