@@ -201,6 +201,16 @@ def test_format_comparisons_names_a_pair_it_cannot_compare():
     assert "base -> after: not compared" in text and "different problems" in text
 
 
+def test_closing_table_prints_paired_rows(capsys):
+    from grpo.cli import _print_closing_table
+
+    _print_closing_table({"base": BEFORE, "after warm-start": None, "after GRPO": AFTER})
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[-5:] == ["base", "after", "warm-start", "after", "GRPO"]  # None: a "-" column
+    assert "Paired on the same 8 problems" in out and "base -> after GRPO" in out
+    assert "no significant change" in out and "after warm-start ->" not in out  # nothing to pair with
+
+
 @pytest.fixture(scope="module")
 def tiny_model_and_tokenizer():
     """A randomly initialised 2-layer Llama with the embedded SmolLM2 tokenizer (seconds, not minutes)."""
