@@ -2,7 +2,7 @@
 
     grpo train  --config grpo/configs/gsm8k.yaml [--key value ...]   GRPO (warm-start first if configured)
     grpo sft    --config grpo/configs/gsm8k.yaml [--key value ...]   the warm-start stage alone
-    grpo eval   --model SPEC --dataset SPEC [--limit N]              accuracy / format rate / length
+    grpo eval   --model SPEC --dataset SPEC [--limit N]              n, accuracy / format rate (95% intervals), clipped
     grpo rewards list | try --reward SPEC --completions FILE.jsonl  inspect and debug reward functions
     grpo recipe NAME --config recipes/configs/NAME.yaml             supervised recipes (base checkpoints)
     grpo export --model RUN_DIR/checkpoint/adapter --output_dir DIR  merge a LoRA adapter into a standalone checkpoint
@@ -35,8 +35,17 @@ def _training_config(argv):
     return script_args, training_args
 
 
+def _print_closing_table(columns: dict) -> None:
+    """The evaluation table ({label: report or None}), then the paired before/after rows under it."""
+    from grpo.evaluate import compare_columns, format_comparisons, format_table
+
+    print(format_table(columns))
+    paired = format_comparisons(compare_columns({k: v for k, v in columns.items() if v is not None}))
+    if paired:
+        print(f"\n{paired}")
+
+
 def cmd_train(argv) -> int:
-    from grpo.evaluate import format_table
     from grpo.pipeline import eval_columns, run_training
 
     from grpo.run_dir import command_line
@@ -44,7 +53,7 @@ def cmd_train(argv) -> int:
     script_args, training_args = _training_config(argv)
     result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]))
     if "eval_after" in result:
-        print(format_table(eval_columns(result)))
+        _print_closing_table(eval_columns(result))
         print(f"\ncheckpoint: {result['checkpoint']}\ncurves:     {result['curves']}\nrun dir:    {result['output_dir']}")
     return 0
 
@@ -52,7 +61,6 @@ def cmd_train(argv) -> int:
 def cmd_sft(argv) -> int:
     from transformers import set_seed
 
-    from grpo.evaluate import format_table
     from grpo.pipeline import load_splits, run_eval
     from grpo.quantization import check_quantization_supported, load_for_training
     from grpo.sft import warm_start
@@ -71,7 +79,7 @@ def cmd_sft(argv) -> int:
     before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
     model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
     after = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress)
-    print(format_table({"base": before, "after warm-start": after}))
+    _print_closing_table({"base": before, "after warm-start": after})
     print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model for grpo train)")
     return 0
 
@@ -79,7 +87,8 @@ def cmd_sft(argv) -> int:
 def cmd_eval(argv) -> int:
     parser = argparse.ArgumentParser(prog="grpo eval", description=(
         "Greedy generation on GSM8K-format problems: accuracy (the <answer> matches the gold number), "
-        "last-number accuracy, format rate and mean completion length."))
+        "last-number accuracy, format rate (each with n and a 95% Wilson interval), the share of completions "
+        "clipped at --max_new_tokens, and mean completion length."))
     parser.add_argument("--model", required=True, help="model spec: checkpoint dir, hub id, embedded:smollm2-135m-instruct")
     parser.add_argument("--dataset", required=True, help="dataset spec: GSM8K-format .jsonl, synthetic:gsm8k, openai/gsm8k")
     parser.add_argument("--split", default="test", help="split for hub/synthetic datasets (default: test)")

@@ -40,11 +40,14 @@ class ScriptArgs:
         "help": "4-bit: dtype of the matmuls on dequantized weights: bfloat16, float16 or float32."})
     # Data
     dataset: str = field(default="synthetic:gsm8k", metadata={
-        "help": "Dataset spec: synthetic:gsm8k[:N] (offline), a GSM8K-format .jsonl file, or openai/gsm8k."})
+        "help": "Dataset spec: gsm8k (real GSM8K shipped with the package, offline; split train or test from "
+                "dataset_split), synthetic:gsm8k[:N] (generated, offline), a GSM8K-format .jsonl file, or "
+                "openai/gsm8k (hub)."})
     dataset_split: str = field(default="train", metadata={"help": "Split of a hub/synthetic dataset to train on."})
     train_limit: int | None = field(default=None, metadata={"help": "Use at most this many training rows (None = all)."})
     eval_dataset: str | None = field(default=None, metadata={
-        "help": "Dataset spec for before/after evaluation; None holds out eval_size rows of the training data."})
+        "help": "Dataset spec for before/after evaluation, read at its 'test' split (gsm8k: the first eval_size "
+                "of the 1,319 real test problems); None holds out eval_size rows of the training data."})
     eval_size: int = field(default=64, metadata={"help": "Problems evaluated before and after training (0 = skip)."})
     prompt_format: str = field(default="tags", metadata={
         "help": "'tags': the course's system prompt asking for <reasoning>/<answer> (accuracy reads <answer>); "

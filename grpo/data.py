@@ -1,7 +1,11 @@
-"""Dataset specs -> ``datasets.Dataset``: hub ids, local files, ``synthetic:gsm8k``; GSM8K prompt formatting.
+"""Dataset specs -> ``datasets.Dataset``: ``gsm8k``, hub ids, local files, ``synthetic:gsm8k``; GSM8K prompts.
 
 A dataset spec is a string:
 
+* ``gsm8k`` -- real GSM8K (MIT) shipped with the package in ``grpo/resources/gsm8k/``, offline:
+  the published ``train`` (7,473 rows) and ``test`` (1,319 rows) splits, the same rows as the hub's
+  ``openai/gsm8k`` config ``main``. The split comes from the ``split`` argument
+  (``ScriptArgs.dataset_split`` for training, ``"test"`` for evaluation), never from the spec.
 * ``synthetic:gsm8k`` -- the project's deterministic generator (:mod:`grpo.synthetic`), offline.
 * a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file. JSONL is parsed here, line by
   line, so a broken line is reported as ``file:line``.
@@ -13,6 +17,8 @@ For GRPO each GSM8K row becomes a conversational ``prompt`` (system prompt + que
 
 from __future__ import annotations
 
+import gzip
+import importlib.resources
 import json
 import logging
 import re
@@ -37,11 +43,14 @@ Respond in the following format:
 # the only message (the chat template adds the model's default system prompt, if it has one).
 HASH_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
 
+VENDORED_GSM8K = "gsm8k"
+VENDORED_GSM8K_SPLITS = ("train", "test")
 SYNTHETIC_GSM8K = "synthetic:gsm8k"
 # Seeds per split, so train and test problems differ but each is reproducible.
 _SYNTHETIC_SEEDS = {"train": 1234, "test": 5678, "validation": 91011}
 _SYNTHETIC_SIZE = {"train": 2000, "test": 500, "validation": 500}
-_HUB_CONFIGS = {"openai/gsm8k": "main", "gsm8k": "main"}
+_HUB_CONFIGS = {"openai/gsm8k": "main"}
+_OFFLINE_ALTERNATIVES = f"{VENDORED_GSM8K} (GSM8K shipped with the package), a local .jsonl file or {SYNTHETIC_GSM8K}"
 _LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _CALCULATOR_MARK = re.compile(r"<<[^<>]*>>")
 
@@ -49,11 +58,17 @@ _CALCULATOR_MARK = re.compile(r"<<[^<>]*>>")
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSONL file, each with a ``_line`` key (1-based); errors name ``file:line``.
 
+    Args:
+        path: the file; a name ending in ``.gz`` is read through gzip.
+
+    Returns:
+        One dict per non-blank line.
+
     Raises:
         UserError: a line that is not UTF-8, not JSON, or not an object; a file without rows.
     """
     rows = []
-    with path.open("rb") as f:
+    with path.open("rb") as stream, (gzip.open(stream) if path.name.endswith(".gz") else stream) as f:
         for lineno, raw in enumerate(f, start=1):
             try:  # utf-8-sig on the first line: Windows editors start files with a byte-order mark
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
@@ -74,22 +89,47 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def vendored_gsm8k_file(split: str):
+    """The packaged GSM8K file of ``split`` (``grpo/resources/gsm8k/<split>.jsonl.gz``).
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+
+    Returns:
+        The file as an :mod:`importlib.resources` traversable (a ``Path`` in a normal install).
+
+    Raises:
+        UserError: any other split, naming it and the two valid ones.
+    """
+    if split not in VENDORED_GSM8K_SPLITS:
+        raise UserError(f"dataset {VENDORED_GSM8K!r} has no split {split!r}; its splits are 'train' (7,473 rows) "
+                        f"and 'test' (1,319 rows)")
+    return importlib.resources.files("grpo").joinpath("resources", "gsm8k", f"{split}.jsonl.gz")
+
+
 def load_rows(spec: str, split: str = "train"):
     """Load any dataset spec as a ``datasets.Dataset`` of raw rows.
 
     Args:
-        spec: ``synthetic:gsm8k``, a local file path, or a hub id.
-        split: hub split / synthetic split name; ignored for local files (one file = one split).
+        spec: ``gsm8k``, ``synthetic:gsm8k[:N]``, a local file path, or a hub id.
+        split: split of the vendored GSM8K (``train`` / ``test``), hub split or synthetic split name;
+            ignored for local files (one file = one split).
 
     Returns:
-        ``datasets.Dataset``. Local JSONL rows carry a ``_line`` column (1-based line number) so
-        later validation can name the line.
+        ``datasets.Dataset``. Rows of local JSONL files and of the vendored GSM8K carry a ``_line``
+        column (1-based line number) so later validation can name the line.
 
     Raises:
-        UserError: missing file, unsupported suffix, broken JSON line, hub unreachable.
+        UserError: missing file, unsupported suffix, broken JSON line, hub unreachable, a split the
+            vendored GSM8K does not have, a ``gsm8k:...`` spec (the split is not part of the spec).
     """
     import datasets
 
+    if spec == VENDORED_GSM8K:
+        return datasets.Dataset.from_list(read_jsonl(vendored_gsm8k_file(split)))
+    if spec.startswith(VENDORED_GSM8K + ":"):
+        raise UserError(f"dataset {spec!r}: write {VENDORED_GSM8K!r} and choose the split with the split setting "
+                        f"(dataset_split for training; evaluation uses 'test'); the hub copy is openai/gsm8k")
     if spec == SYNTHETIC_GSM8K or spec.startswith(SYNTHETIC_GSM8K + ":"):
         from grpo.synthetic import generate
 
@@ -121,14 +161,14 @@ def _load_hub(spec: str, split: str):
 
     from grpo.hub import require_hub
 
-    require_hub("dataset", spec, f"a local .jsonl file or {SYNTHETIC_GSM8K}")
+    require_hub("dataset", spec, _OFFLINE_ALTERNATIVES)
     repo, _, config = spec.partition(":")
     try:
         return datasets.load_dataset(repo, config or _HUB_CONFIGS.get(repo), split=split)
     except Exception as err:  # connection, missing repo, missing split: all user-facing
         raise UserError(f"could not load dataset {spec!r} split {split!r} from the hub "
                         f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); offline? "
-                        f"use a local .jsonl file or {SYNTHETIC_GSM8K}") from None
+                        f"use {_OFFLINE_ALTERNATIVES}") from None
 
 
 def require_columns(dataset, columns, source: str) -> None:
@@ -180,8 +220,8 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
     """GSM8K (or anything in its format) as GRPO-ready rows.
 
     Args:
-        spec: dataset spec (see module docstring); rows need ``question`` and ``answer``.
-        split: which split for hub / synthetic specs.
+        spec: dataset spec (see module docstring), e.g. ``gsm8k``; rows need ``question`` and ``answer``.
+        split: which split for ``gsm8k`` (``train`` / ``test``), hub and synthetic specs.
         limit: keep the first ``limit`` rows (None = all).
         system_prompt: the system message of every prompt.
         prompt_format: ``"tags"`` or ``"hash"`` (see :func:`make_prompt`).
@@ -191,15 +231,16 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
         (the final number as a string), ``question`` and ``solution`` (the original answer text).
 
     Raises:
-        UserError: anything :func:`load_rows` raises; a row without ``question``/``answer`` or
-            without ``####`` in its answer, named by file and line (or row index).
+        UserError: anything :func:`load_rows` raises (e.g. an unknown split); a row without
+            ``question``/``answer`` or without ``####`` in its answer, named by file and line (or row index).
     """
     raw = load_rows(spec, split)
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))
+    source = str(vendored_gsm8k_file(split)) if spec == VENDORED_GSM8K else spec
     rows = []
     for index, row in enumerate(raw):
-        where = f"{spec}:{row['_line']}" if row.get("_line") is not None else f"{spec} row {index}"
+        where = f"{source}:{row['_line']}" if row.get("_line") is not None else f"{source} row {index}"
         for field in ("question", "answer"):
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise UserError(f"{where}: missing or empty field {field!r} (GSM8K rows need 'question' and 'answer')")

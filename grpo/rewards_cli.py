@@ -106,7 +106,8 @@ def cmd_list(args) -> int:
         return 0
     for e in entries:
         params = ", ".join(k if v is _EMPTY else f"{k}={v!r}" for k, v in e["params"].items())
-        print(f"{e['name']:<16} {e['doc']}")
+        print(f"{e['name']:<16} {e['doc']}" + ("  [group-aware: scores each prompt's completions together]"
+                                                 if e.get("group_aware") else ""))
         if params:
             print(f"{'':<16}   params: {params}")
     print(f"\n{len(entries)} rewards. Your own: --reward path/to/file.py:function or package.module:function")

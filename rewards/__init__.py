@@ -9,12 +9,14 @@ A reward has TRL's signature ``fn(completions, prompts=None, **columns) -> list[
     fn = rewards.resolve("my_rewards.py:brevity") # your own file
     rewards.call_reward(fn, completions, prompts, answer=answers)  # validated call
     trainer_funcs = [rewards.checked(fn)]        # same, as a reward to hand to a trainer
+    rewards.is_group_aware(fn)                   # True only for rewards defined per prompt group
 
 The guide (writing, testing, pitfalls, the names table) is ``rewards/README.md``; the CLI is
 ``grpo rewards list`` / ``grpo rewards try``.
 """
 
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError
+from rewards.groups import group_indices, is_group_aware
 from rewards.registry import call_reward, checked, describe, get, names, register, resolve, reward_name
 from rewards.text import completion_text, extract_answer
 
@@ -28,6 +30,8 @@ __all__ = [
     "describe",
     "extract_answer",
     "get",
+    "group_indices",
+    "is_group_aware",
     "names",
     "register",
     "resolve",

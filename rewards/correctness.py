@@ -14,7 +14,10 @@ How a comparison runs (per completion, no batch statistics):
 3. two plain numbers compare exactly as decimals (fast path, no sympy);
 4. anything else is parsed and verified by math-verify under one time limit per completion
    (``timeout_seconds``, default 0.5 s, fractions allowed) so an adversarial answer
-   (``9^{9^{9^{9}}}``) cannot stall a step; a timed-out comparison scores as wrong.
+   (``9^{9^{9^{9}}}``) cannot stall a step; a timed-out comparison scores as wrong. A bare
+   LaTeX span -- what ``\\boxed{}`` holds: ``x^2+1``, ``3, 5``, ``[0,1)``, ``25\\%`` -- is wrapped
+   in ``$...$`` and read with math-verify's ``LatexExtractionConfig`` (:func:`parse_math`);
+   without delimiters math-verify misreads it (``3, 5`` as ``5``, ``x^2+1`` as nothing).
 
 The limit is our own ``setitimer``/``SIGALRM`` around the whole parse + verify of one completion
 (math-verify's built-in limits are whole seconds *per comparison*, up to five per completion,
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import signal
 import threading
 import time
@@ -131,9 +135,52 @@ class _OncePerPrefix(logging.Filter):
         return True
 
 
+# A LaTeX command (``\\frac``) and a run of two or more letters outside one (``dollars``): a span
+# with such a word is prose, and is left to math-verify's own search for numbers in text.
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_DELIMITERS = ("$", "\\(", "\\[")
+
+
+def is_bare_latex(span: str) -> bool:
+    r"""Whether a span is a LaTeX expression without math delimiters (``x^2+1``, ``3, 5``, ``25\%``).
+
+    Such spans are what ``\boxed{}`` holds. math-verify only reads LaTeX reliably inside math
+    delimiters (bare, ``x^2+1`` parses to nothing and ``3, 5`` to ``5``), so these are wrapped in
+    ``$...$`` first. Spans that already have delimiters, or contain words (``18 dollars``), are not.
+
+    >>> is_bare_latex(r"\dfrac{1}{2}"), is_bare_latex("3, 5"), is_bare_latex("18 dollars"), is_bare_latex("$x$")
+    (True, True, False, False)
+    """
+    if any(d in span for d in _DELIMITERS):
+        return False
+    return _WORD_RE.search(_COMMAND_RE.sub(" ", span)) is None
+
+
+def parse_math(span: str) -> list:
+    r"""Parse an answer span with math-verify, as its documentation prescribes for each kind of span.
+
+    A bare LaTeX span (:func:`is_bare_latex`) is wrapped in ``$...$`` and read with
+    ``LatexExtractionConfig`` only; if that yields no expression it falls back to the plain call.
+    Everything else (text, delimited LaTeX) goes to ``parse`` with its default extraction configs
+    (LaTeX and plain expressions), which search the text for the answer. No time limit here: the
+    caller holds one (:func:`answers_match`).
+
+    >>> parse_math("3, 5"), parse_math("x^2+1"), parse_math("18 dollars")[0]
+    ([{3, 5}, '3, 5'], [x**2 + 1, 'x^2+1'], 18)
+    """
+    mv = _math_verify()
+    if is_bare_latex(span):
+        wrapped = mv.parse("$" + span.replace("\n", " ") + "$", extraction_config=[mv.LatexExtractionConfig()],
+                           parsing_timeout=None)
+        if any(not isinstance(x, str) for x in wrapped):
+            return wrapped
+    return mv.parse(span, parsing_timeout=None)
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_gold(span: str) -> tuple:
-    return tuple(_math_verify().parse(span, parsing_timeout=None))
+    return tuple(parse_math(span))
 
 
 def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | None = 0.5,
@@ -154,6 +201,8 @@ def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | Non
     (True, True, False)
     >>> answers_match(r"\\frac{1}{2}", "0.5"), answers_match("50%", "0.5")
     (True, True)
+    >>> answers_match("3, 5", "$3, 5$"), answers_match("3, 5", "5"), answers_match(r"25\\%", "0.25")
+    (True, False, True)
     """
     gold_span = gold_answer(gold)
     if gold_span is None:
@@ -180,7 +229,7 @@ def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | Non
                 return None
             if not predicted:
                 return False
-            predicted_parsed = mv.parse(predicted, parsing_timeout=None)
+            predicted_parsed = parse_math(predicted)
             return bool(predicted_parsed) and bool(mv.verify(list(gold_parsed), predicted_parsed,
                                                              timeout_seconds=None))
     except _Deadline:

@@ -10,7 +10,10 @@ exercise):
 * ``strict_format`` / ``strict_format_reward``: 0.5 if the text is exactly
   ``<reasoning>\\n..\\n</reasoning>\\n<answer>\\n..\\n</answer>``;
 * ``think_format`` / ``think_format_reward``: 1.0 if the whole text is
-  ``<think>..</think> <answer>..</answer>`` (``require_answer=False``: ``<think>..</think>`` first);
+  ``<think>..</think> <answer>..</answer>``, whitespace-tolerant (``require_answer=False``:
+  ``<think>..</think>`` first; ``exact_open_r1=True``: open-r1's newline-exact ``format_reward``);
+* ``code_format`` / ``code_format_reward``: 1.0 for open-r1's layout with a ```` ```python ```` block
+  (``language``) in the answer;
 * ``reasoning_steps`` / ``reasoning_steps_reward``: share of 3 step markers ("Step 1:", "1.", "First,").
 
 Tag names are parameters (``reasoning_tag="think"``). Deviations from the course's regexes,
@@ -36,7 +39,7 @@ import re
 from rewards.errors import RewardConfigError
 from rewards.text import completion_text
 
-__all__ = ["XmlCount", "SoftFormat", "StrictFormat", "ThinkFormat", "ReasoningSteps"]
+__all__ = ["XmlCount", "SoftFormat", "StrictFormat", "ThinkFormat", "CodeFormat", "ReasoningSteps", "open_r1_layout"]
 
 
 def _check_tag(tag: str, what: str) -> str:
@@ -185,35 +188,106 @@ class StrictFormat:
         return [self.value if self.matches(completion_text(c)) else 0.0 for c in completions]
 
 
-class ThinkFormat:
-    """``value`` for a reasoning block that opens the text, with one opening tag.
+def open_r1_layout(text: str, reasoning_tag: str = "think", answer_tag: str = "answer",
+                   fence: str | None = None) -> bool:
+    """Whether ``text`` matches open-r1's ``format_reward`` regex (or, with ``fence``, its code-format regex).
 
-    With ``require_answer`` (DeepSeek-R1 / open-r1 style) the whole text must be
-    ``<think>..</think>`` then ``<answer>..</answer>``; without it (TRL's ``think_format_reward``)
-    anything may follow ``</think>``. Either way the text must start with ``<think>`` and contain
-    it once: a second or nested ``<think>`` scores 0.
+    open-r1 (``src/open_r1/rewards.py``) matches ``^<think>\\n.*?\\n</think>\\n<answer>\\n.*?\\n</answer>$``
+    with ``re.match`` and ``re.DOTALL | re.MULTILINE``; its ``get_code_format_reward(language)`` puts
+    ```` ```{language}.*?``` ```` inside the answer. So: the text starts with ``<think>`` and a
+    newline; the first ``\\n</think>\\n<answer>\\n`` after it ends the reasoning; then (with
+    ``fence``) an opening ```` ```fence ```` and a later closing ```` ``` ````; then ``\\n</answer>`` at
+    the end of the text *or of a line* -- MULTILINE lets any text follow after a newline.
+
+    Checked with ``str.find`` instead of the backtracking regex, so a 1 MB completion of repeated
+    tags costs linear time; at every stage the earliest match leaves the most room for the rest,
+    so this accepts exactly what the regex accepts (``tests/test_rewards_formats.py`` compares the two).
+
+    Args:
+        text: the completion text.
+        reasoning_tag, answer_tag: tag names (open-r1: ``think``, ``answer``).
+        fence: a code-block language (``"python"``), taken literally; ``None`` = no code block needed.
+
+    >>> open_r1_layout("<think>\\nhmm\\n</think>\\n<answer>\\n9\\n</answer>")
+    True
+    >>> open_r1_layout("<think>hmm</think>\\n<answer>9</answer>")
+    False
+    >>> open_r1_layout("<think>\\nr\\n</think>\\n<answer>\\n```python\\nprint(1)\\n```\\n</answer>", fence="python")
+    True
+    """
+    opening = f"<{reasoning_tag}>\n"
+    if not text.startswith(opening):
+        return False
+    middle = f"\n</{reasoning_tag}>\n<{answer_tag}>\n"
+    found = text.find(middle, len(opening))
+    if found < 0:
+        return False
+    position = found + len(middle)
+    if fence is not None:
+        start = text.find("```" + fence, position)
+        if start < 0:
+            return False
+        end = text.find("```", start + 3 + len(fence))
+        if end < 0:
+            return False
+        position = end + 3
+    closing = f"\n</{answer_tag}>"
+    found = text.find(closing, position)
+    while found >= 0:
+        after = found + len(closing)
+        if after == len(text) or text[after] == "\n":
+            return True
+        found = text.find(closing, found + 1)
+    return False
+
+
+class ThinkFormat:
+    """``value`` for a ``<think>`` block that opens the text, then ``<answer>``; whitespace-tolerant by default.
+
+    This default is *not* open-r1's ``format_reward``. It needs ``<think>`` at the very start and
+    only once (a second or nested ``<think>`` scores 0), then ``</think>``, optional whitespace,
+    ``<answer>..</answer>``, optional trailing whitespace; newlines around the tags are optional.
+    With ``require_answer=False`` anything may follow ``</think>`` (TRL's ``think_format_reward``).
+
+    ``exact_open_r1=True`` scores with open-r1's ``format_reward`` regex instead (the DeepSeek-R1
+    template, :func:`open_r1_layout`): a newline after each opening and before each closing tag,
+    nothing but ``\\n`` between ``</think>`` and ``<answer>``, repeated tags allowed, and any text
+    after a line break that follows ``</answer>``. ``<think>A</think>\\n<answer>B</answer>`` scores
+    ``value`` by default and 0 with ``exact_open_r1``.
 
     Args:
         value: reward when the layout matches.
         require_answer: also require ``<answer>..</answer>`` after the reasoning, and nothing else.
         reasoning_tag, answer_tag: tag names.
+        exact_open_r1: use open-r1's regex semantics (needs ``require_answer=True``).
         name: ``__name__``.
+
+    Raises:
+        RewardConfigError: ``exact_open_r1`` without ``require_answer``.
 
     >>> ThinkFormat()(["<think>\\nhmm\\n</think>\\n<answer>9</answer>", "<think>x</think> 9"])
     [1.0, 0.0]
     >>> ThinkFormat(require_answer=False)(["<think>x</think> 9", "<think>a<think>b</think></think>"])
     [1.0, 0.0]
+    >>> ThinkFormat(exact_open_r1=True)(["<think>\\nhmm\\n</think>\\n<answer>\\n9\\n</answer>", "<think>x</think><answer>9</answer>"])
+    [1.0, 0.0]
     """
 
     def __init__(self, value: float = 1.0, require_answer: bool = True, reasoning_tag: str = "think",
-                 answer_tag: str = "answer", name: str = "think_format_reward"):
+                 answer_tag: str = "answer", exact_open_r1: bool = False, name: str = "think_format_reward"):
         self.value, self.require_answer = float(value), bool(require_answer)
         self.reasoning_tag = _check_tag(reasoning_tag, "reasoning_tag")
+        self.answer_tag = _check_tag(answer_tag, "answer_tag")
+        self.exact_open_r1 = bool(exact_open_r1)
+        if self.exact_open_r1 and not self.require_answer:
+            raise RewardConfigError("exact_open_r1=True is open-r1's think + answer layout; it needs require_answer=True")
         self._layout = SoftFormat(reasoning_tag=reasoning_tag, answer_tag=answer_tag, allow_trailing=False)
         self.__name__ = name
 
     def matches(self, text: str) -> bool:
         """Whether one completion text has the layout."""
+        if self.exact_open_r1:
+            return open_r1_layout(text, self.reasoning_tag, self.answer_tag)
         opening, closing = f"<{self.reasoning_tag}>", f"</{self.reasoning_tag}>"
         if not text.startswith(opening) or text.count(opening) != 1 or closing not in text:
             return False
@@ -221,6 +295,44 @@ class ThinkFormat:
 
     def __call__(self, completions: list, prompts: list | None = None, **kwargs) -> list[float]:
         return [self.value if self.matches(completion_text(c)) else 0.0 for c in completions]
+
+
+class CodeFormat:
+    """``value`` when the answer of open-r1's think/answer layout holds a fenced code block in ``language``.
+
+    open-r1's ``get_code_format_reward(language)``: the text is ``<think>\\n..\\n</think>\\n<answer>\\n``
+    then, inside the answer, ```` ```language ```` .. ```` ``` ````, then ``\\n</answer>`` (see
+    :func:`open_r1_layout` for the exact rule). A block in the reasoning does not count; a block
+    of another language does not count; a bare ```` ``` ```` block does not count unless
+    ``language=""``. The language is matched literally and as a prefix, as in open-r1's regex
+    (``python`` also accepts ```` ```python3 ````).
+
+    Args:
+        language: the fence's language tag (``"python"``, ``"javascript"``, ``"cpp"``, ...).
+        value: reward when the layout matches.
+        reasoning_tag, answer_tag: tag names.
+        name: ``__name__`` (open-r1's metric name by default).
+
+    >>> ok = "<think>\\nplan\\n</think>\\n<answer>\\n```python\\nprint(42)\\n```\\n</answer>"
+    >>> CodeFormat()([ok, ok.replace("python", "javascript")])
+    [1.0, 0.0]
+    >>> CodeFormat(language="javascript")([ok.replace("python", "javascript")])
+    [1.0]
+    """
+
+    def __init__(self, language: str = "python", value: float = 1.0, reasoning_tag: str = "think",
+                 answer_tag: str = "answer", name: str = "code_format_reward"):
+        if not isinstance(language, str) or any(ch.isspace() or ch == "`" for ch in language):
+            raise RewardConfigError(f"language must be a fence tag like 'python' (no spaces or backticks), "
+                                    f"got {language!r}")
+        self.language, self.value = language, float(value)
+        self.reasoning_tag = _check_tag(reasoning_tag, "reasoning_tag")
+        self.answer_tag = _check_tag(answer_tag, "answer_tag")
+        self.__name__ = name
+
+    def __call__(self, completions: list, prompts: list | None = None, **kwargs) -> list[float]:
+        return [self.value if open_r1_layout(completion_text(c), self.reasoning_tag, self.answer_tag, self.language)
+                else 0.0 for c in completions]
 
 
 class ReasoningSteps:

@@ -6,7 +6,10 @@
   wrong answers -1.0 (short) .. -0.5 (``max_len``);
 * ``overlong`` / ``overlong_punishment_reward``: DAPO's soft overlong punishment (arXiv:2503.14476):
   0 up to ``max_completion_len - soft_punish_cache`` tokens, then linearly down to -1 at
-  ``max_completion_len``, -1 beyond.
+  ``max_completion_len``, -1 beyond;
+* ``group_length`` / ``len_reward``: Kimi k1.5's length reward (arXiv:2501.12599, §2.3.3), the
+  one reward here that is *group-aware*: each completion is measured against the shortest and
+  longest completion for the same prompt in the call (:mod:`rewards.groups`).
 
 Lengths are in ``unit`` = ``"chars"``, ``"words"`` (whitespace-separated) or ``"tokens"``. Token
 counts come from the ``completion_ids`` TRL passes to every reward; outside TRL give a
@@ -27,9 +30,10 @@ import math
 
 from rewards.correctness import check_extractors, gold_column, judge
 from rewards.errors import RewardConfigError, RewardError
+from rewards.groups import group_indices
 from rewards.text import EXTRACTORS, completion_text
 
-__all__ = ["Length", "CosineLength", "OverlongPunishment", "TextLength"]
+__all__ = ["Length", "CosineLength", "OverlongPunishment", "GroupLength", "TextLength"]
 
 UNITS = ("chars", "words", "tokens")
 
@@ -231,3 +235,61 @@ class OverlongPunishment:
 
     def __call__(self, completions: list, prompts: list | None = None, **columns) -> list[float]:
         return [self.score(n) for n in self.length.measure([completion_text(c) for c in completions], columns)]
+
+
+class GroupLength:
+    """Kimi k1.5's length reward, per group of completions of one prompt (open-r1's ``len_reward``).
+
+    For the completions of one prompt in the call (Kimi k1.5, arXiv:2501.12599, §2.3.3), with
+    ``min_len``/``max_len`` the shortest and longest of them:
+    ``lambda = 0.5 - (len - min_len) / (max_len - min_len)``; a correct completion gets ``lambda``
+    (0.5 for the shortest, -0.5 for the longest), a wrong one ``min(0, lambda)``, so being short
+    never pays when wrong. All lengths equal (or a group of one) -> 0 for every member.
+
+    Group-aware (``group_aware = True``): groups are the completions with equal ``prompts``
+    in one call (without ``prompts``, the whole call is one group); a group split across calls is
+    scored part by part. See :mod:`rewards.groups`. Correctness is :func:`rewards.correctness.judge`
+    against the gold column, as the ``correctness`` reward decides it.
+
+    Differences from open-r1's ``len_reward``: open-r1 takes min/max over the *whole batch* (every
+    prompt together), which makes a completion's reward depend on other questions' answers; here
+    it is per prompt, as the paper defines it. open-r1 counts an unparsable gold as correct; here
+    that completion scores ``None`` (it still counts for its group's min/max length).
+
+    Args:
+        unit, tokenizer: see :class:`TextLength` (open-r1 counts characters).
+        column, extractors, answer_tag, timeout_seconds: as :class:`rewards.correctness.Correctness`.
+        name: ``__name__`` (open-r1's metric name by default).
+
+    >>> reward = GroupLength()
+    >>> reward(["\\\\boxed{18}", "so it is \\\\boxed{18}", "\\\\boxed{17}", "so it is \\\\boxed{17}", "\\\\boxed{5}"],
+    ...        prompts=["q1", "q1", "q1", "q1", "q2"], answer=["18"] * 4 + ["5"])
+    [0.5, -0.5, 0.0, -0.5, 0.0]
+    """
+
+    group_aware = True
+
+    def __init__(self, unit: str = "chars", tokenizer=None, column: str | None = None, extractors=tuple(EXTRACTORS),
+                 answer_tag: str = "answer", timeout_seconds: float = 0.5, name: str = "len_reward"):
+        self.column, self.answer_tag = column, answer_tag
+        self.extractors = check_extractors(extractors)
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise RewardConfigError(f"timeout_seconds must be >= 0 (0 = no limit), got {timeout_seconds!r}")
+        self.timeout_seconds = float(timeout_seconds or 0)
+        self.__name__ = name
+        self.length = TextLength(unit, tokenizer, owner=name)
+
+    def __call__(self, completions: list, prompts: list | None = None, **columns) -> list[float | None]:
+        golds = gold_column(columns, self.column, self.__name__, len(completions))
+        texts = [completion_text(c) for c in completions]
+        lengths = self.length.measure(texts, columns)
+        scores: list[float | None] = [None] * len(texts)
+        for group in group_indices(prompts, len(texts)):
+            shortest, longest = min(lengths[i] for i in group), max(lengths[i] for i in group)
+            for i in group:
+                verdict = judge(texts[i], golds[i], self.extractors, self.answer_tag, self.timeout_seconds)
+                if verdict is None:
+                    continue
+                share = 0.0 if longest == shortest else 0.5 - (lengths[i] - shortest) / (longest - shortest)
+                scores[i] = (share if verdict else min(0.0, share)) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return scores

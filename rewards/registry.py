@@ -29,6 +29,7 @@ import sys
 from typing import Any, Callable
 
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError, log_once
+from rewards.groups import is_group_aware
 from rewards.text import completion_text
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ BUILTIN = {
     "soft_format": "rewards.formats:SoftFormat",
     "strict_format": "rewards.formats:StrictFormat",
     "think_format": "rewards.formats:ThinkFormat",
+    "code_format": "rewards.formats:CodeFormat",
     "reasoning_steps": "rewards.formats:ReasoningSteps",
     "integer_answer": "rewards.numeric:IntegerAnswer",
     "number_answer": "rewards.numeric:NumberAnswer",
@@ -48,8 +50,10 @@ BUILTIN = {
     "length": "rewards.length:Length",
     "cosine_length": "rewards.length:CosineLength",
     "overlong": "rewards.length:OverlongPunishment",
+    "group_length": "rewards.length:GroupLength",
     "repetition": "rewards.repetition:RepetitionPenalty",
     "reward_model": "rewards.reward_model:RewardModel",
+    "code_execution": "rewards.code_execution:CodeExecution",
 }
 _USER: dict[str, Callable] = {}
 
@@ -172,12 +176,12 @@ def describe_params(obj: Callable) -> dict[str, Any]:
 
 
 def describe(name: str) -> dict[str, Any]:
-    """``{"name", "params": {param: default}, "doc": first docstring line, "source"}`` for ``grpo rewards list``."""
+    """``{"name", "params", "doc": first docstring line, "source", "group_aware"}`` for ``grpo rewards list``."""
     obj = _entry(name)
     doc = (inspect.getdoc(obj) or "").strip().splitlines()
     params = {} if _is_reward_function(obj) else describe_params(obj)
     return {"name": name, "params": params, "doc": doc[0] if doc else "",
-            "source": BUILTIN.get(name) or _qualname(obj)}
+            "source": BUILTIN.get(name) or _qualname(obj), "group_aware": is_group_aware(obj)}
 
 
 def _load_file(path: str, spec: str):
@@ -342,6 +346,7 @@ class Checked:
     def __init__(self, fn: Callable):
         self.__wrapped__ = fn
         self.__name__ = reward_name(fn)
+        self.group_aware = is_group_aware(fn)  # the contract marker survives the wrapping
 
     def __call__(self, completions: list, prompts: list | None = None, **columns) -> list[float | None]:
         return call_reward(self.__wrapped__, completions, prompts, **columns)

@@ -24,6 +24,7 @@ __all__ = [
     "extract_last_number",
     "extract_answer",
     "parse_number",
+    "extract_code_block",
     "EXTRACTORS",
 ]
 
@@ -240,3 +241,34 @@ def parse_number(span: str | None) -> Decimal | None:
         return Decimal(match.group(1).replace(",", "").replace("\u2212", "-"))
     except InvalidOperation:  # unreachable for the regex above; keep the never-raise promise
         return None
+
+
+def extract_code_block(text: str, languages: tuple[str, ...] | list[str] = ("python", "py", "python3")) -> str | None:
+    """Body of the last complete fenced code block whose language tag is in ``languages``.
+
+    Fences pair up in order, as Markdown reads them (an opening ```` ```tag ```` line, then the
+    next ```` ``` ````); an unclosed block is ignored. The tag is compared case-insensitively, on
+    its first word. Linear time, whatever the text. open-r1's ``extract_code`` takes the last
+    ```` ```python ```` block the same way.
+
+    >>> extract_code_block("Try:\\n```python\\nx = 1\\n```\\nthen\\n```py\\nprint(2)\\n```\\n```text\\n2\\n```")
+    'print(2)\\n'
+    >>> extract_code_block("```javascript\\nf()\\n```") is None, extract_code_block("```python\\nunclosed") is None
+    (True, True)
+    """
+    wanted = {language.lower() for language in languages}
+    found, position = None, 0
+    while True:
+        start = text.find("```", position)
+        if start < 0:
+            return found
+        line_end = text.find("\n", start + 3)
+        if line_end < 0:
+            return found
+        end = text.find("```", line_end + 1)
+        if end < 0:
+            return found
+        tag = text[start + 3:line_end].strip().lower().split()
+        if tag and tag[0] in wanted:
+            found = text[line_end + 1:end]
+        position = end + 3

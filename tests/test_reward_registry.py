@@ -31,6 +31,15 @@ def test_names_include_course_five_and_families():
     assert rewards.names() == sorted(rewards.names())
 
 
+def test_issue_15_rewards_are_registered():
+    names = {"group_length": "len_reward", "code_format": "code_format_reward", "code_execution": "code_reward",
+             "repetition": "repetition_penalty_reward"}
+    for name, metric in names.items():
+        assert rewards.get(name).__name__ == metric and rewards.describe(name)["doc"]
+    assert rewards.describe("repetition")["params"]["tokenizer"] == "whitespace"
+    assert rewards.describe("code_format")["params"]["language"] == "python"
+
+
 def test_get_passes_params():
     fn = rewards.get("length", ideal=3, unit="words", name="short_answer")
     assert fn.__name__ == "short_answer" and fn(["a b c d"]) == [-1.0]

@@ -19,8 +19,8 @@ from rewards.repetition import RepetitionPenalty
 
 GOOD = "<reasoning>\n6 * 3 = 18\nso 18\n</reasoning>\n<answer>\n18\n</answer>\n"
 GOOD_NO_NEWLINE = GOOD.rstrip("\n")
-CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "reasoning_steps", "integer_answer",
-         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition"]
+CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "code_format", "reasoning_steps", "integer_answer",
+         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition", "group_length"]
 
 
 def conv(text):
@@ -174,6 +174,27 @@ class TestCorrectness:
     def test_mismatches(self, pred, gold):
         assert answers_match(pred, gold) is False
 
+    # Issue 15: LaTeX inside \boxed{} reaches math-verify with math delimiters (bare, it misreads it).
+    BOXED = [("\\boxed{\\dfrac{1}{2}}", "\\boxed{\\dfrac{1}{3}}", "\\frac{1}{2}"),
+             ("\\boxed{x^2+1}", "\\boxed{x^2-1}", "$x^2+1$"),
+             ("\\boxed{3, 5}", "\\boxed{5}", "$3, 5$"),
+             ("\\boxed{[0,1)}", "\\boxed{[0,1]}", "$[0,1)$"),
+             ("\\boxed{\\{1,2\\}}", "\\boxed{\\{1,3\\}}", "$\\{1,2\\}$"),
+             ("\\boxed{25\\%}", "\\boxed{26\\%}", "0.25")]
+
+    @pytest.mark.parametrize("right, wrong, gold", BOXED)
+    def test_boxed_latex_rows(self, right, wrong, gold):
+        fn = rewards.get("correctness", correct=1.0, column="solution")
+        texts = [f"So the answer is {right}.", f"So the answer is {wrong}.", f"<answer>{right}</answer>"]
+        assert fn([conv(t) for t in texts], solution=[gold] * 3) == [1.0, 0.0, 1.0]
+
+    @pytest.mark.parametrize("pred, gold, expected", [
+        ("3, 5", "5", False), ("5, 3", "$3, 5$", True), ("x^2+1", "x^2 + 1", True), ("\\{1,2\\}", "\\{2,1\\}", True),
+        ("(0,1)", "$[0,1)$", False), ("25\\%", "25", True), ("18 dollars", "18", True), ("\\text{eighteen}", "18", False),
+    ])
+    def test_bare_latex_edges(self, pred, gold, expected):
+        assert answers_match(pred, gold) is expected
+
     def test_gold_forms(self):
         fn = Correctness()
         texts = ["<answer>72</answer>"] * 4
@@ -317,6 +338,53 @@ class TestRepetition:
             RepetitionPenalty(ngram_size=2, max_penalty=1.5)
 
 
+class TestRepetitionWithoutSpaces:
+    """Chinese / Japanese: whitespace splitting sees one 'word' per sentence; chars and jieba see the loop."""
+
+    LOOP_ZH = "我们再试一次。" * 6
+    FRESH_ZH = "今天天气很好，我们去公园散步，然后回家吃饭。"
+    LOOP_JA = "今日はいい天気ですね。" * 5
+
+    def test_whitespace_misses_the_loop(self):
+        assert RepetitionPenalty(ngram_size=3)([self.LOOP_ZH, self.LOOP_JA]) == [0.0, 0.0]
+
+    @pytest.mark.parametrize("tokenizer", ["chars", "jieba"])
+    def test_loop_is_penalised_fresh_text_is_not(self, tokenizer):
+        fn = RepetitionPenalty(ngram_size=3, tokenizer=tokenizer)
+        loop_zh, loop_ja, fresh = fn([self.LOOP_ZH, self.LOOP_JA, self.FRESH_ZH])
+        assert loop_zh < -0.5 and loop_ja < -0.5 and fresh == 0.0
+
+    def test_chars_mixed_script_keeps_latin_words(self):
+        from rewards.repetition import tokenize
+
+        assert tokenize("用Python写代码 Python code", "chars") == ["用", "python", "写", "代", "码", "python", "code"]
+        assert tokenize("   ", "chars") == [] and tokenize("", "jieba") == []
+
+    def test_jieba_word_ngrams(self):
+        pytest.importorskip("jieba")
+        from rewards.repetition import tokenize
+
+        words = tokenize("我们再试一次。我们再试一次。", "jieba")
+        assert "我们" in words and len(words) < 14  # words, not characters
+
+    def test_jieba_missing_falls_back_to_chars(self, monkeypatch, caplog):
+        from rewards import repetition
+
+        monkeypatch.setattr(repetition, "_jieba", lambda: None)
+        fn = RepetitionPenalty(ngram_size=3, tokenizer="jieba")
+        assert fn([self.LOOP_ZH]) == RepetitionPenalty(ngram_size=3, tokenizer="chars")([self.LOOP_ZH])
+
+    def test_unknown_tokenizer(self):
+        with pytest.raises(rewards.RewardConfigError, match="tokenizer must be one of whitespace, chars, jieba"):
+            RepetitionPenalty(tokenizer="spacy")
+
+    @pytest.mark.parametrize("tokenizer", ["chars", "jieba"])
+    def test_odd_input_and_pickle(self, tokenizer):
+        fn = pickle.loads(pickle.dumps(RepetitionPenalty(tokenizer=tokenizer)))
+        out = fn(["", "\x00\ud7ff𝟙", conv("重复重复重复重复"), None, "a" * 10_000])
+        assert len(out) == 5 and all(-1.0 <= v <= 0.0 for v in out)
+
+
 class TestTrlRewardSemantics:
     """The behaviours of trl.rewards (think format, overlong, reasoning accuracy, cosine on token ids)."""
 
@@ -364,7 +432,7 @@ class TestTrlRewardSemantics:
 
 
 # ---------------------------------------------------------------- contract: pickling, names, TRL's call
-@pytest.mark.parametrize("name", CHEAP + ["reward_model"])
+@pytest.mark.parametrize("name", CHEAP + ["reward_model", "code_execution"])
 def test_picklable_and_named(name):
     fn = rewards.get(name)
     clone = pickle.loads(pickle.dumps(fn))

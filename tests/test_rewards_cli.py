@@ -23,7 +23,8 @@ def run(capsys, *argv):
 def test_list_shows_every_reward_with_params(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in ("correctness", "xml_count", "strict_format", "soft_format", "integer_answer", "length"):
+    for name in ("correctness", "xml_count", "strict_format", "soft_format", "integer_answer", "length",
+                 "group_length", "code_format", "code_execution", "repetition"):
         assert f"\n{name} " in "\n" + out
     assert "ideal=None" in out and "file.py:function" in out
 

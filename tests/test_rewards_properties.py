@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import rewards
 
-CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "reasoning_steps", "integer_answer",
-         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition"]
+CHEAP = ["xml_count", "soft_format", "strict_format", "think_format", "code_format", "reasoning_steps", "integer_answer",
+         "number_answer", "correctness", "length", "cosine_length", "overlong", "repetition", "group_length"]
 FUNCS = {name: rewards.get(name) for name in CHEAP}
 
 # Text built from the pieces rewards look for, so generated inputs hit the interesting paths.

@@ -69,3 +69,12 @@ def test_broken_user_reward_stops_with_its_name():
 
     with pytest.raises(rewards.RewardError, match=r"'divides' raised ZeroDivisionError.*completion #1: ''"):
         calculate([rewards.checked(divides)], ["abc", ""], ["1", "1"])
+
+
+def test_group_length_inside_trl_gets_prompts():
+    """TRL passes every completion's prompt, which is what groups them (here: one prompt, one group)."""
+    fn = rewards.get("group_length")
+    completions = [[{"role": "assistant", "content": t}] for t in ("<answer>18</answer>", "so... <answer>18</answer>",
+                                                                    "<answer>17</answer>")]
+    table, names = calculate([rewards.checked(fn)], completions, ["18"] * 3)
+    assert names == ["len_reward"] and table[:, 0].tolist() == [0.5, -0.5, 0.0]
