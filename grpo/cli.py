@@ -54,6 +54,11 @@ def cmd_train(argv) -> int:
     result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]))
     if "eval_after" in result:
         _print_closing_table(eval_columns(result))
+        trend = result.get("reward_trend")
+        if trend:
+            low, high = trend["slope_ci"]
+            print(f"\nreward over {trend['n']} steps: slope {trend['slope']:+.4f} per step, 95% CI [{low:+.4f}, {high:+.4f}] "
+                  f"(fitted {trend['first']:.3f} -> {trend['last']:.3f})")
         print(f"\ncheckpoint: {result['checkpoint']}\ncurves:     {result['curves']}\nrun dir:    {result['output_dir']}")
     return 0
 
@@ -61,7 +66,7 @@ def cmd_train(argv) -> int:
 def cmd_sft(argv) -> int:
     from transformers import set_seed
 
-    from grpo.pipeline import load_splits, run_eval
+    from grpo.pipeline import eval_dtype, load_splits, run_eval
     from grpo.quantization import check_quantization_supported, load_for_training
     from grpo.sft import warm_start
 
@@ -76,9 +81,10 @@ def cmd_sft(argv) -> int:
     train_rows, heldout = load_splits(script_args, training_args.seed)
     model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: 4/8-bit base
     progress = not training_args.disable_tqdm
-    before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
+    dtype = eval_dtype(training_args)
+    before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)
     model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
-    after = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress)
+    after = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype)
     _print_closing_table({"base": before, "after warm-start": after})
     print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model for grpo train)")
     return 0

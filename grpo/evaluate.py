@@ -33,7 +33,7 @@ CONFIDENCE = 0.95
 
 
 def generate_greedy(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int,
-                    progress: bool = True) -> tuple[list[str], list[int], list[bool]]:
+                    progress: bool = True, dtype=None) -> tuple[list[str], list[int], list[bool]]:
     """Greedy completions for chat prompts, batched.
 
     Args:
@@ -43,6 +43,8 @@ def generate_greedy(model, tokenizer, prompts: list[list[dict]], max_new_tokens:
         max_new_tokens: generation budget per prompt, tokens.
         batch_size: prompts generated together.
         progress: show a tqdm bar.
+        dtype: generate with a copy of the weights in this dtype (``torch.bfloat16``: the sampler's
+            fast path; tokens identical to the plain model cast to bf16); None = the model as it is.
 
     Returns:
         ``(texts, lengths, clipped)``: decoded completions (special tokens stripped), their token
@@ -66,7 +68,7 @@ def generate_greedy(model, tokenizer, prompts: list[list[dict]], max_new_tokens:
             ids = [list(x["input_ids"]) if isinstance(x, dict) else list(x) for x in ids]
             with torch.inference_mode():
                 rollout = generate(model, tokenizer, ids, num_generations=1, max_new_tokens=max_new_tokens,
-                                   do_sample=False, stop_token_ids=[eos])
+                                   do_sample=False, stop_token_ids=[eos], dtype=dtype)
             for completion in rollout.completion_ids:
                 lengths.append(len(completion))
                 texts.append(tokenizer.decode(completion, skip_special_tokens=True))
@@ -138,7 +140,7 @@ def score_completions(completions: list[str], answers: list[str], prompt_format:
 
 
 def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: int = 16, progress: bool = True,
-             prompt_format: str = "tags") -> dict:
+             prompt_format: str = "tags", dtype=None) -> dict:
     """Evaluate on rows with ``prompt`` and ``answer`` columns (see :func:`grpo.data.load_gsm8k`).
 
     Returns:
@@ -149,12 +151,13 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
         (``correct``, ``last_number_correct``, ``format``, ``clipped``).
     """
     prompts, answers = list(dataset["prompt"]), list(dataset["answer"])
-    texts, lengths, clipped = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
+    texts, lengths, clipped = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress, dtype)
     scores = score_completions(texts, answers, prompt_format, clipped=clipped)
     samples = [{"question": p[-1]["content"], "answer": a, "completion": t, "tokens": n, **s}
                for p, a, t, n, s in zip(prompts, answers, texts, lengths, scores.pop("per_problem"))]
     return {**scores, "mean_completion_length": sum(lengths) / max(len(lengths), 1),
-            "max_new_tokens": max_new_tokens, "samples": samples}
+            "max_new_tokens": max_new_tokens, "dtype": str(dtype or next(model.parameters()).dtype).replace("torch.", ""),
+            "samples": samples}
 
 
 # ---------------------------------------------------------------------------- paired comparison

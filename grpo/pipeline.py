@@ -107,8 +107,19 @@ def load_splits(script_args, seed: int):
     return train, heldout
 
 
-def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool = True):
-    """Evaluate on the held-out rows and write the report atomically (reused if already there)."""
+def eval_dtype(training_args):
+    """The precision evaluation generates in: bf16 (the sampler's fast path) when training runs in bf16, else the model's."""
+    import torch
+
+    return torch.bfloat16 if training_args.bf16 else None
+
+
+def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool = True, dtype=None):
+    """Evaluate on the held-out rows and write the report atomically (reused if already there).
+
+    Args:
+        dtype: generate in this precision (:func:`eval_dtype`); None = the model's own.
+    """
     from grpo.evaluate import evaluate
     from grpo.run_dir import write_json_atomic
 
@@ -118,9 +129,17 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
         logger.warning("Reusing %s", path)
         return json.loads(path.read_text())
     report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress,
-                      prompt_format=script_args.prompt_format)
+                      prompt_format=script_args.prompt_format, dtype=dtype)
     write_json_atomic(path, report)
     return report
+
+
+def reward_trend(metrics_logger) -> dict | None:
+    """Slope of the mean total reward over the logged steps, with its 95 % interval (:func:`grpo.stats.linear_trend`); None under 3 steps."""
+    from grpo.stats import linear_trend
+
+    rewards = [m["reward"] for m in metrics_logger.read() if m.get("reward") is not None]
+    return linear_trend(rewards) if len(rewards) >= 3 else None
 
 
 def eval_columns(result: dict) -> dict:
@@ -215,15 +234,27 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     """
     from transformers import set_seed
 
+    from grpo.evaluate import run_comparison
+    from grpo.hardware import describe
+    from grpo.memory import MemoryLog
     from grpo.models import apply_lora
     from grpo.quantization import load_for_training
-    from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
+    from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_json_atomic, write_model_card
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
     push = preflight(script_args, training_args)
     train_rows, heldout = load_splits(script_args, training_args.seed)
-    metrics_logger = MetricsLogger(out, enabled=training_args.process_index == 0)
+    main_process = training_args.process_index == 0
+    metrics_logger = MetricsLogger(out, enabled=main_process)
+    memory = MemoryLog(out / "memory.json" if main_process else None)
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "hardware.json", {"hardware": describe(), "bf16": training_args.bf16,
+                                                  "backend": script_args.backend})
+        logger.warning("hardware: %s; backend %s, %s", describe(), script_args.backend,
+                       "bf16" if training_args.bf16 else "fp32")
+    dtype = eval_dtype(training_args)
     recorder = SampleRecorder(metrics_logger)
     metrics_logger.recorder = recorder
     reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
@@ -232,12 +263,16 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     progress = not training_args.disable_tqdm
 
     result = {"output_dir": str(out)}
-    result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress)
+    with memory.stage("eval_before"):
+        result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)
     if script_args.warm_start:
         from grpo.sft import warm_start
 
-        model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
-        result["eval_after_sft"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress)
+        with memory.stage("warm_start"):
+            model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
+        with memory.stage("eval_after_sft"):
+            result["eval_after_sft"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json",
+                                                progress, dtype)
     if script_args.use_lora:
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)
@@ -248,7 +283,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     if training_args.resume_from_checkpoint is None:
         metrics_logger.truncate_after(0)  # a fresh GRPO stage starts fresh logs
     try:
-        model = backend_train(model, tokenizer, train_rows, reward_funcs, training_args, script_args, metrics_logger)
+        with memory.stage("grpo"):
+            model = backend_train(model, tokenizer, train_rows, reward_funcs, training_args, script_args, metrics_logger)
     except KeyboardInterrupt:
         if metrics_logger.enabled:
             save_interrupted(metrics_logger, model, tokenizer, out)
@@ -259,7 +295,14 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
 
     result["checkpoint"] = str(save_final_checkpoint(full_precision_copy(model, script_args), tokenizer, out))
     (out / "eval_after.json").unlink(missing_ok=True)
-    result["eval_after"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after.json", progress)
+    with memory.stage("eval_after"):
+        result["eval_after"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after.json", progress, dtype)
+    if result["eval_after"] is not None:
+        write_json_atomic(out / "eval_comparison.json", run_comparison(result))
+    result["reward_trend"] = reward_trend(metrics_logger)
+    if result["reward_trend"] is not None:
+        write_json_atomic(out / "reward_trend.json", result["reward_trend"])
+    result["memory"] = memory.stages
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
     write_model_card(out, script_args, training_args, eval_columns(result), script_args.model, command)
     if push:

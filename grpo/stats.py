@@ -174,3 +174,33 @@ def paired_comparison(before: list[bool], after: list[bool], confidence: float =
     return {"n": n, "both": both, "b": b, "c": c, "neither": neither,
             "before": (both + b) / n, "after": (both + c) / n, "difference": (c - b) / n,
             "difference_ci": [low, high], "mcnemar_p": mcnemar_exact_p(b, c)}
+
+
+def linear_trend(values: list[float], confidence: float = 0.95) -> dict:
+    """Least-squares slope of ``values`` against their index (e.g. mean reward per training step).
+
+    The interval is ``slope ± t_{(1+confidence)/2, n-2} · SE(slope)`` from ordinary least squares
+    (``scipy.stats.linregress``); the p-value tests slope = 0 (two-sided). Steps are not
+    independent draws (the policy carries over), so read the interval as a description of the
+    curve, not as a test of the training method.
+
+    Args:
+        values: y_0..y_{n-1}, one per step, n >= 3.
+        confidence: coverage of the two-sided interval.
+
+    Returns:
+        ``{"n", "slope", "slope_ci": [low, high], "p", "first", "last"}``: slope in units of y per
+        step; ``first``/``last`` the fitted values at the first and last step.
+
+    Raises:
+        ValueError: fewer than 3 values.
+    """
+    from scipy.stats import linregress, t
+
+    n = len(values)
+    if n < 3:
+        raise ValueError(f"a trend needs at least 3 values, got {n}")
+    fit = linregress(list(range(n)), list(values))
+    half = t.ppf((1 + confidence) / 2, n - 2) * fit.stderr
+    return {"n": n, "slope": fit.slope, "slope_ci": [fit.slope - half, fit.slope + half], "p": fit.pvalue,
+            "first": fit.intercept, "last": fit.intercept + fit.slope * (n - 1)}

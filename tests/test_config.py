@@ -35,7 +35,31 @@ def test_yaml_plus_overrides(tmp_path, grpo_config_cls):
     assert training.max_steps == 9
     assert training.output_dir == f"{tmp_path}/run"
     # untouched fields keep the dataclass defaults
-    assert script.reward_funcs == GSM8K_REWARDS and script.backend == "trl"
+    assert script.reward_funcs == GSM8K_REWARDS and script.backend == "native"  # 'auto' without CUDA
+
+
+def test_backend_auto_is_native_without_cuda_and_trl_with_it(monkeypatch):
+    import torch
+
+    assert ScriptArgs().backend == ("trl" if torch.cuda.is_available() else "native")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ScriptArgs().backend == "trl" and ScriptArgs(backend="native").backend == "native"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ScriptArgs().backend == "native" and ScriptArgs(backend="trl").backend == "trl"
+
+
+def test_cpu_bf16_default_follows_the_measured_hardware(tmp_path, grpo_config_cls, monkeypatch):
+    """bf16 on a CPU only where bf16 matmuls measured faster (GRPO_TOOLKIT_BF16 stands in for the probe)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU default does not apply with CUDA")
+    for forced, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv("GRPO_TOOLKIT_BF16", forced)
+        _, training = parse(["--output_dir", str(tmp_path)], grpo_config_cls)
+        assert training.bf16 is expected and (training.use_cpu or not expected)
+    _, training = parse(["--output_dir", str(tmp_path), "--bf16", "false"], grpo_config_cls)
+    assert training.bf16 is False
 
 
 def test_typo_in_yaml_suggests_the_key(tmp_path, grpo_config_cls):

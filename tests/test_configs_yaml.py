@@ -154,14 +154,16 @@ def test_gpu_recipe_mirrors_verl(tmp_path):
     (["--bf16", "false"], "vllm"),
     (["--bf16", "false", "--use_vllm", "false"], "openai/gsm8k"),
 ])
-def test_gpu_recipe_stops_with_a_clear_error_here(overrides, expected, tmp_path, capsys):
-    """On this CPU-only, offline machine each GPU/hub requirement stops the run at once, with one line."""
+def test_gpu_recipe_stops_with_a_clear_error_here(overrides, expected, tmp_path, capsys, monkeypatch):
+    """On this CPU-only, offline machine each GPU/hub requirement stops the run at once, with one line.
+    (On a CPU whose bf16 is slow, bf16 without a GPU is refused; GRPO_TOOLKIT_BF16=0 makes this one.)"""
     import torch
 
     from grpo.cli import main
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("GRPO_TOOLKIT_BF16", "0")
     code = main(["train", "--config", str(QWEN_GPU), "--output_dir", str(tmp_path / "run"), *overrides])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and expected in err, err

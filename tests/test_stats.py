@@ -141,3 +141,18 @@ def test_paired_comparison_no_change_and_errors():
         paired_comparison([], [])
     with pytest.raises(ValueError, match="3 and 2"):
         paired_comparison([True, True, False], [True, False])
+
+
+def test_linear_trend_against_hand_computed_least_squares():
+    from grpo.stats import linear_trend
+
+    # y = 1, 3, 2, 5 at x = 0..3: x̄ = 1.5, ȳ = 2.75, Sxx = 5, Sxy = (-1.5)(-1.75) + (-0.5)(0.25) + 0.5(-0.75) + 1.5(2.25) = 5.5
+    trend = linear_trend([1, 3, 2, 5])
+    assert trend["slope"] == pytest.approx(1.1)
+    residuals = [1 - 1.1, 3 - 2.2, 2 - 3.3, 5 - 4.4]  # fitted: 1.1 + ... intercept = 2.75 - 1.1*1.5 = 1.1
+    se = math.sqrt(sum(r * r for r in residuals) / 2 / 5)
+    t975_df2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom
+    assert trend["slope_ci"] == pytest.approx([1.1 - t975_df2 * se, 1.1 + t975_df2 * se])
+    assert trend["first"] == pytest.approx(1.1) and trend["last"] == pytest.approx(4.4)
+    with pytest.raises(ValueError):
+        linear_trend([1.0, 2.0])
