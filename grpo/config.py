@@ -39,7 +39,7 @@ class ScriptArgs:
     bnb_4bit_compute_dtype: str = field(default="bfloat16", metadata={
         "help": "4-bit: dtype of the matmuls on dequantized weights: bfloat16, float16 or float32."})
     # Data
-    dataset: str = field(default="synthetic:gsm8k", metadata={
+    dataset: str = field(default="gsm8k", metadata={
         "help": "Dataset spec: gsm8k (real GSM8K shipped with the package, offline; split train or test from "
                 "dataset_split), synthetic:gsm8k[:N] (generated, offline), a GSM8K-format .jsonl file, or "
                 "openai/gsm8k (hub)."})
@@ -52,8 +52,14 @@ class ScriptArgs:
     prompt_format: str = field(default="tags", metadata={
         "help": "'tags': the course's system prompt asking for <reasoning>/<answer> (accuracy reads <answer>); "
                 "'hash': verl's GSM8K prompt, the question + \"Let's think step by step and output the final "
-                "answer after '####'.\" as the only message (accuracy reads the number after ####)."})
-    eval_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget per evaluated problem, tokens."})
+                "answer after '####'.\" as the only message (accuracy reads the number after ####); "
+                "'summary': one user turn asking for a one-sentence summary of the question text (the length-reward "
+                "exercise, grpo/configs/length.yaml)."})
+    eval_base: bool = field(default=True, metadata={
+        "help": "Evaluate the base model before any training; false starts the table at the warm-start model "
+                "(saves one evaluation when the base model's score is already known)."})
+    eval_max_new_tokens: int = field(default=320, metadata={
+        "help": "Generation budget per evaluated problem, tokens (320 fits 99.9%% of real GSM8K solutions, formatted)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Problems generated together during evaluation."})
     # Rewards
     reward_funcs: list[str] = field(default_factory=lambda: list(GSM8K_REWARDS), metadata={
@@ -70,6 +76,10 @@ class ScriptArgs:
     sft_epochs: float = field(default=1.0, metadata={"help": "Warm-start: epochs over sft_examples."})
     sft_learning_rate: float = field(default=2e-4, metadata={"help": "Warm-start: learning rate (LoRA)."})
     sft_batch_size: int = field(default=8, metadata={"help": "Warm-start: examples per optimizer step."})
+    sft_micro_batch_size: int = field(default=2, metadata={
+        "help": "Warm-start: examples per forward; sft_batch_size is reached by gradient accumulation. Memory: "
+                "the logits over a 49k vocabulary (and TRL's entropy / token-accuracy copies of them) take "
+                "~0.5 GB per 512-token example."})
     dynamic_sampling: bool = field(default=False, metadata={
         "help": "Native backend: replace zero-spread groups with fresh prompts (DAPO dynamic sampling)."})
     dynamic_sampling_max_retries: int = field(default=3, metadata={
@@ -102,12 +112,17 @@ class ScriptArgs:
             raise UserError("reward_kwargs must map each reward spec to a mapping of parameters")
         if not self.reward_funcs:
             raise UserError("reward_funcs is empty: name at least one reward (see `grpo rewards list`)")
+        if self.sft_micro_batch_size <= 0 or self.sft_batch_size % self.sft_micro_batch_size:
+            raise UserError(f"sft_batch_size={self.sft_batch_size} must be a positive multiple of "
+                            f"sft_micro_batch_size={self.sft_micro_batch_size}")
         for name, value in (("lora_r", self.lora_r), ("eval_batch_size", self.eval_batch_size),
                             ("eval_max_new_tokens", self.eval_max_new_tokens)):
             if value <= 0:
                 raise UserError(f"{name}={value}: must be a positive integer")
-        if self.prompt_format not in {"tags", "hash"}:
-            raise UserError(f"prompt_format={self.prompt_format!r}: use 'tags' or 'hash'")
+        if self.prompt_format not in {"tags", "hash", "summary"}:
+            raise UserError(f"prompt_format={self.prompt_format!r}: use 'tags', 'hash' or 'summary'")
+        if self.prompt_format == "summary" and self.warm_start:
+            raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'summary' set warm_start false")
         if self.prompt_format == "hash" and self.warm_start:
             raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'hash' set warm_start false")
         if self.eval_size < 0:

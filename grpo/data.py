@@ -207,11 +207,18 @@ def to_reasoning_format(solution: str) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{extract_hash_answer(solution)}\n</answer>\n"
 
 
+SUMMARY_INSTRUCTION = "Summarize the following text in one short sentence."
+
+
 def make_prompt(question: str, system_prompt: str = SYSTEM_PROMPT, prompt_format: str = "tags") -> list[dict]:
     """The conversational prompt TRL expects: system message + the question as the user turn
-    (``prompt_format="tags"``), or verl's single user turn ending in :data:`HASH_INSTRUCTION` (``"hash"``)."""
+    (``prompt_format="tags"``), verl's single user turn ending in :data:`HASH_INSTRUCTION` (``"hash"``),
+    or a single user turn asking for a one-sentence summary of the text (``"summary"``: the course's
+    length-reward exercise, where only the completion's length is rewarded)."""
     if prompt_format == "hash":
         return [{"role": "user", "content": f"{question} {HASH_INSTRUCTION}"}]
+    if prompt_format == "summary":
+        return [{"role": "user", "content": f"{SUMMARY_INSTRUCTION}\n\n{question}"}]
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": question}]
 
 
@@ -224,7 +231,7 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
         split: which split for ``gsm8k`` (``train`` / ``test``), hub and synthetic specs.
         limit: keep the first ``limit`` rows (None = all).
         system_prompt: the system message of every prompt.
-        prompt_format: ``"tags"`` or ``"hash"`` (see :func:`make_prompt`).
+        prompt_format: ``"tags"``, ``"hash"`` or ``"summary"`` (see :func:`make_prompt`).
 
     Returns:
         ``datasets.Dataset`` with columns ``prompt`` (list of ``{"role", "content"}``), ``answer``

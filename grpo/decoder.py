@@ -103,9 +103,9 @@ class KVBuffers:
         ``chunk`` positions if full) and return its index; the caller writes it in every layer."""
         n, chunk = self.length, self.chunk
         if n >= self.capacity:
-            grow = lambda t: torch.cat([t, t.new_zeros((*t.shape[:2], chunk, t.shape[3]))], dim=2)  # noqa: E731
-            self.keys = [grow(k) for k in self.keys]
-            self.values = [grow(v) for v in self.values]
+            for buffers in (self.keys, self.values):  # layer by layer, as in select()
+                for i, buf in enumerate(buffers):
+                    buffers[i] = torch.cat([buf, buf.new_zeros((*buf.shape[:2], chunk, buf.shape[3]))], dim=2)
             self.bias = torch.cat([self.bias, self.bias.new_full((*self.bias.shape[:3], chunk), float("-inf"))], -1)
         self.bias[..., n] = 0.0
         self.length = n + 1
@@ -113,8 +113,9 @@ class KVBuffers:
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (1-D long index into the batch), in that order."""
-        self.keys = [k.index_select(0, rows) for k in self.keys]
-        self.values = [v.index_select(0, rows) for v in self.values]
+        for buffers in (self.keys, self.values):  # layer by layer: one layer's copy in flight, not the whole cache
+            for i, buf in enumerate(buffers):
+                buffers[i] = buf.index_select(0, rows)
         self.bias = self.bias.index_select(0, rows)
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["MemoryLog", "rss_bytes"]
+__all__ = ["MemoryLog", "release_memory", "rss_bytes"]
 
 
 def rss_bytes() -> int:
@@ -25,6 +25,19 @@ def rss_bytes() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so one stage's
+    peak (e.g. the SFT trainer's logits) does not stay resident through the next."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 class MemoryLog:
@@ -63,6 +76,7 @@ class MemoryLog:
             done.set()
             thread.join()
             peak[0] = max(peak[0], rss_bytes())
+            release_memory()
             self.stages[name] = {"peak_rss_mb": round(peak[0] / 2**20, 1),
                                  "seconds": round(time.perf_counter() - start, 1)}
             self.write()

@@ -23,7 +23,6 @@ GRPOConfig fields outside SUPPORTED/IGNORED are refused by `check_supported` whe
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import time
@@ -35,68 +34,15 @@ import torch
 
 from grpo import hf_compat, native_checkpoint as ckpt, tracking
 from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.console import StepProgress
 from grpo.diagnostics import warn_if_no_signal
 from grpo.distributed import all_gather_cat, all_sum, init_distributed
 from grpo.errors import UserError
-from grpo.loss import LOSS_TYPES, grpo_loss, logprobs_from_hidden, sampling_correction
-from grpo.quantization import BNB_OPTIMIZERS, make_optimizer
+from grpo.loss import grpo_loss, logprobs_from_hidden, sampling_correction
+from grpo.native_config import check_supported
+from grpo.quantization import make_optimizer
 
 log = logging.getLogger(__name__)
-
-# Honoured exactly as trl.GRPOTrainer does (see the module docstring for the differences).
-SUPPORTED = set("""
-    num_generations per_device_train_batch_size gradient_accumulation_steps learning_rate lr_scheduler_type
-    lr_scheduler_kwargs warmup_steps weight_decay adam_beta1 adam_beta2 adam_epsilon optim max_steps num_train_epochs
-    num_iterations beta epsilon epsilon_high loss_type scale_rewards importance_sampling_level use_bias_correction_kl
-    mask_truncated_completions max_grad_norm temperature top_p top_k max_completion_length logging_steps save_steps
-    save_strategy save_total_limit seed reward_weights bf16 disable_dropout use_vllm vllm_gpu_memory_utilization
-    vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu vllm_mode
-    vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
-    vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_importance_sampling_clip_min
-    vllm_importance_sampling_clip_max vllm_importance_sampling_cap""".split())
-# No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
-# checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
-IGNORED = set("""
-    gradient_checkpointing activation_checkpointing
-    output_dir run_name project report_to logging_strategy logging_first_step log_level log_level_replica
-    log_on_each_node logging_nan_inf_filter disable_tqdm log_completions num_completions_to_print log_unique_prompts
-    log_multimodal push_to_hub hub_token hub_private_repo hub_model_id hub_strategy hub_always_push hub_revision
-    trackio_space_id trackio_bucket_id trackio_static_space_id dataloader_drop_last dataloader_num_workers
-    dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor dataloader_multiprocessing_context
-    dataloader_in_order remove_unused_columns local_rank ddp_backend ddp_timeout ddp_find_unused_parameters
-    ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph do_train do_eval do_predict skip_memory_metrics
-    save_on_each_node save_only_model per_device_eval_batch_size num_generations_eval accelerator_config
-    model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen pad_to_multiple_of ignore_data_skip
-    gradient_checkpointing_kwargs activation_checkpointing_kwargs torch_empty_cache_steps cast_lm_head_to_fp32
-    debug""".split())
-
-
-def check_supported(args) -> None:
-    """Refuse GRPOConfig fields this backend does not implement, when set away from their defaults
-    (compared with a GRPOConfig built from the user's SUPPORTED values, so derived fields agree).
-
-    Raises:
-        UserError: naming the first offending field, its value and the alternative.
-    """
-    from trl import GRPOConfig
-
-    fields = [f for f in dataclasses.fields(GRPOConfig) if f.init]
-    keep = {f.name: getattr(args, f.name) for f in fields if f.name in SUPPORTED or f.name == "output_dir"}
-    keep["bf16"], keep["use_cpu"] = False, getattr(args, "use_cpu", False)  # bf16 is validated per device
-    reference = GRPOConfig(**keep)
-    for name in (f.name for f in fields):
-        if name in SUPPORTED or name in IGNORED or (name.startswith("vllm_") and not args.use_vllm):
-            continue
-        value, default = getattr(args, name), getattr(reference, name)
-        if value != default and repr(value) != repr(default):
-            raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
-                            f"unset it or use --backend trl")
-    for name, allowed in (("loss_type", LOSS_TYPES), ("optim", ("adamw_torch", "adamw_torch_fused", *BNB_OPTIMIZERS)),
-                          ("save_strategy", ("steps", "no")), ("fp16", ("False",))):
-        value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value
-        if value not in {a.lower() for a in allowed}:
-            raise UserError(f"{name}={getattr(args, name)!r}: the native backend supports {', '.join(allowed)}")
-
 
 # ---------------------------------------------------------------------------- rollout and rewards
 
@@ -327,6 +273,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
 
     # ------------------------------------------------------------ the loop
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
+    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
     try:
         while state["step"] < max_steps:
             committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}
@@ -380,7 +327,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                 window[k].append(v)
             for k, v in step_metrics.items():
                 window[k].append(sum(v) / len(v))
-            if state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
+            logged = {"step_time": window["step_time"][-1]}
+            if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
                 keys = sorted(k for k in window if k != "policy_loss")
                 values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64)
                 logged = dict(zip(keys, (all_sum(values, world) / world).tolist()))  # mean over processes
@@ -388,6 +336,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                     metrics_log.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
                 tracker.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
                 state["window"] = defaultdict(list)
+            progress.update(state["step"], logged, log_row=log_now)  # the bar, and a table row when logged
             if ckpt.should_save(args, state["step"]) and rank == 0:
                 ckpt.save(args.output_dir, state["step"], model, tokenizer, optimizer, scheduler,
                           ckpt.loop_snapshot(state), ckpt.rng_state(), args.save_total_limit)
@@ -397,5 +346,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             ckpt.save(args.output_dir, committed["loop"]["step"], model, tokenizer, optimizer, scheduler,
                       committed["loop"], committed["rng"], args.save_total_limit)
         raise
+    finally:
+        progress.close()
     tracker.finish()
     return model

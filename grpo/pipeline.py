@@ -169,7 +169,7 @@ def preflight(script_args, training_args) -> bool:
 
     if script_args.backend == "native":
         from grpo.launch import check_native_launch
-        from grpo.native import check_supported
+        from grpo.native_config import check_supported
 
         check_supported(training_args)
         check_native_launch()
@@ -263,8 +263,10 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     progress = not training_args.disable_tqdm
 
     result = {"output_dir": str(out)}
-    with memory.stage("eval_before"):
-        result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)
+    if script_args.eval_base:
+        with memory.stage("eval_before"):
+            result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json",
+                                             progress, dtype)
     if script_args.warm_start:
         from grpo.sft import warm_start
 

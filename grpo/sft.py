@@ -62,6 +62,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from grpo.console import quiet_progress
     from grpo.models import lora_config
     from grpo.quantization import full_precision_copy, is_quantized, load_for_training
     from grpo.run_dir import save_checkpoint_atomic
@@ -77,7 +78,8 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     config = SFTConfig(
         output_dir=str(Path(output_dir) / "sft"),
         max_steps=max_steps,
-        per_device_train_batch_size=script_args.sft_batch_size,
+        per_device_train_batch_size=script_args.sft_micro_batch_size,  # memory: logits over the vocabulary
+        gradient_accumulation_steps=script_args.sft_batch_size // script_args.sft_micro_batch_size,
         learning_rate=script_args.sft_learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 10),
@@ -98,6 +100,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     logger.warning("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
     configure(config, output_dir=output_dir)  # before the Trainer's reporting callbacks import their libraries
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    quiet_progress(trainer, "warm-start SFT")
     trainer.train()
     finish_wandb()  # the GRPO stage that follows starts its own wandb run
     trained = unsharded_model(trainer, script_args)  # FSDP / ZeRO-3: every process joins the gather

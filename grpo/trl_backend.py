@@ -56,6 +56,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     """
     from trl import GRPOTrainer
 
+    from grpo.console import quiet_progress
     from grpo.sharded import unsharded_model
     from grpo.tracking import configure, trl_callback
 
@@ -68,6 +69,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         processing_class=tokenizer,
         callbacks=[_metrics_callback(logger_, getattr(logger_, "recorder", None))] + ([extras] if extras else []),
     )
+    quiet_progress(trainer, "GRPO (trl)")
     if extras is not None:
         extras.trainer = trainer  # reads TRL's buffer of the last generation batch for the tensorboard table
     logger_.trainer = trainer  # lets the caller save on Ctrl-C

@@ -101,6 +101,8 @@ def test_grpo_config_parses_and_resolves(path, tmp_path):
         got = getattr(target, key)
         if isinstance(value, float):
             assert got == pytest.approx(value), key
+        elif key == "backend" and value == "auto":  # resolved at parse time: native without CUDA, trl with it
+            assert got == ("trl" if torch.cuda.is_available() else "native")
         elif key not in {"report_to", "lr_scheduler_type"}:  # TRL normalises these to lists/enums
             assert got == value or str(got) == str(value), (key, got, value)
     from grpo.pipeline import load_reward_funcs
