@@ -111,7 +111,7 @@ def test_grpo_config_parses_and_resolves(path, tmp_path):
     assert len(funcs) == len(script.reward_funcs) and all(callable(f) for f in funcs)
     if not GPU_ONLY.search(path.stem):  # the defaults run offline (gsm8k_hub / *_gpu are the documented GPU variants)
         assert script.model.startswith("embedded:") or (ROOT / script.model).exists(), script.model
-        assert script.dataset.startswith("synthetic:") or (ROOT / script.dataset).exists(), script.dataset
+        assert script.dataset in {"gsm8k"} or script.dataset.startswith("synthetic:") or (ROOT / script.dataset).exists(), script.dataset  # offline specs
 
 
 # ---- The GPU recipe (verl's Qwen2.5-0.5B-Instruct GRPO-LoRA, 54.3 on GSM8K): settings, not a run ----------
