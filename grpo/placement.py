@@ -1,6 +1,6 @@
-"""Where a training run puts its model: one device, and evaluation on the main process.
+"""Where a training run puts its model: one device, evaluation on the main process, full copies outside ZeRO-3.
 
-Two decisions, each a small function the tests call with ``device="cpu"`` (pytest tests/test_placement.py):
+Three decisions, each a small function the tests call with ``device="cpu"`` (pytest tests/test_placement.py):
 
 * :func:`place_model` -- the model on the training device (``training_args.device``: ``cuda:<local
   rank>`` under a launcher, the CPU with ``use_cpu``). A bitsandbytes model loaded with a
@@ -10,6 +10,10 @@ Two decisions, each a small function the tests call with ``device="cpu"`` (pytes
   evaluation must fit in ``ddp_timeout``, 1800 s by default). Weights that DeepSpeed ZeRO-3 has
   partitioned across processes (``zero3_init_flag: true``) cannot run a forward outside the
   DeepSpeed engine: that evaluation is skipped with one warning.
+* :func:`zero3_init_disabled` -- a model one process builds alone (the merge at the end of a
+  sharded run, the warm-start reload) must not be built inside ``deepspeed.zero.Init``, whose
+  parameter partitioning is a collective the other processes never join (a hang until the NCCL
+  timeout).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from grpo.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["eval_placement", "evaluate_on_main", "is_device_mapped", "is_partitioned", "on_device", "place_model"]
+__all__ = ["eval_placement", "evaluate_on_main", "is_device_mapped", "is_partitioned", "on_device", "place_model",
+           "zero3_init_disabled"]
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -125,3 +130,29 @@ def evaluate_on_main(training_args, model, evaluate, barrier=None):
             report = evaluate(placed)
     (barrier or _wait_for_everyone)()
     return report
+
+
+@contextmanager
+def zero3_init_disabled():
+    """Inside the block, ``from_pretrained`` builds ordinary full models even when DeepSpeed ZeRO-3 is configured.
+
+    transformers builds a model inside ``deepspeed.zero.Init`` when ``is_deepspeed_zero3_enabled()``,
+    which reads a module-level weak reference to the DeepSpeed config that ``TrainingArguments``
+    (through accelerate's plugin) registers. The block clears it with transformers'
+    ``unset_hf_deepspeed_config`` and registers the same object again afterwards, so the Trainer's
+    own ZeRO-3 handling is unchanged. (accelerate 1.15's ``zero3_init_context_manager(enable=False)``
+    is no substitute: it registers the same stage-3 config again, so transformers still sees ZeRO-3.)
+    Outside DeepSpeed it does nothing.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)  # no public getter for the object itself
+    config = ref() if ref is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
