@@ -348,7 +348,9 @@ def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = N
         state_dict: ``model``'s full state dict (e.g. gathered from the shards); default ``model.state_dict()``.
 
     Returns:
-        A new ``peft.PeftModel`` (float32, CPU) holding the adapter tensors, cast to float32.
+        A new ``peft.PeftModel`` (float32, CPU) holding the adapter tensors, cast to float32. It is
+        built by this process alone, so never inside DeepSpeed ZeRO-3's ``zero.Init``
+        (:func:`grpo.placement.zero3_init_disabled`).
 
     Raises:
         RuntimeError: ``state_dict`` holds no adapter tensors, or ones the fresh copy has no place for.
@@ -357,8 +359,11 @@ def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = N
 
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+    from grpo.placement import zero3_init_disabled
+
     config = model.peft_config[model.active_adapter]
-    base, _ = load_model(config.base_model_name_or_path or fallback_spec)
+    with zero3_init_disabled():  # the main process alone builds it: zero.Init would wait for the others
+        base, _ = load_model(config.base_model_name_or_path or fallback_spec)
     fresh = get_peft_model(base, deepcopy(config))
     adapter = get_peft_model_state_dict(model, state_dict=state_dict)
     if not adapter:

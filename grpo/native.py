@@ -26,63 +26,24 @@ import copy
 import logging
 import math
 import time
-import types
 from collections import defaultdict
 from contextlib import nullcontext
 
 import torch
 
 from grpo import hf_compat, native_checkpoint as ckpt, tracking
-from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.advantages import combine_rewards, group_advantages, reward_metrics
 from grpo.console import StepProgress
 from grpo.diagnostics import warn_if_no_signal
 from grpo.distributed import all_gather_cat, all_sum, init_distributed
 from grpo.errors import UserError
 from grpo.loss import grpo_loss, logprobs_from_hidden, sampling_correction
 from grpo.native_config import check_supported
+from grpo.native_rollout import informative, rollout as rollout_and_score
+from grpo.placement import place_model
 from grpo.quantization import make_optimizer
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------- rollout and rewards
-
-
-def _tokenize_prompt(tokenizer, prompt) -> list[int]:
-    if isinstance(prompt, list):  # conversational: chat template + generation prompt, tokenized as TRL does
-        return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
-    return tokenizer(prompt)["input_ids"]
-
-
-def _rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, engine=None) -> list[dict]:
-    """Generate G completions per dataset row (grpo.sampler, or the vLLM engine) and score them."""
-    from grpo.sampler import generate
-    from rewards import call_reward
-
-    g = args.num_generations
-    prompt_ids = [_tokenize_prompt(tokenizer, r["prompt"]) for r in rows]
-    sample, extra = (engine.generate, {"seed": seed}) if engine is not None else (generate, {"dtype": dtype})
-    out = sample(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
-                 temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
-                 generator=torch.Generator().manual_seed(seed), **extra)
-    texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
-    prompts = [rows[i // g]["prompt"] for i in range(len(texts))]
-    completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
-    columns = {k: [rows[i // g][k] for i in range(len(texts))] for k in rows[0] if k != "prompt"}
-    columns["completion_ids"] = out.completion_ids
-    columns["trainer_state"] = types.SimpleNamespace(global_step=step)
-    scores = []
-    for fn in reward_funcs:
-        values = call_reward(fn, completions, prompts=prompts, **columns)
-        scores.append([float("nan") if v is None else float(v) for v in values])
-    return [{"prompt": prompts[i], "completion": completions[i], "prompt_ids": out.prompt_ids[i // g],
-             "completion_ids": out.completion_ids[i], "truncated": out.is_truncated[i],
-             "sampling_logps": out.logprobs[i], "rewards": [s[i] for s in scores]} for i in range(len(texts))]
-
-
-def _informative(group: list[dict], weights) -> bool:
-    std = nanstd(combine_rewards(torch.tensor([r["rewards"] for r in group]), weights))  # scalar
-    return bool(torch.isfinite(std) and std > 1e-6)
 
 
 # ---------------------------------------------------------------------------- log-probs
@@ -140,7 +101,7 @@ def _reference_logps(model, ref_model, batch, temperature, autocast) -> torch.Te
 # ---------------------------------------------------------------------------- training loop
 
 
-def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, logger=None):
+def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, logger=None, device=None):
     """Train `model` with GRPO; same signature and run-directory output as grpo.trl_backend.train.
 
     Args:
@@ -150,6 +111,9 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         training_args: trl.GRPOConfig (see SUPPORTED). script_args: ScriptArgs or None (read with
             getattr: dynamic_sampling, dynamic_sampling_max_retries, resume).
         logger: grpo.run_dir.MetricsLogger or None.
+        device: where to train; default ``training_args.device`` (this process's GPU under a launcher).
+            The model is moved there (a bitsandbytes ``device_map`` model must already be there), and
+            every tensor handed to a collective or to the sampler (its generator) is created there.
 
     Returns the trained model (same object). Raises UserError for unsupported or inconsistent
     settings, and KeyboardInterrupt again after the last completed step is checkpointed.
@@ -158,7 +122,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
 
     args, metrics_log = training_args, logger
     check_supported(args)
-    rank, world = init_distributed()
+    device = torch.device(device) if device is not None else args.device
+    rank, world = init_distributed(device)
     g, ga, micro_size = args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size
     if (micro_size * ga) % g:
         raise UserError(f"per_device_train_batch_size * gradient_accumulation_steps = {micro_size * ga} is not a "
@@ -174,13 +139,13 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     set_seed(args.seed)
 
     # ------------------------------------------------------------ model, optimizer, schedule
-    device = next(model.parameters()).device
+    model = place_model(model, device)  # the model, its optimizer state and its frozen reference copy live there
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else nullcontext
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     engine = None  # use_vllm: vLLM colocated or a server (vllm_mode), the policy's weights pushed before every rollout
     if args.use_vllm:
         from grpo.vllm_server import make_engine
-        engine = make_engine(args, base.config._name_or_path, rank, world)
+        engine = make_engine(args, base.config._name_or_path, rank, world, device)
     if getattr(base, "is_gradient_checkpointing", False):  # it would switch off the shared prompt's KV cache
         base.gradient_checkpointing_disable()
     for m in model.modules() if args.disable_dropout else ():
@@ -210,7 +175,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     # ------------------------------------------------------------ loop state (all of it is checkpointed)
     state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": []}
     ckpt.resume(args.resume_from_checkpoint or getattr(script_args, "resume", None), args.output_dir, state,
-                model, optimizer, scheduler, metrics_log)
+                model, optimizer, scheduler, metrics_log, device)
     tracker = tracking.open_trackers(args, script_args, enabled=rank == 0)  # report_to: no-op off rank 0 / none
     orders: dict[int, list[int]] = {}
 
@@ -224,31 +189,37 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             rows.append(train_dataset[orders[k // n][k % n]])
         state["cursor"] += world * local_prompts
         seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729 + rank
-        return _rollout(model, tokenizer, rows, reward_funcs, args, seed, rollout_dtype, state["step"], engine)
+        return rollout_and_score(model, tokenizer, rows, reward_funcs, args, seed, rollout_dtype, state["step"], device,
+                                 engine)
+
+    def gather(values: list) -> torch.Tensor:
+        """Every process's ``values`` (N, ...) concatenated in rank order: (world*N, ...), on the device."""
+        return all_gather_cat(torch.tensor(values, dtype=torch.float32, device=device), world, device)
 
     def make_generation_batch() -> tuple[dict, dict]:
         """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process."""
         records = rollout(0)
-        per_func = all_gather_cat(torch.tensor([r["rewards"] for r in records]), world)  # (world*N, F)
-        lengths = all_gather_cat(torch.tensor([float(len(r["completion_ids"])) for r in records]), world)  # (world*N,)
-        truncated = all_gather_cat(torch.tensor([float(r["truncated"]) for r in records]), world)  # (world*N,)
+        # every tensor that meets a collective is created on the device (NCCL takes no CPU tensors)
+        per_func = gather([r["rewards"] for r in records])  # (world*N, F)
+        lengths = gather([float(len(r["completion_ids"])) for r in records])  # (world*N,)
+        truncated = gather([float(r["truncated"]) for r in records])  # (world*N,)
         _, first = group_advantages(combine_rewards(per_func, weights), g, args.scale_rewards)
         metrics = {**reward_metrics(per_func, weights, names), **first, "completions/mean_length": lengths.mean().item(),
                    "completions/clipped_ratio": truncated.mean().item()}
         if dynamic:  # DAPO dynamic sampling: swap zero-spread groups for fresh prompts, bounded rounds
             groups = [records[i : i + g] for i in range(0, len(records), g)]
-            kept, spare = [x for x in groups if _informative(x, weights)], [x for x in groups if not _informative(x, weights)]
+            kept, spare = [x for x in groups if informative(x, weights)], [x for x in groups if not informative(x, weights)]
             for round_ in range(1, retries + 1):
-                if all_sum(torch.tensor([float(len(kept) < local_prompts)]), world).item() == 0:
+                if all_sum(torch.tensor([float(len(kept) < local_prompts)], device=device), world, device).item() == 0:
                     break  # every process is full
                 if len(kept) < local_prompts:
                     fresh = rollout(round_)
-                    kept += [x for x in (fresh[i : i + g] for i in range(0, len(fresh), g)) if _informative(x, weights)]
+                    kept += [x for x in (fresh[i : i + g] for i in range(0, len(fresh), g)) if informative(x, weights)]
                 else:
                     state["cursor"] += world * local_prompts  # keep the prompt stream in step with the others
                 metrics["dynamic_sampling/rounds"] = float(round_)
             records = [r for grp in (kept + spare)[:local_prompts] for r in grp]
-        rewards = combine_rewards(all_gather_cat(torch.tensor([r["rewards"] for r in records]), world), weights)  # (world*N,)
+        rewards = combine_rewards(gather([r["rewards"] for r in records]), weights)  # (world*N,)
         advantages = group_advantages(rewards, g, args.scale_rewards)[0].view(world, -1)[rank]  # (N,)
         recorder = getattr(metrics_log, "recorder", None)  # the pipeline's reward wrapper keeps the samples
         if rank == 0 and recorder is not None:
@@ -267,7 +238,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             if args.beta != 0.0:
                 batch["ref_logps"] = _reference_logps(model, ref_model, batch, args.temperature, autocast)
             micro.append(batch)
-        num_items = all_sum(torch.tensor(float(sum(b["mask"].sum().item() for b in micro))), world)  # dapo's N
+        num_items = all_sum(torch.tensor(float(sum(b["mask"].sum().item() for b in micro)), device=device), world,
+                            device)  # dapo's N
         state["generation"] += 1
         return {"micro": micro, "num_items": num_items}, metrics
 
@@ -308,12 +280,13 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
                     step_metrics[k].append(v)
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             if world > 1:  # one flat all-reduce of every gradient: the DDP mean, by hand
-                flat = all_sum(torch.cat([x.reshape(-1) for x in grads]), world).div_(world)
+                flat = all_sum(torch.cat([x.reshape(-1) for x in grads]), world, device).div_(world)
                 for p, chunk in zip(params, flat.split([x.numel() for x in grads])):
                     p.grad = chunk.view_as(p).clone()
             clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-            total_loss = all_sum(torch.tensor(step_loss, dtype=torch.float64), world).item()  # same verdict on every rank
+            step_total = torch.tensor(step_loss, dtype=torch.float64, device=device)
+            total_loss = all_sum(step_total, world, device).item()  # same verdict on every rank
             if math.isfinite(grad_norm) and math.isfinite(total_loss):
                 optimizer.step()
                 scheduler.step()
@@ -330,8 +303,9 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             logged = {"step_time": window["step_time"][-1]}
             if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
                 keys = sorted(k for k in window if k != "policy_loss")
-                values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64)
-                logged = dict(zip(keys, (all_sum(values, world) / world).tolist()))  # mean over processes
+                values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64,
+                                      device=device)
+                logged = dict(zip(keys, (all_sum(values, world, device) / world).tolist()))  # mean over processes
                 if rank == 0 and metrics_log is not None:
                     metrics_log.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})
                 tracker.log(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]})

@@ -186,9 +186,21 @@ def should_save(args, step: int) -> bool:
     return str(args.save_strategy).lower().endswith("steps") and bool(args.save_steps) and step % args.save_steps == 0
 
 
-def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_log=None) -> None:
+def to_device(obj, device):
+    """``obj`` with every tensor in it (nested dicts and lists) moved to ``device``; other values as they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_log=None, device=None) -> None:
     """If `spec` names a checkpoint (see :func:`resolve`), load it and update `state` in place;
-    drop metrics/samples lines logged after its step so the resumed run appends where it left off."""
+    drop metrics/samples lines logged after its step so the resumed run appends where it left off.
+    The saved generation buffer (read onto the CPU) goes to `device`, where the model trains."""
     from collections import defaultdict
 
     path = resolve(spec, output_dir)
@@ -196,5 +208,7 @@ def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_l
         return
     state.update(load(path, model, optimizer, scheduler)["loop"])
     state["window"] = defaultdict(list, state["window"])
+    if device is not None and state.get("buffer") is not None:
+        state["buffer"] = to_device(state["buffer"], device)
     if metrics_log is not None:
         metrics_log.truncate_after(state["step"])

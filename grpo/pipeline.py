@@ -238,6 +238,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     from grpo.hardware import describe
     from grpo.memory import MemoryLog
     from grpo.models import apply_lora
+    from grpo.placement import evaluate_on_main
     from grpo.quantization import load_for_training
     from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_json_atomic, write_model_card
 
@@ -265,16 +266,16 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     result = {"output_dir": str(out)}
     if script_args.eval_base:
         with memory.stage("eval_before"):
-            result["eval_before"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json",
-                                             progress, dtype)
+            result["eval_before"] = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, its device
+                m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype))
     if script_args.warm_start:
         from grpo.sft import warm_start
 
         with memory.stage("warm_start"):
             model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
         with memory.stage("eval_after_sft"):
-            result["eval_after_sft"] = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json",
-                                                progress, dtype)
+            result["eval_after_sft"] = evaluate_on_main(training_args, model, lambda m: run_eval(
+                m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
     if script_args.use_lora:
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)

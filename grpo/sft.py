@@ -57,14 +57,15 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         ``load_in_4bit``/``load_in_8bit`` the SFT is QLoRA on the quantized ``model``; its adapter is
         merged into the unquantized base (``sft_checkpoint`` is full precision) and the model
         returned is that checkpoint quantized again. With several processes the main one merges
-        and writes ``sft_checkpoint`` and the others load it from there.
+        and writes ``sft_checkpoint`` and the others load it from there. Under DeepSpeed ZeRO-3 every
+        process gets a full model (built outside ``zero.Init``, :func:`grpo.placement.zero3_init_disabled`),
+        which the GRPO stage's Trainer partitions again.
     """
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from grpo.console import quiet_progress
     from grpo.models import lora_config
-    from grpo.quantization import full_precision_copy, is_quantized, load_for_training
+    from grpo.quantization import full_precision_copy, is_quantized
     from grpo.run_dir import save_checkpoint_atomic
     from grpo.sharded import unsharded_model
     from grpo.tracking import configure, finish_wandb
@@ -72,7 +73,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
         logger.warning("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
-        return load_for_training(done, script_args)[0] if is_quantized(script_args) else AutoModelForCausalLM.from_pretrained(done)
+        return reload_checkpoint(done, script_args)
     dataset = build_sft_dataset(rows, script_args.sft_examples)
     max_steps = max(1, math.ceil(len(dataset) * script_args.sft_epochs / script_args.sft_batch_size))
     config = SFTConfig(
@@ -112,4 +113,18 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     trainer.accelerator.wait_for_everyone()
     if main and not is_quantized(script_args):
         return merged
-    return load_for_training(done, script_args)[0]
+    return reload_checkpoint(done, script_args)
+
+
+def reload_checkpoint(done, script_args):
+    """The merged warm-start checkpoint ``done`` loaded for training (quantized again for QLoRA), as a full model.
+
+    Each process loads it on its own (the main one after writing it, or every one when a run is
+    resumed), so DeepSpeed ZeRO-3's ``zero.Init``, a collective, is switched off for the load
+    (:func:`grpo.placement.zero3_init_disabled`).
+    """
+    from grpo.placement import zero3_init_disabled
+    from grpo.quantization import load_for_training
+
+    with zero3_init_disabled():
+        return load_for_training(done, script_args)[0]

@@ -42,17 +42,21 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
 
     Returns:
         The copy, float32 on CPU: for a peft model the fresh base with the adapter tensors of
-        ``state_dict``; for a plain model every tensor of ``state_dict``.
+        ``state_dict``; for a plain model every tensor of ``state_dict``. Built with ZeRO-3's
+        ``zero.Init`` switched off (:func:`grpo.placement.zero3_init_disabled`): only the main process
+        builds it, and ``zero.Init`` would wait for the others, which have returned (a hang).
 
     Raises:
         RuntimeError: ``state_dict`` does not fit the architecture (missing or unexpected names,
             or shapes; for a peft model: no adapter tensors, or ones without a place).
     """
     from grpo.models import adapter_on_fresh_base, load_model
+    from grpo.placement import zero3_init_disabled
 
     if hasattr(model, "peft_config"):
-        return adapter_on_fresh_base(model, script_args.model, state_dict)
-    fresh, _ = load_model(script_args.model)
+        return adapter_on_fresh_base(model, script_args.model, state_dict)  # (zero.Init off in there too)
+    with zero3_init_disabled():
+        fresh, _ = load_model(script_args.model)
     fresh.load_state_dict(state_dict, strict=True)
     return fresh
 

@@ -120,20 +120,25 @@ class VLLMServerEngine:
         timeout: seconds to wait for it to answer (``vllm_server_timeout``).
         group_port: port of the NCCL weight-update group (``vllm_group_port``).
         rank, world: this process and the number of training processes (rank 0 pushes the weights).
+        device: the training device, a CUDA one: the NCCL weight-update group lives there and every
+            streamed tensor is moved there first (vLLM's ``pynccl`` broadcast asserts it); default the
+            current CUDA device.
 
     Raises:
         UserError: unreachable server, no CUDA or no vllm (see :func:`check_vllm_setup`).
     """
 
-    def __init__(self, base_url: str, timeout: float = 240.0, group_port: int = 51216, rank: int = 0, world: int = 1):
+    def __init__(self, base_url: str, timeout: float = 240.0, group_port: int = 51216, rank: int = 0, world: int = 1,
+                 device=None):
         wait_for_server(base_url, timeout)
         require_vllm()
         from trl.generation.vllm_client import VLLMClient
 
         self.client = VLLMClient(base_url=base_url, group_port=group_port, connection_timeout=timeout)
         self.rank, self.world, self._metadata = rank, world, None
+        self.device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
         if rank == 0:  # the trainer joins the server's workers as one extra NCCL rank
-            self.client.init_communicator(device=torch.cuda.current_device())
+            self.client.init_communicator(device=self.device)
 
     def sync_weights(self, model) -> None:
         """Rank 0 pushes ``model``'s weights (LoRA merged) and resets the prefix cache; all ranks then wait."""
@@ -141,7 +146,8 @@ class VLLMServerEngine:
             if self._metadata is None:  # the server must know every tensor before the first one is broadcast
                 self._metadata = [(name, str(t.dtype).removeprefix("torch."), list(t.shape))
                                   for name, t in vllm_named_weights(model)]
-            self.client.update_named_params(self._metadata, vllm_named_weights(model))
+            on_device = ((name, t.to(self.device)) for name, t in vllm_named_weights(model))  # one tensor at a time
+            self.client.update_named_params(self._metadata, on_device)
             self.client.reset_prefix_cache()
         if self.world > 1:
             torch.distributed.barrier()  # nobody generates with the old weights
@@ -162,12 +168,13 @@ class VLLMServerEngine:
         return rollout_from_server(prompt_ids, output, num_generations, max_new_tokens, stops)
 
 
-def make_engine(args, model_path: str, rank: int = 0, world: int = 1):
+def make_engine(args, model_path: str, rank: int = 0, world: int = 1, device=None):
     """The native backend's vLLM engine for ``args.vllm_mode``: colocated (:class:`grpo.vllm_engine.VLLMEngine`)
-    or a server client (:class:`VLLMServerEngine`). ``model_path`` is the policy's base model."""
+    or a server client (:class:`VLLMServerEngine`, on the training ``device``). ``model_path`` is the policy's base
+    model."""
     _check_mode(args)  # each engine checks CUDA, vllm (and the server) itself
     if args.vllm_mode == "server":
-        return VLLMServerEngine(server_url(args), args.vllm_server_timeout, args.vllm_group_port, rank, world)
+        return VLLMServerEngine(server_url(args), args.vllm_server_timeout, args.vllm_group_port, rank, world, device)
     from grpo.vllm_engine import VLLMEngine
 
     return VLLMEngine(model_path, args.vllm_gpu_memory_utilization, args.vllm_max_model_length,

@@ -332,3 +332,59 @@ def test_bf16_rollouts_log_the_gap_and_correct_on_request(tmp_path):
     assert len(fixed) == 2 and all(0 < m["sampling/importance_sampling_ratio/mean"] <= 3.0 for m in fixed)
     _, fp32 = run(tmp_path / "fp32", max_steps=1)  # the sampler ran the policy itself: nothing to correct
     assert not any(k.startswith("sampling/") for k in fp32[0])
+
+
+# ---------------------------------------------------------------------------- the training device (issue 14)
+
+
+def test_train_moves_the_model_to_the_training_device(tmp_path):
+    """It used to train wherever the model happened to be (a CUDA user's model stayed on the CPU)."""
+    model, moves = tiny_model(), []
+    move = model.to
+
+    def recording_to(*args, **kwargs):
+        moves.append(torch.device(args[0]))
+        return move(*args, **kwargs)
+
+    model.to = recording_to  # an instance attribute shadows nn.Module.to
+    run(tmp_path / "plain", model=model, max_steps=1)
+    assert moves == [torch.device("cpu")]  # training_args.device
+    moves.clear()
+    model.hf_device_map = {"": "cpu"}  # a bitsandbytes device_map load is already on its device and stays there
+    run(tmp_path / "mapped", model=model, max_steps=1)
+    assert moves == []
+
+
+def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path, monkeypatch):
+    """A recording stand-in for a 2-process group (this process plays both ranks: all_gather hands its own tensor
+    back twice, all_reduce doubles): every tensor given to a collective, and the sampler's generator, is on the device."""
+    import torch.distributed as dist
+
+    import grpo.native
+    import grpo.sampler
+
+    seen, generators, sample = [], [], grpo.sampler.generate
+
+    def all_reduce(x, *args, **kwargs):
+        seen.append(("all_reduce", x.device))
+        x.mul_(2)
+
+    def all_gather(parts, x, *args, **kwargs):
+        seen.append(("all_gather", x.device, *(p.device for p in parts)))
+        for p in parts:
+            p.copy_(x)
+
+    def recording_generate(model, *args, generator=None, **kwargs):
+        generators.append((generator.device, next(model.parameters()).device))
+        return sample(model, *args, generator=generator, **kwargs)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    monkeypatch.setattr(grpo.native, "init_distributed", lambda device: (0, 2))
+    monkeypatch.setattr(grpo.sampler, "generate", recording_generate)
+    _, metrics = run(tmp_path, max_steps=2, loss_type="dapo")
+    assert len(metrics) == 2 and all(math.isfinite(m["loss"]) for m in metrics)
+    cpu = torch.device("cpu")
+    assert {name for name, *_ in seen} == {"all_reduce", "all_gather"}
+    assert all(d == cpu for _, *devices in seen for d in devices)
+    assert generators and all(g == m == cpu for g, m in generators)

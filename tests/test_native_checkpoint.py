@@ -65,3 +65,11 @@ def test_state_file_with_a_pickled_callable_is_refused(tmp_path):
     with pytest.raises(UserError, match="trainer_state.pt holds pickled objects.*refused"):
         ckpt.load(path, model, optimizer, scheduler)
     assert not marker.exists()
+
+
+def test_a_resumed_generation_buffer_goes_to_the_training_device():
+    """The buffer is read onto the CPU (map_location); on a GPU run its micro-batches must follow the model."""
+    buffer = {"micro": [{"mask": torch.ones(2, 3), "advantages": torch.zeros(2)}], "num_items": torch.tensor(6.0)}
+    moved = ckpt.to_device(buffer, "meta")
+    assert moved["micro"][0]["mask"].device.type == "meta" and moved["num_items"].device.type == "meta"
+    assert moved["micro"][0].keys() == buffer["micro"][0].keys() and ckpt.to_device(3, "meta") == 3

@@ -125,3 +125,34 @@ def test_rollout_from_server_output():
     assert rollout.prompt_ids == [[1, 2], [4]]
     with pytest.raises(ValueError, match="3 completions for 2 prompts"):
         rollout_from_server([[1, 2], [4]], {"completion_ids": [[1], [2], [3]]}, 2, 3, [3])
+
+
+def test_weight_push_streams_tensors_on_the_training_device(tmp_path, monkeypatch):
+    """vLLM's pynccl broadcast asserts the device: the push used to stream the policy's CPU tensors as they were.
+    ``meta`` stands in for the CUDA device (a device other than the model's)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import grpo.vllm_server
+    from grpo.vllm_server import VLLMServerEngine, make_engine
+
+    streamed = []
+
+    class Client:  # TRL's VLLMClient, as far as sync_weights uses it
+        def update_named_params(self, metadata, named_params):
+            streamed.extend((name, t.device) for name, t in named_params)
+
+        def reset_prefix_cache(self):
+            pass
+
+    engine = VLLMServerEngine.__new__(VLLMServerEngine)  # no server, no CUDA: the parts sync_weights reads
+    engine.client, engine.rank, engine.world, engine._metadata = Client(), 0, 1, None
+    engine.device = torch.device("meta")
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    engine.sync_weights(model)
+    assert len(streamed) == len(engine._metadata) > 0
+    assert all(device == torch.device("meta") for _, device in streamed)
+    made = []
+    monkeypatch.setattr(grpo.vllm_server, "VLLMServerEngine", lambda *args: made.append(args))
+    make_engine(config(tmp_path, vllm_mode="server"), "model", 0, 2, torch.device("cuda:1"))
+    assert made[0][-3:] == (0, 2, torch.device("cuda:1"))
