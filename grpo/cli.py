@@ -67,6 +67,7 @@ def cmd_sft(argv) -> int:
     from transformers import set_seed
 
     from grpo.pipeline import eval_dtype, load_splits, run_eval
+    from grpo.placement import evaluate_on_main
     from grpo.quantization import check_quantization_supported, load_for_training
     from grpo.sft import warm_start
 
@@ -82,9 +83,13 @@ def cmd_sft(argv) -> int:
     model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: 4/8-bit base
     progress = not training_args.disable_tqdm
     dtype = eval_dtype(training_args)
-    before = run_eval(model, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)
+    before = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, training device
+        m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)) if script_args.eval_base else None
     model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
-    after = run_eval(model, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype)
+    after = evaluate_on_main(training_args, model, lambda m: run_eval(
+        m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
+    if training_args.process_index != 0:
+        return 0
     _print_closing_table({"base": before, "after warm-start": after})
     print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model for grpo train)")
     return 0

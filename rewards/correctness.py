@@ -178,6 +178,29 @@ def parse_math(span: str) -> list:
     return mv.parse(span, parsing_timeout=None)
 
 
+_MAX_FACTORIAL = 10_000
+
+
+def _huge_factorial(parsed) -> bool:
+    """True when a parsed answer holds ``n!`` with an integer n > 10,000 (``\\boxed{(10^{8})!}``):
+    verifying it would evaluate the factorial, minutes of big-integer work that the time limit
+    cannot interrupt promptly."""
+    for expr in parsed or ():
+        factorials = getattr(expr, "atoms", None)
+        if factorials is None:
+            continue
+        import sympy
+
+        for node in expr.atoms(sympy.factorial):
+            arg = node.args[0]  # may be an unevaluated power such as 10**8
+            try:
+                if arg.is_number and bool(arg > _MAX_FACTORIAL):
+                    return True
+            except TypeError:  # not comparable (complex, symbolic)
+                continue
+    return False
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_gold(span: str) -> tuple:
     return tuple(parse_math(span))
@@ -230,6 +253,8 @@ def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | Non
             if not predicted:
                 return False
             predicted_parsed = parse_math(predicted)
+            if _huge_factorial(predicted_parsed):
+                return False  # sympy would compute it in one long uninterruptible call; never a real answer
             return bool(predicted_parsed) and bool(mv.verify(list(gold_parsed), predicted_parsed,
                                                              timeout_seconds=None))
     except _Deadline:

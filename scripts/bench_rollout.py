@@ -10,7 +10,8 @@ done, and is much less noisy on a shared machine than wall time); a completion's
 counted up to and including its first stop token. With --lora the policy is the LoRA-wrapped
 model the trainers use (r=16, all linear layers): model.generate runs the adapter forward,
 the sampler a merged copy (grpo.inference_copy). "(hf decode step)" is the bf16 sampler with
-grpo.decoder switched off (fast_decode=False): the same copy decoded through transformers' forward.
+grpo.decoder switched off (fast_decode=False): a plain bf16 copy decoded through transformers' forward
+with its DynamicCache -- the path the sampler falls back to if grpo.decoder's start-up self-check fails.
 
 Run (the README figures; add --threads 1 on a busy machine):
     python scripts/bench_rollout.py --lora --dataset ../shared/data/gsm8k/train.jsonl --rounds 4 --modes sample
@@ -112,6 +113,9 @@ def main(argv=None) -> int:
     print(f"# model={args.model} prompts={args.prompts} (lengths {[len(p) for p in prompts]}) "
           f"x generations={args.generations}, max_new_tokens={args.max_new_tokens}, rounds={args.rounds}, "
           f"threads={torch.get_num_threads()}, lora={args.lora}, bf16 hardware={bf16}, torch {torch.__version__}")
+    from grpo.hardware import describe
+
+    print(f"# hardware: {describe()}")
 
     hf_bf16_model = inference_copy(model, torch.bfloat16) if args.hf_bf16 else None
     g = args.generations

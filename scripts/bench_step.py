@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     if opts.worker:
         worker(opts)
         return 0
+    from grpo.hardware import describe
+
+    print(f"# hardware: {describe()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in opts.backends.split(","):

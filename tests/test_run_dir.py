@@ -185,7 +185,7 @@ def test_model_card_contains_the_numbers(tmp_path):
     assert text.startswith("---\n") and "base_model:" not in text and "from `embedded:smollm2-135m-instruct`" in text
     for number in ("6.2%", "31.2%", "12.5%", "37.5%", "96.9%", "151.2", "88.5"):
         assert number in text, number
-    assert "32 problems of synthetic:gsm8k (held-out rows)" in text
+    assert "32 problems of gsm8k (held-out rows)" in text
     assert "r=8, alpha=16" in text and "Warm-start SFT before GRPO: yes" in text
     assert '"learning_rate": 3.5e-05' in text and '"max_steps": 17' in text
     assert "skipped" not in text  # None reports are dropped
