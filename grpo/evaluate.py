@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # report rate -> the per-sample flag it counts
 RATES = {"accuracy": "correct", "last_number_accuracy": "last_number_correct", "format_rate": "format",
-         "clipped": "clipped"}
+         "numeric_answer_rate": "numeric_answer", "clipped": "clipped"}
 CONFIDENCE = 0.95
 
 
@@ -114,21 +114,26 @@ def score_completions(completions: list[str], answers: list[str], prompt_format:
 
     Returns:
         ``{"n", "confidence", <rate>, <rate>_count, <rate>_ci for each rate, "per_problem"}`` with rates
-        ``accuracy``, ``last_number_accuracy``, ``format_rate`` (and ``clipped``) as fractions, intervals
+        ``accuracy``, ``last_number_accuracy``, ``format_rate``, ``numeric_answer_rate`` (the answer tag,
+        or the ``####`` line, holds a number) (and ``clipped``) as fractions, intervals
         as ``[low, high]`` (Wilson, ``None`` when n = 0), ``per_problem`` one dict of flags per completion.
     """
     import rewards
-    from rewards.text import extract_hash
+    from rewards.text import extract_hash, extract_tag, parse_number
 
     extractor = "hash" if prompt_format == "hash" else "answer_tag"
+    # the answer slot holds a number (right or wrong): a format rate without it can be met by copying
+    # the prompt's template, "<answer>\n...\n</answer>" (seen after GRPO on the format rewards alone)
+    slot = extract_hash if prompt_format == "hash" else extract_tag
+    numeric = [parse_number(slot(rewards.completion_text(c))) is not None for c in completions]
     correct = rewards.get("correctness", extractors=[extractor])(completions, answer=answers)
     last = rewards.get("correctness", extractors=["last_number"])(completions, answer=answers)
     if prompt_format == "hash":
         fmt = [extract_hash(c) is not None for c in completions]
     else:
         fmt = rewards.get("soft_format")(completions)
-    per_problem = [{"correct": bool(c), "last_number_correct": bool(ln), "format": bool(f)}
-                   for c, ln, f in zip(correct, last, fmt)]
+    per_problem = [{"correct": bool(c), "last_number_correct": bool(ln), "format": bool(f), "numeric_answer": num}
+                   for c, ln, f, num in zip(correct, last, fmt, numeric)]
     if clipped is not None:
         for flags, cut in zip(per_problem, clipped):
             flags["clipped"] = bool(cut)
@@ -162,7 +167,7 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
 
 # ---------------------------------------------------------------------------- paired comparison
 
-PAIRED = ("accuracy", "format_rate", "last_number_accuracy")
+PAIRED = ("accuracy", "format_rate", "numeric_answer_rate", "last_number_accuracy")
 
 
 def _flags(report: dict, label: str) -> list[dict]:
@@ -201,7 +206,8 @@ def compare(before_report: dict, after_report: dict, confidence: float = CONFIDE
     result = {"n": len(before)}
     for rate in PAIRED:
         flag = RATES[rate]
-        result[rate] = paired_comparison([s[flag] for s in before], [s[flag] for s in after], confidence)
+        if all(flag in s for s in before) and all(flag in s for s in after):  # (older reports lack newer flags)
+            result[rate] = paired_comparison([s[flag] for s in before], [s[flag] for s in after], confidence)
     return result
 
 
@@ -263,7 +269,8 @@ def format_table(reports: dict, markdown: bool = False) -> str:
     Rates show as ``12.5% [9.1, 17.0]``: the rate and its 95 % Wilson interval in percent (reports
     written before intervals existed show the rate alone); ``clipped`` appears when a report has it.
     """
-    keys = ["accuracy", "last_number_accuracy", "format_rate"]
+    keys = ["accuracy", "last_number_accuracy", "format_rate"] + (["numeric_answer_rate"] if any(
+        r is not None and "numeric_answer_rate" in r for r in reports.values()) else [])
     if any(r is not None and "clipped" in r for r in reports.values()):
         keys.append("clipped")
     rows = [["metric (95% interval)", *reports]]
@@ -302,8 +309,10 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
         if "error" in entry:
             notes.append(f"{pair}: not compared: {entry['error']}")
             continue
-        for rate in ("accuracy", "format_rate"):
-            c = entry[rate]
+        for rate in ("accuracy", "format_rate", "numeric_answer_rate"):
+            c = entry.get(rate)
+            if c is None:  # a report from before this rate existed
+                continue
             low, high = c["difference_ci"]
             rows.append([pair, rate, f"{100 * c['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]",
                          f"{c['b']}/{c['c']}", _p_text(c["mcnemar_p"]), 

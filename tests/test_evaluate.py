@@ -22,10 +22,10 @@ PLAIN_WRONG = "I think it is 7, or maybe 13."
 def test_score_completions_cases():
     scores = score_completions([FORMATTED_RIGHT, PLAIN_RIGHT, FORMATTED_WRONG, PLAIN_WRONG], ["12"] * 4)
     assert scores["per_problem"] == [
-        {"correct": True, "last_number_correct": True, "format": True},    # format + correct
-        {"correct": False, "last_number_correct": True, "format": False},  # right number, no tags
-        {"correct": False, "last_number_correct": False, "format": True},  # format, wrong
-        {"correct": False, "last_number_correct": False, "format": False},
+        {"correct": True, "last_number_correct": True, "format": True, "numeric_answer": True},    # format + correct
+        {"correct": False, "last_number_correct": True, "format": False, "numeric_answer": False},  # right number, no tags
+        {"correct": False, "last_number_correct": False, "format": True, "numeric_answer": True},  # format, wrong
+        {"correct": False, "last_number_correct": False, "format": False, "numeric_answer": False},
     ]
     assert scores["accuracy"] == pytest.approx(0.25)
     assert scores["last_number_accuracy"] == pytest.approx(0.5)
@@ -105,7 +105,8 @@ def test_format_table_shows_intervals_n_and_clipped():
     assert lines[1].split() == ["n", "20"]
     assert lines[2].split() == ["accuracy", "40.0%", "[21.9,", "61.3]"]  # Wilson 8/20 = [0.21881, 0.61342]
     assert lines[4].split() == ["format_rate", "40.0%", "[21.9,", "61.3]"]
-    assert lines[5].split()[:2] == ["clipped", "5.0%"]
+    assert lines[5].split()[:4] == ["numeric_answer_rate", "40.0%", "[21.9,", "61.3]"]
+    assert lines[6].split()[:2] == ["clipped", "5.0%"]
     assert len({len(line) for line in lines}) == 1
 
 
@@ -147,7 +148,7 @@ def test_compare_counts_difference_and_mcnemar():
     assert acc["difference_ci"] == pytest.approx(list(newcombe_paired_interval(1, 1, 6, 0)))
     fmt = result["format_rate"]  # format: 2 before, 8 after, none lost
     assert (fmt["b"], fmt["c"]) == (0, 6) and fmt["mcnemar_p"] == pytest.approx(2 / 2 ** 6)
-    assert set(result) == {"n", "accuracy", "format_rate", "last_number_accuracy"}
+    assert set(result) == {"n", "accuracy", "format_rate", "numeric_answer_rate", "last_number_accuracy"}
 
 
 def test_compare_same_report_is_no_change():
@@ -292,3 +293,12 @@ def test_generate_greedy_reports_clipping(tiny_model_and_tokenizer):
     assert texts == ["aaaa"] and lengths == [4] and clipped == [True]
     _, lengths, clipped = greedy_with_favourite(tokenizer.eos_token_id)
     assert lengths == [1] and clipped == [False]
+
+
+def test_numeric_answer_rate_sees_through_a_copied_template():
+    """The format rewards are met by copying the system prompt's template; the answer slot then holds no number."""
+    template = "<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>\n"
+    scores = score_completions([template, FORMATTED_WRONG], ["12", "12"])
+    assert [p["format"] for p in scores["per_problem"]] == [True, True]
+    assert [p["numeric_answer"] for p in scores["per_problem"]] == [False, True]
+    assert scores["numeric_answer_rate"] == 0.5
