@@ -15,7 +15,9 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
               keep_line=False) -> (train, eval)``
     Rows via :func:`grpo.data.load_rows`, ``columns`` checked by :func:`grpo.data.require_columns`.
     No ``eval_dataset``: a shipped ``<x>_train.jsonl`` uses its shipped ``<x>_validation|test.jsonl``,
-    a hub id its ``eval_split``, any other local file a held-out ``eval_fraction``.
+    a ``pkg:<name>`` source (:mod:`recipes.sources`) its validation split, a hub id its ``eval_split``,
+    any other local file a held-out ``eval_fraction``.
+``load_any(spec, split)``: one split of any spec (``pkg:<name>``, local file, hub id) as a ``Dataset``.
     ``keep_line=True`` keeps local JSONL's ``_line`` column for row-level errors.
 ``drop_bookkeeping(ds)`` removes ``_line``; ``check_row_fields(row, fields, source, index)`` raises
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
@@ -38,6 +40,7 @@ import sys
 from pathlib import Path
 
 from grpo.errors import UserError
+from recipes import sources
 from recipes._checkpoint import format_metric_table, save_checkpoint, write_model_card  # noqa: F401 (API)
 
 logger = logging.getLogger(__name__)
@@ -158,6 +161,13 @@ def _shipped_sibling(spec: str) -> str | None:
     return next((str(p) for p in siblings if p.exists()), None)
 
 
+def load_any(spec: str, split: str):
+    """Raw rows of a spec: ``pkg:<name>`` (:mod:`recipes.sources`) or whatever :func:`grpo.data.load_rows` reads."""
+    from grpo.data import load_rows
+
+    return sources.load(spec, split) if sources.is_source(spec) else load_rows(resolve_data_path(spec), split)
+
+
 def drop_bookkeeping(ds):
     """Remove the ``_line`` column :func:`grpo.data.load_rows` adds to local JSONL rows."""
     return ds.remove_columns("_line") if ds is not None and "_line" in ds.column_names else ds
@@ -178,16 +188,18 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
     Raises:
         UserError: unreadable spec, missing columns (named), too few rows to hold out.
     """
-    from grpo.data import load_rows, require_columns
+    from grpo.data import require_columns
 
     dataset = resolve_data_path(dataset)
-    train = load_rows(dataset, train_split)
+    train = load_any(dataset, train_split)
     require_columns(train, columns, dataset)
     eval_dataset = eval_dataset or _shipped_sibling(dataset)
     if eval_dataset:
         eval_dataset = resolve_data_path(eval_dataset)
-        evaluation = load_rows(eval_dataset, eval_split)
+        evaluation = load_any(eval_dataset, eval_split)
         require_columns(evaluation, columns, eval_dataset)
+    elif sources.is_source(dataset):
+        evaluation = sources.load(dataset, "validation")
     elif _is_local(dataset):
         if not 0 < eval_fraction < 1:
             raise UserError(f"eval_fraction={eval_fraction}: must be in (0, 1) to hold out eval rows from {dataset}")
