@@ -22,10 +22,10 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
 ``drop_bookkeeping(ds)`` removes ``_line``; ``check_row_fields(row, fields, source, index)`` raises
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
-``format_metric_table(before, after) -> str`` / ``print_metric_table(before, after)``.
+``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
 ``write_model_card(...)``, ``save_checkpoint(...)``: from :mod:`recipes._checkpoint` (atomic save + card).
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
-         argv, usage="") -> Path``: print the table, save checkpoint + card + ``metrics.json``.
+         argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
 """
 
@@ -256,28 +256,30 @@ def _allow_distributed_wrap(trainer) -> None:
         trainer.accelerator._models[:] = [m for m in trainer.accelerator._models if m is not model]
 
 
-def print_metric_table(before: dict, after: dict) -> None:
-    """Print the before/after table to stdout (recipes are CLI entry points)."""
-    print(format_metric_table(before, after), flush=True)
+def print_metric_table(before: dict, after: dict, baselines: dict | None = None) -> None:
+    """Print the (baselines,) before/after table to stdout (recipes are CLI entry points)."""
+    print(format_metric_table(before, after, baselines), flush=True)
 
 
 def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before: dict, after: dict,
-           train_data: dict, eval_data: dict, argv, usage: str = "") -> Path:
+           train_data: dict, eval_data: dict, argv, usage: str = "", baselines: dict | None = None) -> Path:
     """Print the metric table; save ``trainer.model`` + ``trainer.processing_class`` to ``output_dir``.
 
+    ``baselines`` (``{name: metrics}``, :mod:`recipes.baselines`) are scores of trivial methods on
+    the same eval rows, shown beside before/after in the table, the card and ``metrics.json``.
     The checkpoint also holds ``metrics.json`` (before/after), ``recipe_args.json`` and the model
     card. ``task`` is the recipe module name (for the reproduce command built from ``argv``),
     ``pipeline_tag`` the ``transformers.pipeline`` task that uses the checkpoint. Only the main
     process saves when several run. Returns the checkpoint directory.
     """
-    print_metric_table(before, after)
+    print_metric_table(before, after, baselines)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "-m", f"recipes.{task}", *map(shlex.quote, argv)])
     card = dict(task=task, base_model=args.model, pipeline_tag=pipeline_tag, metrics_before=before,
                 metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
-                training_args=training_args, command=command, usage=usage)
+                training_args=training_args, command=command, usage=usage, baselines=baselines)
     extra = {
-        "metrics.json": {"before": before, "after": after},
+        "metrics.json": {"before": before, "after": after, **({"baselines": baselines} if baselines else {})},
         "recipe_args.json": {"task": task, "args": dataclasses.asdict(args), "command": command},
     }
     if not trainer.is_world_process_zero():

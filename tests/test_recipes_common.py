@@ -11,7 +11,7 @@ import pytest
 
 import recipes
 from grpo.errors import UserError
-from recipes import _common
+from recipes import _common, sources
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,6 +113,9 @@ def test_metric_table():
     table = _common.format_metric_table({"f1": 0.1, "loss": 2.0}, {"f1": 0.75, "loss": 0.5})
     assert table.splitlines()[0] == "| metric | before | after |"
     assert "| f1 | 0.1000 | 0.7500 |" in table
+    table = _common.format_metric_table({"f1": 0.1, "loss": 2.0}, {"f1": 0.75, "loss": 0.5}, {"lookup": {"f1": 0.3}})
+    assert table.splitlines()[0] == "| metric | baseline: lookup | before | after |"
+    assert "| f1 | 0.3000 | 0.1000 | 0.7500 |" in table and "| loss | - | 2.0000 | 0.5000 |" in table
 
 
 def test_save_checkpoint_atomic_reloadable_and_keeps_trainer_dirs(tmp_path):
@@ -164,9 +167,12 @@ def test_shipped_config_parses_with_its_recipe(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # packaged config and data paths must not depend on the CWD
     args, targs = _common.parse_args(args_cls, ["--config", f"recipes/configs/{name}.yaml"])
     assert args.model == "embedded:minilm-l6"
-    assert Path(_common.resolve_data_path(args.dataset)).is_file()
     assert args.eval_dataset == ""  # so that --dataset other.jsonl is evaluated on other.jsonl
-    assert Path(_common._shipped_sibling(_common.resolve_data_path(args.dataset))).is_file()
+    if sources.is_source(args.dataset):  # real data from an installed package, with its validation split
+        assert args.dataset[len(sources.PREFIX):] in sources.names()
+    else:
+        assert Path(_common.resolve_data_path(args.dataset)).is_file()
+        assert Path(_common._shipped_sibling(_common.resolve_data_path(args.dataset))).is_file()
     header = (REPO / "recipes" / "configs" / f"{name}.yaml").read_text().splitlines()
     assert any(f"python -m recipes.{name} --config recipes/configs/{name}.yaml" in line for line in header)
 

@@ -100,7 +100,8 @@ def test_config_parses_with_overrides():
     args, targs = _common.parse_args(translation.TranslationArgs,
                                      ["--config", "recipes/configs/translation.yaml", "--max_steps", "3"],
                                      Seq2SeqTrainingArguments, translation.TRAINING_DEFAULTS)
-    assert args.source_lang == "en" and targs.max_steps == 3 and targs.generation_max_length == 64
+    assert args.source_lang == "en" and targs.max_steps == 3 and targs.generation_max_length == 48
+    assert args.dataset == "pkg:po-en-fr" and args.max_eval_samples == 200
 
 
 def _capture_finish(monkeypatch):

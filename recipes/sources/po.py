@@ -3,7 +3,8 @@
 Train: the French catalogs of Django (13 ``.po`` files: ``django/**/locale/fr/LC_MESSAGES``) and
 of the JupyterLab French language pack (17 compiled ``.mo`` catalogs). Validation: Sphinx's French
 catalog (``sphinx/locale/fr/LC_MESSAGES/sphinx.po``), a whole held-out catalog, minus pairs whose
-English text also occurs in train. Catalogs are read with ``polib``; fuzzy, obsolete, untranslated
+English text also occurs in train, ordered by a hash of the English text (so ``--max_eval_samples N``
+takes a spread sample). Catalogs are read with ``polib``; fuzzy, obsolete, untranslated
 and plural entries are skipped, and repeated (en, fr) pairs are kept once per split.
 
 Rows follow KDE4's schema: ``{"id", "translation": {"en": ..., "fr": ...}, "catalog": "<package>:<file>"}``.
@@ -11,6 +12,7 @@ Rows follow KDE4's schema: ``{"id", "translation": {"en": ..., "fr": ...}, "cata
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 from recipes.sources import package_file
@@ -64,5 +66,7 @@ def po_en_fr(split: str) -> list[dict]:
     if split == "validation":  # the held-out catalog must not repeat a training source
         train_sources = {en for _, en, _ in _pairs("train")}
         pairs = [p for p in pairs if p[1] not in train_sources]
+        # Catalog order follows Sphinx's source files; a hash order makes "the first N" a spread sample.
+        pairs.sort(key=lambda p: hashlib.md5(p[1].encode("utf-8")).hexdigest())
     return [{"id": f"{split}-{i}", "translation": {"en": en, "fr": fr}, "catalog": label}
             for i, (label, en, fr) in enumerate(pairs)]
