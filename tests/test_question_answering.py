@@ -255,3 +255,24 @@ def test_short_run_checkpoint_reloads_with_same_predictions_and_pipeline(tmp_pat
         qa.answer_questions(reloaded, tok, [question], [context])
     assert before == after
     assert after[0]["answer"] == context[after[0]["start"]: after[0]["end"]]
+
+
+def test_v2_run_on_own_eval_file_reports_null_metrics_and_baselines(tmp_path, one_torch_thread):
+    context = "Ambervale was founded by Talia Varnholt. The bridge opened later."
+    answerable = {"id": "a", "context": context, "question": "Who founded Ambervale?",
+                  "answers": {"text": ["Talia Varnholt"], "answer_start": [25]}}
+    unanswerable = {"id": "n", "context": context, "question": "Who painted the bridge?",
+                    "answers": {"text": [], "answer_start": []}}
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("".join(json.dumps({**row, "id": f"{row['id']}{i}"}) + "\n"
+                             for i in range(4) for row in (answerable, unanswerable)))
+    evaluation.write_text(json.dumps(answerable) + "\n" + json.dumps(unanswerable) + "\n")
+    out = tmp_path / "qa"
+    assert qa.main(["--dataset", str(train), "--eval_dataset", str(evaluation), "--version_2_with_negative", "true",
+                    "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+                    "--max_length", "64", "--stride", "16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["after"]) == {"exact_match", "f1", "HasAns_f1", "NoAns_exact"}
+    assert metrics["baselines"]["always null"] == {"exact_match": 50.0, "f1": 50.0, "HasAns_f1": 0.0,
+                                                   "NoAns_exact": 100.0}
+    assert "exclusive frequency" in metrics["baselines"]

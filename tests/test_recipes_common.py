@@ -4,6 +4,7 @@ Run: pytest tests/test_recipes_common.py
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,3 +186,25 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0
+
+
+# Each recipe scores a user's own JSONL (--eval_dataset) in its documented schema; a row missing a
+# field of that schema is a UserError naming the eval file, before any model is loaded.
+EVAL_SCHEMAS = {
+    "token_classification": ({"tokens": ["Oslo"], "ner_tags": ["B-city"]}, "ner_tags"),
+    "question_answering": ({"id": "1", "context": "Oslo is big.", "question": "What is big?",
+                            "answers": {"text": ["Oslo"], "answer_start": [0]}}, "answers"),
+    "masked_lm": ({"text": "Oslo is big."}, "text"),
+    "causal_lm": ({"content": "def f():\n    return 1\n"}, "content"),
+    "translation": ({"translation": {"en": "Open", "fr": "Ouvrir"}}, "translation"),
+    "summarization": ({"document": "Oslo is big. It grows.", "summary": "Oslo is big."}, "summary"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVAL_SCHEMAS))
+def test_eval_dataset_file_in_the_documented_schema_is_read_and_checked(name, tmp_path):
+    row, required = EVAL_SCHEMAS[name]
+    bad = tmp_path / "eval.jsonl"
+    bad.write_text(json.dumps({k: v for k, v in row.items() if k != required}) + "\n")
+    with pytest.raises(UserError, match=rf"{re.escape(str(bad))}.*{required}"):
+        recipes.get(name).main(["--eval_dataset", str(bad), "--output_dir", str(tmp_path / "out")])
