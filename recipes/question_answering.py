@@ -228,7 +228,8 @@ def postprocess(start_logits, end_logits, features, examples, n_best: int = 20, 
 
 
 def answer_questions(model, tokenizer, questions: list[str], contexts: list[str], max_length: int = 384,
-                     stride: int = 128, n_best: int = 20, max_answer_length: int = 30) -> list[dict]:
+                     stride: int = 128, n_best: int = 20, max_answer_length: int = 30,
+                     version_2_with_negative: bool = False, null_score_diff_threshold: float = 0.0) -> list[dict]:
     """Answer questions with a checkpoint: what ``pipeline("question-answering")`` did before transformers 5
     removed that task. Same windows and post-processing as the evaluation above.
 
@@ -236,6 +237,8 @@ def answer_questions(model, tokenizer, questions: list[str], contexts: list[str]
         model / tokenizer: e.g. ``AutoModelForQuestionAnswering.from_pretrained(output_dir)`` and
             ``AutoTokenizer.from_pretrained(output_dir)``.
         questions / contexts: parallel lists of strings.
+        version_2_with_negative / null_score_diff_threshold: as in :func:`postprocess` (a SQuAD v2
+            checkpoint may answer "", with start = end = 0 and the null score).
 
     Returns:
         One ``{"answer", "start", "end", "score"}`` per question (character offsets into its context).
@@ -253,7 +256,8 @@ def answer_questions(model, tokenizer, questions: list[str], contexts: list[str]
         out = model(**{k: v.to(model.device) for k, v in inputs.items()})
     spans = postprocess(out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy(), features,
                         [{"id": i, "context": c} for i, c in zip(ids, contexts)], n_best, max_answer_length,
-                        return_spans=True)
+                        return_spans=True, version_2_with_negative=version_2_with_negative,
+                        null_score_diff_threshold=null_score_diff_threshold)
     return [spans[i] for i in ids]
 
 

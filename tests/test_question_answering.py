@@ -215,6 +215,11 @@ def test_answer_questions_helper_returns_context_spans(tokenizer):
     assert len(out) == 2
     for span, context in zip(out, contexts):
         assert span["answer"] and span["answer"] == context[span["start"]: span["end"]]
+    kw = dict(max_length=64, stride=16, n_best=64, max_answer_length=5, version_2_with_negative=True)
+    never_null = qa.answer_questions(model, tokenizer, ["Who founded it?"], contexts[1:], null_score_diff_threshold=1e9, **kw)
+    always_null = qa.answer_questions(model, tokenizer, ["Who founded it?"], contexts[1:], null_score_diff_threshold=-1e9, **kw)
+    assert never_null[0]["answer"] == out[1]["answer"]
+    assert always_null[0] == {"answer": "", "start": 0, "end": 0, "score": always_null[0]["score"]}
 
 
 @pytest.mark.slow
