@@ -4,7 +4,8 @@
 is written into a temp dir next to ``output_dir``, then swapped in by rename; ``card`` holds the
 keyword arguments of :func:`write_model_card`; ``extra_files`` maps name -> str/bytes/JSON-able.
 ``write_model_card(path, *, task, base_model, pipeline_tag, metrics_before, metrics_after, train_data,
-eval_data, args, training_args, command, usage="")`` and ``format_metric_table(before, after)``.
+eval_data, args, training_args, command, usage="", baselines=None)`` and
+``format_metric_table(before, after, baselines=None)``.
 Re-exported by :mod:`recipes._common`, which the recipes use.
 """
 
@@ -31,17 +32,25 @@ def _fmt(value) -> str:
     return ("nan" if math.isnan(value) else f"{value:.4f}") if isinstance(value, float) else str(value)
 
 
-def format_metric_table(before: dict, after: dict) -> str:
-    """A Markdown table ``| metric | before | after |`` over the union of keys, in insertion order."""
+def format_metric_table(before: dict, after: dict, baselines: dict | None = None) -> str:
+    """A Markdown table ``| metric | [baseline: <name> |...] before | after |`` over the union of keys.
+
+    ``baselines`` maps a baseline's name to its metric dict (:mod:`recipes.baselines`); their
+    columns come first, so a row reads "what a trivial method gets, the model before, after".
+    """
+    baselines = baselines or {}
     keys = list(dict.fromkeys([*before, *after]))
-    lines = ["| metric | before | after |", "| --- | --- | --- |"]
-    lines += [f"| {k} | {_fmt(before.get(k, '-'))} | {_fmt(after.get(k, '-'))} |" for k in keys]
+    head = ["metric", *(f"baseline: {name}" for name in baselines), "before", "after"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for k in keys:
+        cells = [k, *(_fmt(b.get(k, "-")) for b in baselines.values()), _fmt(before.get(k, "-")), _fmt(after.get(k, "-"))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_model_card(path, *, task: str, base_model: str, pipeline_tag: str, metrics_before: dict,
                      metrics_after: dict, train_data: dict, eval_data: dict, args, training_args,
-                     command: str, usage: str = "") -> None:
+                     command: str, usage: str = "", baselines: dict | None = None) -> None:
     """Write a model card ``README.md``: metadata header, metrics before/after, data, settings, command.
 
     ``train_data`` / ``eval_data`` describe each split (``{"spec": ..., "rows": ...}``); ``args`` /
@@ -63,7 +72,7 @@ Trained by the grpo-toolkit `{task}` recipe from `{base_model}`.
 
 ## Evaluation
 
-{format_metric_table(metrics_before, metrics_after)}
+{format_metric_table(metrics_before, metrics_after, baselines)}
 
 ## Data
 

@@ -15,15 +15,17 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
               keep_line=False) -> (train, eval)``
     Rows via :func:`grpo.data.load_rows`, ``columns`` checked by :func:`grpo.data.require_columns`.
     No ``eval_dataset``: a shipped ``<x>_train.jsonl`` uses its shipped ``<x>_validation|test.jsonl``,
-    a hub id its ``eval_split``, any other local file a held-out ``eval_fraction``.
+    a ``pkg:<name>`` source (:mod:`recipes.sources`) its validation split, a hub id its ``eval_split``,
+    any other local file a held-out ``eval_fraction``.
+``load_any(spec, split)``: one split of any spec (``pkg:<name>``, local file, hub id) as a ``Dataset``.
     ``keep_line=True`` keeps local JSONL's ``_line`` column for row-level errors.
 ``drop_bookkeeping(ds)`` removes ``_line``; ``check_row_fields(row, fields, source, index)`` raises
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
-``format_metric_table(before, after) -> str`` / ``print_metric_table(before, after)``.
+``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
 ``write_model_card(...)``, ``save_checkpoint(...)``: from :mod:`recipes._checkpoint` (atomic save + card).
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
-         argv, usage="") -> Path``: print the table, save checkpoint + card + ``metrics.json``.
+         argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
 """
 
@@ -38,6 +40,7 @@ import sys
 from pathlib import Path
 
 from grpo.errors import UserError
+from recipes import sources
 from recipes._checkpoint import format_metric_table, save_checkpoint, write_model_card  # noqa: F401 (API)
 
 logger = logging.getLogger(__name__)
@@ -158,6 +161,13 @@ def _shipped_sibling(spec: str) -> str | None:
     return next((str(p) for p in siblings if p.exists()), None)
 
 
+def load_any(spec: str, split: str):
+    """Raw rows of a spec: ``pkg:<name>`` (:mod:`recipes.sources`) or whatever :func:`grpo.data.load_rows` reads."""
+    from grpo.data import load_rows
+
+    return sources.load(spec, split) if sources.is_source(spec) else load_rows(resolve_data_path(spec), split)
+
+
 def drop_bookkeeping(ds):
     """Remove the ``_line`` column :func:`grpo.data.load_rows` adds to local JSONL rows."""
     return ds.remove_columns("_line") if ds is not None and "_line" in ds.column_names else ds
@@ -178,16 +188,18 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
     Raises:
         UserError: unreadable spec, missing columns (named), too few rows to hold out.
     """
-    from grpo.data import load_rows, require_columns
+    from grpo.data import require_columns
 
     dataset = resolve_data_path(dataset)
-    train = load_rows(dataset, train_split)
+    train = load_any(dataset, train_split)
     require_columns(train, columns, dataset)
     eval_dataset = eval_dataset or _shipped_sibling(dataset)
     if eval_dataset:
         eval_dataset = resolve_data_path(eval_dataset)
-        evaluation = load_rows(eval_dataset, eval_split)
+        evaluation = load_any(eval_dataset, eval_split)
         require_columns(evaluation, columns, eval_dataset)
+    elif sources.is_source(dataset):
+        evaluation = sources.load(dataset, "validation")
     elif _is_local(dataset):
         if not 0 < eval_fraction < 1:
             raise UserError(f"eval_fraction={eval_fraction}: must be in (0, 1) to hold out eval rows from {dataset}")
@@ -244,28 +256,30 @@ def _allow_distributed_wrap(trainer) -> None:
         trainer.accelerator._models[:] = [m for m in trainer.accelerator._models if m is not model]
 
 
-def print_metric_table(before: dict, after: dict) -> None:
-    """Print the before/after table to stdout (recipes are CLI entry points)."""
-    print(format_metric_table(before, after), flush=True)
+def print_metric_table(before: dict, after: dict, baselines: dict | None = None) -> None:
+    """Print the (baselines,) before/after table to stdout (recipes are CLI entry points)."""
+    print(format_metric_table(before, after, baselines), flush=True)
 
 
 def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before: dict, after: dict,
-           train_data: dict, eval_data: dict, argv, usage: str = "") -> Path:
+           train_data: dict, eval_data: dict, argv, usage: str = "", baselines: dict | None = None) -> Path:
     """Print the metric table; save ``trainer.model`` + ``trainer.processing_class`` to ``output_dir``.
 
+    ``baselines`` (``{name: metrics}``, :mod:`recipes.baselines`) are scores of trivial methods on
+    the same eval rows, shown beside before/after in the table, the card and ``metrics.json``.
     The checkpoint also holds ``metrics.json`` (before/after), ``recipe_args.json`` and the model
     card. ``task`` is the recipe module name (for the reproduce command built from ``argv``),
     ``pipeline_tag`` the ``transformers.pipeline`` task that uses the checkpoint. Only the main
     process saves when several run. Returns the checkpoint directory.
     """
-    print_metric_table(before, after)
+    print_metric_table(before, after, baselines)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "-m", f"recipes.{task}", *map(shlex.quote, argv)])
     card = dict(task=task, base_model=args.model, pipeline_tag=pipeline_tag, metrics_before=before,
                 metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
-                training_args=training_args, command=command, usage=usage)
+                training_args=training_args, command=command, usage=usage, baselines=baselines)
     extra = {
-        "metrics.json": {"before": before, "after": after},
+        "metrics.json": {"before": before, "after": after, **({"baselines": baselines} if baselines else {})},
         "recipe_args.json": {"task": task, "args": dataclasses.asdict(args), "command": command},
     }
     if not trainer.is_world_process_zero():

@@ -26,7 +26,11 @@ Data: the course uses codeparrot-ds (a ``content`` column of Python files). The 
 ``dataset: stdlib`` reads the local Python standard library's top-level ``.py`` files
 (``sysconfig.get_paths()["stdlib"]``, an evenly spaced, sorted subset of ``stdlib_files`` files,
 each cut to ``max_chars_per_file``) into rows of the same schema. Any file or hub id with a text
-column works with ``--dataset`` / ``--text_column``.
+column works with ``--dataset`` / ``--text_column``, e.g. English news: ``--dataset pkg:lee-news
+--text_column text`` (recipes/sources/README.md). ``--eval_dataset my.jsonl`` scores your own texts.
+
+Baseline: the perplexity of a unigram model of the training tokens on the same eval targets
+(:func:`recipes.baselines.unigram_perplexity`), next to the model's before and after.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from pathlib import Path
 from grpo.errors import UserError
 from grpo.models import EMBEDDED_SMOLLM2
 from recipes import _common
+from recipes.baselines import unigram_perplexity
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,8 @@ class CausalLMArgs:
     # Data
     dataset: str = field(default=STDLIB, metadata={"help": "'stdlib' (local Python standard library source), a "
                                                              "local file or a hub id with a text column."})
-    eval_dataset: str = field(default="", metadata={"help": "Eval texts; empty = hold out eval_fraction."})
+    eval_dataset: str = field(default="", metadata={"help": "Eval texts (same column); empty = a pkg: source's "
+                                                             "validation split, or eval_fraction held out."})
     text_column: str = field(default="content", metadata={"help": "Column holding the text (codeparrot: content)."})
     stdlib_files: int = field(default=64, metadata={"help": "dataset=stdlib: number of .py files read."})
     max_chars_per_file: int = field(default=20000, metadata={"help": "dataset=stdlib: characters kept per file."})
@@ -133,11 +139,10 @@ def load_texts(args: CausalLMArgs, seed: int):
             raise UserError(f"dataset={STDLIB!r} has the column 'content', not text_column={args.text_column!r}")
         full = datasets.Dataset.from_list(stdlib_rows(args.stdlib_files, args.max_chars_per_file))
         if args.eval_dataset:
-            from grpo.data import load_rows, require_columns
+            from grpo.data import require_columns
 
-            spec = _common.resolve_data_path(args.eval_dataset)
-            evaluation = load_rows(spec, "validation")
-            require_columns(evaluation, [args.text_column], spec)
+            evaluation = _common.load_any(args.eval_dataset, "validation")
+            require_columns(evaluation, [args.text_column], args.eval_dataset)
             return full, _common.drop_bookkeeping(evaluation)
         parts = full.train_test_split(test_size=args.eval_fraction, seed=seed)
         return parts["train"], parts["test"]
@@ -239,9 +244,11 @@ def main(argv=None) -> int:
 
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), processing_class=tokenizer)
+    # The loss predicts every token of a chunk from the ones before it: targets are ids[1:].
+    unigram = {"perplexity": unigram_perplexity(train_ds["input_ids"], [t for ids in eval_ds["input_ids"] for t in ids[1:]])}
     before, after, _ = _common.train_and_evaluate(trainer, lambda: compute_metrics(trainer.evaluate()["eval_loss"]))
     _common.finish(trainer, args, training_args, task="causal_lm", pipeline_tag="text-generation", before=before,
-                   after=after, train_data={"spec": args.dataset, "texts": len(train_raw), "chunks": len(train_ds)},
+                   after=after, baselines={"unigram": unigram}, train_data={"spec": args.dataset, "texts": len(train_raw), "chunks": len(train_ds)},
                    eval_data={"spec": args.eval_dataset or f"{args.dataset} (held out)", "texts": len(eval_raw),
                               "chunks": len(eval_ds)}, argv=argv, usage=USAGE)
     return 0

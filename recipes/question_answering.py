@@ -5,39 +5,41 @@ Run:
     grpo recipe question_answering --config recipes/configs/question_answering.yaml --max_steps 20
 
 Data: squad's schema -- ``id``, ``context``, ``question``, ``answers`` = ``{"text": [...],
-"answer_start": [...]}`` (character offsets; ``title`` is optional). Training uses the first
-answer; evaluation scores against all of them (best match), as SQuAD does.
+"answer_start": [...]}`` (character offsets; ``title`` is optional; empty lists = unanswerable, as
+in SQuAD v2). Training uses the first answer; evaluation scores against all of them (best match).
+No real extractive QA set is on PyPI, so the offline default ``pkg:lee-cloze`` is SQuAD v2 rows
+built from real news by a cloze method (recipes/sources/README.md); baselines: "no answer", and
+the commonest name of the context missing from the question (:mod:`recipes.baselines`).
 
 Long contexts are split into windows of ``max_length`` tokens overlapping by ``stride`` tokens
 (``return_overflowing_tokens``); answers are mapped to token positions through the offset
 mapping, and a window that does not hold the whole answer is labelled (0, 0), the [CLS] token.
 Predictions take the ``n_best`` start and end logits of every window, keep spans inside the
-context no longer than ``max_answer_length`` tokens, and pick the best start+end logit sum.
+context no longer than ``max_answer_length`` tokens, and pick the best start+end logit sum. With
+``--version_2_with_negative`` (SQuAD v2) the answer is empty when the null score -- the [CLS]
+start+end logits, the lowest over the example's windows -- beats that best span by more than
+``null_score_diff_threshold``, as transformers' ``run_qa.py`` decides.
 
-Metric: SQuAD exact match and F1 (0-100). ``evaluate.load("squad")`` fetches its script from the
-hub, which fails offline, so the official normalisation / EM / F1 are implemented below.
-
-Deviations from the chapter: features are padded per batch (dynamic padding) instead of to
-``max_length``; post-processing ignores positions past a window's own length. transformers 5
-removed ``pipeline("question-answering")``, so :func:`answer_questions` is the inference helper.
+Metric: SQuAD EM and F1 (0-100), implemented below (``evaluate.load("squad")`` needs the hub).
+Deviations: dynamic padding instead of padding to ``max_length``; transformers 5 removed
+``pipeline("question-answering")``, so :func:`answer_questions` is the inference helper.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import re
-import string
 from dataclasses import dataclass, field
 from functools import partial
 
 from grpo.data import require_columns
 from grpo.errors import UserError
 from recipes import _common
+from recipes.baselines import exclusive_frequency
+from recipes.squad_metric import normalize_answer, squad_scores  # noqa: F401 (part of this recipe's API)
 
 logger = logging.getLogger(__name__)
 
-# transformers 5 removed pipeline("question-answering"); answer_questions() below does its job.
 USAGE = """from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from recipes.question_answering import answer_questions
 model = AutoModelForQuestionAnswering.from_pretrained("OUTPUT_DIR")
@@ -51,11 +53,11 @@ class QuestionAnsweringArgs:
     model: str = field(default="embedded:minilm-l6", metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
-    dataset: str = field(default="recipes/data/squad_train.jsonl", metadata={
-        "help": "Train data: local .jsonl/.json/.csv/.parquet in squad's schema or a hub id (squad)."})
+    dataset: str = field(default="pkg:lee-cloze", metadata={
+        "help": "Train data: pkg:lee-cloze, a local .jsonl/.json/.csv/.parquet in squad's schema or a hub id (squad)."})
     eval_dataset: str = field(default="", metadata={
-        "help": "Eval data; empty = the shipped eval file of the shipped train file, a hub dataset's "
-                "eval_split, or eval_fraction held out of any other local file."})
+        "help": "Eval data (same schema); empty = a pkg: source's validation split, the shipped eval file of "
+                "a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
     train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split: str = field(default="validation", metadata={"help": "Hub split to evaluate on."})
     eval_fraction: float = field(default=0.1, metadata={
@@ -64,6 +66,10 @@ class QuestionAnsweringArgs:
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
     n_best: int = field(default=20, metadata={"help": "Start/end candidates per window in post-processing."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer span, in tokens."})
+    version_2_with_negative: bool = field(default=False, metadata={
+        "help": "SQuAD v2: predict no answer when the null ([CLS]) score beats the best span."})
+    null_score_diff_threshold: float = field(default=0.0, metadata={
+        "help": "SQuAD v2: answer null when null score - best span score > this."})
     max_train_samples: int = field(default=0, metadata={"help": "Use only the first N train rows (0 = all)."})
     max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
 
@@ -170,7 +176,8 @@ def preprocess_validation(batch: dict, tokenizer, args: QuestionAnsweringArgs) -
 
 
 def postprocess(start_logits, end_logits, features, examples, n_best: int = 20, max_answer_length: int = 30,
-                return_spans: bool = False) -> dict:
+                return_spans: bool = False, version_2_with_negative: bool = False,
+                null_score_diff_threshold: float = 0.0) -> dict:
     """Best answer text per example id from window logits.
 
     Args:
@@ -182,9 +189,11 @@ def postprocess(start_logits, end_logits, features, examples, n_best: int = 20, 
         max_answer_length: longest span in tokens.
         return_spans: return ``{"answer", "start", "end", "score"}`` dicts (character offsets,
             start+end logit) instead of the text.
+        version_2_with_negative / null_score_diff_threshold: answer "" when the lowest [CLS]
+            score of the example's windows exceeds the best span's score by more than the threshold.
 
     Returns:
-        ``{example_id: answer_text}``; "" when no valid span exists.
+        ``{example_id: answer_text}``; "" when no valid span exists or the null answer wins.
     """
     import numpy as np
 
@@ -195,9 +204,10 @@ def postprocess(start_logits, end_logits, features, examples, n_best: int = 20, 
     answers = {}
     for example in examples:
         example_id, context = str(example["id"]), example["context"]
-        best_text, best_score, best_span = "", -float("inf"), (0, 0)
+        best_text, best_score, best_span, null_score = "", -float("inf"), (0, 0), float("inf")
         for index in by_example[example_id]:
             offsets = all_offsets[index]
+            null_score = min(null_score, float(start_logits[index][0] + end_logits[index][0]))  # [CLS]
             starts = np.argsort(start_logits[index])[-1: -n_best - 1: -1].tolist()
             ends = np.argsort(end_logits[index])[-1: -n_best - 1: -1].tolist()
             for s in starts:
@@ -210,13 +220,16 @@ def postprocess(start_logits, end_logits, features, examples, n_best: int = 20, 
                     if score > best_score:
                         best_span, best_score = (offsets[s][0], offsets[e][1]), score
                         best_text = context[best_span[0]: best_span[1]]
+        if version_2_with_negative and null_score - best_score > null_score_diff_threshold:
+            best_text, best_span, best_score = "", (0, 0), null_score
         answers[example_id] = best_text if not return_spans else {
             "answer": best_text, "start": best_span[0], "end": best_span[1], "score": float(best_score)}
     return answers
 
 
 def answer_questions(model, tokenizer, questions: list[str], contexts: list[str], max_length: int = 384,
-                     stride: int = 128, n_best: int = 20, max_answer_length: int = 30) -> list[dict]:
+                     stride: int = 128, n_best: int = 20, max_answer_length: int = 30,
+                     version_2_with_negative: bool = False, null_score_diff_threshold: float = 0.0) -> list[dict]:
     """Answer questions with a checkpoint: what ``pipeline("question-answering")`` did before transformers 5
     removed that task. Same windows and post-processing as the evaluation above.
 
@@ -224,6 +237,8 @@ def answer_questions(model, tokenizer, questions: list[str], contexts: list[str]
         model / tokenizer: e.g. ``AutoModelForQuestionAnswering.from_pretrained(output_dir)`` and
             ``AutoTokenizer.from_pretrained(output_dir)``.
         questions / contexts: parallel lists of strings.
+        version_2_with_negative / null_score_diff_threshold: as in :func:`postprocess` (a SQuAD v2
+            checkpoint may answer "", with start = end = 0 and the null score).
 
     Returns:
         One ``{"answer", "start", "end", "score"}`` per question (character offsets into its context).
@@ -241,60 +256,17 @@ def answer_questions(model, tokenizer, questions: list[str], contexts: list[str]
         out = model(**{k: v.to(model.device) for k, v in inputs.items()})
     spans = postprocess(out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy(), features,
                         [{"id": i, "context": c} for i, c in zip(ids, contexts)], n_best, max_answer_length,
-                        return_spans=True)
+                        return_spans=True, version_2_with_negative=version_2_with_negative,
+                        null_score_diff_threshold=null_score_diff_threshold)
     return [spans[i] for i in ids]
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, drop punctuation and articles, squeeze whitespace.
-
-    >>> normalize_answer("The  Old Bridge!")
-    'old bridge'
-    """
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def _f1(prediction: str, gold: str) -> float:
-    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    overlap = sum(common.values())
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / len(pred_tokens), overlap / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def squad_scores(predictions: dict, references: dict) -> dict:
-    """SQuAD exact match and F1 in percent, each the max over an example's gold answers, averaged.
-
-    Args:
-        predictions: ``{id: predicted_text}``.
-        references: ``{id: [gold_text, ...]}`` (an empty list scores against "").
-
-    >>> scores = squad_scores({"a": "the Olm", "b": "Tarrow river"}, {"a": ["Olm"], "b": ["Wendle", "the Tarrow"]})
-    >>> {k: round(v, 2) for k, v in scores.items()}
-    {'exact_match': 50.0, 'f1': 83.33}
-    """
-    if not references:
-        return {"exact_match": 0.0, "f1": 0.0}
-    em = f1 = 0.0
-    for example_id, golds in references.items():
-        prediction = predictions.get(example_id, "")
-        golds = list(golds) or [""]
-        em += max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
-        f1 += max(_f1(prediction, g) for g in golds)
-    return {"exact_match": 100.0 * em / len(references), "f1": 100.0 * f1 / len(references)}
 
 
 def compute_metrics(start_logits, end_logits, features, examples, args: QuestionAnsweringArgs) -> dict:
     """Post-process window logits into answers and score them against the examples' gold answers."""
-    predictions = postprocess(start_logits, end_logits, features, examples, args.n_best, args.max_answer_length)
-    references = {str(ex["id"]): ex["answers"]["text"] for ex in examples}
-    return squad_scores(predictions, references)
+    predictions = postprocess(start_logits, end_logits, features, examples, args.n_best, args.max_answer_length,
+                              version_2_with_negative=args.version_2_with_negative,
+                              null_score_diff_threshold=args.null_score_diff_threshold)
+    return squad_scores(predictions, {str(ex["id"]): ex["answers"]["text"] for ex in examples})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,11 +304,16 @@ def main(argv=None) -> int:
         start_logits, end_logits = trainer.predict(model_inputs).predictions
         return compute_metrics(start_logits, end_logits, eval_features, eval_raw, args)
 
+    references = {str(ex["id"]): ex["answers"]["text"] for ex in eval_raw}
+    baselines = {"exclusive frequency": squad_scores(
+        {str(ex["id"]): exclusive_frequency(ex["question"], ex["context"]) for ex in eval_raw}, references)}
+    if args.version_2_with_negative:
+        baselines["always null"] = squad_scores({}, references)
     before, after, _ = _common.train_and_evaluate(trainer, evaluate)
     _common.finish(trainer, args, training_args, task="question_answering", pipeline_tag="question-answering",
-                   before=before, after=after, argv=argv,
+                   before=before, after=after, argv=argv, baselines=baselines,
                    train_data={"spec": args.dataset, "rows": len(train_raw), "windows": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or args.eval_split, "rows": len(eval_raw),
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset} ({args.eval_split})", "rows": len(eval_raw),
                               "windows": len(eval_features)},
                    usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
     return 0

@@ -14,8 +14,11 @@ Two model families, picked from the checkpoint's ``config.is_encoder_decoder``:
   with :func:`recipes.seq2seq_sft.generate_responses`.
 
 Data: XSum rows ``{"document": ..., "summary": ...}`` (column names set by ``text_column`` /
-``summary_column``, e.g. ``review_body``/``review_title`` for the course's Amazon reviews); the
-default ``recipes/data/summarization.jsonl`` is written by ``scripts/make_seq_data.py``.
+``summary_column``, e.g. ``review_body``/``review_title`` for the course's Amazon reviews). The
+offline default ``pkg:lee-lead`` is real news built the way XSum was: each ABC story's lead
+sentence is the summary, the rest of the story the document (recipes/sources/README.md).
+``--eval_dataset my.jsonl`` scores on your own rows. The lead-1 baseline (the document's first
+sentence, :func:`recipes.baselines.lead_sentences`) is reported next to the model, as the course does.
 
 Metric: ROUGE-1/2/L/Lsum F1 x 100 (mean over examples) from the ``rouge_score`` package, because
 ``evaluate.load("rouge")`` fetches its script from the hub and fails offline. ROUGE-Lsum needs
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 
 from grpo.models import EMBEDDED_SMOLLM2
 from recipes import _common, seq2seq_sft
+from recipes.baselines import lead_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +71,10 @@ class SummarizationArgs:
     model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (t5/mt5/bart) "
                                                                      "or decoder-only; hub id, local dir or embedded:*."})
     # Data
-    dataset: str = field(default="recipes/data/summarization.jsonl",
-                         metadata={"help": "Rows with a document and a summary column: local file or hub id."})
-    eval_dataset: str = field(default="", metadata={"help": "Eval rows; empty = the hub 'validation' split, or "
-                                                             "eval_fraction held out of a local dataset."})
+    dataset: str = field(default="pkg:lee-lead", metadata={
+        "help": "Rows with a document and a summary column: pkg:lee-lead, a local file or a hub id."})
+    eval_dataset: str = field(default="", metadata={"help": "Eval rows (same columns); empty = a pkg: source's or the "
+                                                             "hub's validation split, or eval_fraction of a local file."})
     text_column: str = field(default="document", metadata={"help": "Column holding the text to summarize."})
     summary_column: str = field(default="summary", metadata={"help": "Column holding the reference summary."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of a local dataset held out for eval."})
@@ -229,10 +233,12 @@ def main(argv=None) -> int:
     logger.info("%s model, %d train / %d eval documents", task, len(train_ds), len(eval_ds))
 
     trainer, evaluate_fn = build_trainer(model, tokenizer, args, training_args, train_ds, eval_ds, eval_raw)
+    lead_1 = compute_metrics([lead_sentences(d) for d in eval_raw[args.text_column]], list(eval_raw[args.summary_column]))
     before, after, _ = _common.train_and_evaluate(trainer, evaluate_fn)
     _common.finish(trainer, args, training_args, task="summarization",
                    pipeline_tag="summarization" if args.encoder_decoder else "text-generation",
-                   before=before, after=after, train_data={"spec": args.dataset, "rows": len(train_raw)},
+                   before=before, after=after, baselines={"lead-1": lead_1},
+                   train_data={"spec": args.dataset, "rows": len(train_raw)},
                    eval_data={"spec": args.eval_dataset or f"{args.dataset} (held out)", "rows": len(eval_raw)},
                    argv=argv, usage=USAGE)
     return 0

@@ -4,16 +4,21 @@ Run:
     python -m recipes.token_classification --config recipes/configs/token_classification.yaml
     grpo recipe token_classification --config recipes/configs/token_classification.yaml --max_steps 20
 
-Data: conll2003's schema -- ``tokens`` (list of words) and ``ner_tags`` (list of label ids, or of
-label strings). Label names come from the dataset's ``ClassLabel`` feature when it has one
-(hub conll2003), else from ``--tag_names`` (default: conll2003's nine tags, the order of
-``recipes/data/ner_*.jsonl``). Words are split into word pieces; special tokens get -100 and a
-word's continuation pieces get the word's label with ``B-X`` turned into ``I-X`` (the chapter's
-rule) -- or -100 with ``--label_all_tokens false`` (the chapter's "your turn" variant).
+Data: conll2003's schema -- ``tokens`` (list of words) and ``ner_tags`` (list of tag names such as
+``"B-person"``, or of label ids). The offline default is ``pkg:wnut16``, 2,394 real tweets with 10
+entity types (recipes/sources/README.md); ``--eval_dataset my.jsonl`` scores on your own rows in
+the same schema. The tag set is read from the data: a ``ClassLabel`` feature's names (hub
+conll2003), else the distinct tag strings of train + eval (``O`` first, then ``B-``/``I-`` per type),
+else -- ids without names -- ``--tag_names`` (conll2003's nine tags if unset, the order of the
+template files ``recipes/data/ner_*.jsonl``). Words are split into word pieces; special tokens get
+-100 and a word's continuation pieces get the word's label with ``B-X`` turned into ``I-X`` (the
+chapter's rule) -- or -100 with ``--label_all_tokens false`` (the chapter's "your turn" variant).
 
-Metric: seqeval precision / recall / F1 / accuracy over entity spans. ``evaluate.load("seqeval")``
-fetches its script from the hub, which fails offline, so the ``seqeval`` package is called
-directly with the same settings (default IOB2 matching, micro averages).
+Metric: seqeval precision / recall / F1 / accuracy over entity spans of *words* (each word's first
+piece), so the model and the entity-lookup baseline (:func:`recipes.baselines.entity_lookup`,
+every train entity string tagged wherever it occurs) are scored on the same units.
+``evaluate.load("seqeval")`` fetches its script from the hub, which fails offline, so the
+``seqeval`` package is called directly with the same settings (default IOB2, micro averages).
 
 Output: ``output_dir`` holds the checkpoint (``pipeline("ner", model=output_dir)`` loads it),
 ``metrics.json`` and a model card.
@@ -22,11 +27,12 @@ Output: ``output_dir`` holds the checkpoint (``pipeline("ner", model=output_dir)
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from grpo.errors import UserError
 from recipes import _common
+from recipes.baselines import entity_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +48,21 @@ class TokenClassificationArgs:
     model: str = field(default="embedded:minilm-l6", metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
-    dataset: str = field(default="recipes/data/ner_train.jsonl", metadata={
-        "help": "Train data: local .jsonl/.json/.csv/.parquet in conll2003's schema or a hub id (conll2003)."})
+    dataset: str = field(default="pkg:wnut16", metadata={
+        "help": "Train data: pkg:wnut16 (real tweets), a local .jsonl/.json/.csv/.parquet in conll2003's "
+                "schema or a hub id (conll2003)."})
     eval_dataset: str = field(default="", metadata={
-        "help": "Eval data; empty = the shipped eval file of the shipped train file, a hub dataset's "
-                "eval_split, or eval_fraction held out of any other local file."})
+        "help": "Eval data (same schema); empty = a pkg: source's validation split, the shipped eval file "
+                "of a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
     train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split: str = field(default="validation", metadata={"help": "Hub split to evaluate on."})
     eval_fraction: float = field(default=0.1, metadata={
         "help": "Share of a local train file held out for eval when eval_dataset is empty."})
     tokens_column: str = field(default="tokens", metadata={"help": "Column with the list of words."})
     tags_column: str = field(default="ner_tags", metadata={"help": "Column with the per-word tags."})
-    tag_names: list[str] = field(default_factory=lambda: list(CONLL2003_LABELS), metadata={
-        "help": "Tag names by id (used when the data has no ClassLabel names); B-/I- prefixes expected."})
+    tag_names: list[str] = field(default_factory=list, metadata={
+        "help": "Tag names by id, for data whose tags are ids without ClassLabel names (empty: conll2003's "
+                "nine); string tags and ClassLabel names are read from the data instead."})
     label_all_tokens: bool = field(default=True, metadata={
         "help": "Label continuation word pieces (B- becomes I-) as the chapter does; false = -100 on them."})
     max_length: int = field(default=256, metadata={"help": "Truncate tokenized sentences to this many tokens."})
@@ -62,8 +70,8 @@ class TokenClassificationArgs:
     max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
 
     def __post_init__(self):
-        if len(set(self.tag_names)) != len(self.tag_names) or not self.tag_names:
-            raise ValueError(f"tag_names={self.tag_names}: must be a non-empty list of distinct names")
+        if len(set(self.tag_names)) != len(self.tag_names):
+            raise ValueError(f"tag_names={self.tag_names}: must be distinct names")
         if self.max_length < 8:
             raise ValueError(f"max_length={self.max_length}: too small, use at least 8 (course: 512)")
 
@@ -208,6 +216,46 @@ def dataset_label_names(ds, column: str) -> list[str] | None:
     return list(feature.names) if getattr(feature, "names", None) else None
 
 
+def tag_set_from_data(tag_lists, where: str) -> list[str] | None:
+    """The tag set of rows tagged with strings: ``O``, then ``B-``/``I-`` of each type (types sorted).
+
+    Both prefixes are listed for every type seen, so a continuation piece always has its ``I-`` label.
+    Returns None when the tags are ids (ints) rather than names.
+
+    >>> tag_set_from_data([["O", "B-loc"], ["I-per", "B-per", "O"]], "x")
+    ['O', 'B-loc', 'I-loc', 'B-per', 'I-per']
+
+    Raises:
+        UserError: a tag that is not ``O`` / ``B-<type>`` / ``I-<type>``, or names and ids mixed.
+    """
+    kinds, ids, names = set(), False, False
+    for tags in tag_lists:
+        for tag in tags:
+            if not isinstance(tag, str):
+                ids = True
+                continue
+            names = True
+            if tag != "O":
+                if tag[:2] not in ("B-", "I-") or len(tag) < 3:
+                    raise UserError(f"{where}: tag {tag!r} is not BIO ('O', 'B-<type>' or 'I-<type>')")
+                kinds.add(tag[2:])
+    if ids and names:
+        raise UserError(f"{where}: tags mix names and ids; use one or the other")
+    return None if ids else ["O"] + [f"{prefix}-{kind}" for kind in sorted(kinds) for prefix in "BI"]
+
+
+def resolve_tag_names(args: TokenClassificationArgs, train_raw, eval_raw) -> list[str]:
+    """ClassLabel names, else the data's tag strings (``--tag_names`` kept if it covers them), else ids' names."""
+    column = args.tags_column
+    names = dataset_label_names(train_raw, column)
+    if names:
+        return names
+    found = tag_set_from_data([*train_raw[column], *eval_raw[column]], f"{args.dataset} / eval data")
+    if found is not None:
+        return args.tag_names if args.tag_names and set(found) <= set(args.tag_names) else found
+    return args.tag_names or list(CONLL2003_LABELS)
+
+
 def main(argv=None) -> int:
     import transformers
 
@@ -219,10 +267,8 @@ def main(argv=None) -> int:
         args.dataset, args.eval_dataset, columns=columns, train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples, seed=training_args.seed, keep_line=True)
-    names = dataset_label_names(train_raw, args.tags_column)
-    if names and names != args.tag_names:
-        logger.info("using the dataset's label names %s", names)
-        args.tag_names = names
+    args.tag_names = resolve_tag_names(args, train_raw, eval_raw)
+    logger.info("%d tags: %s", len(args.tag_names), " ".join(args.tag_names))
     id2label = dict(enumerate(args.tag_names))
     model, tokenizer = _common.load_model_and_tokenizer(
         args.model, "token-classification", seed=training_args.seed, require_fast=True,
@@ -231,9 +277,15 @@ def main(argv=None) -> int:
         raise UserError(f"model {args.model!r} has {model.config.num_labels} labels but tag_names has "
                         f"{len(args.tag_names)}; pass matching --tag_names")
 
-    tokenize = partial(preprocess, tokenizer=tokenizer, args=args)
-    train_ds = train_raw.map(tokenize, batched=True, remove_columns=train_raw.column_names)
-    eval_ds = eval_raw.map(tokenize, batched=True, remove_columns=eval_raw.column_names)
+    train_ds = train_raw.map(partial(preprocess, tokenizer=tokenizer, args=args), batched=True,
+                             remove_columns=train_raw.column_names)
+    # Scored on words (first pieces only), like the baseline, whatever label_all_tokens does in training.
+    eval_ds = eval_raw.map(partial(preprocess, tokenizer=tokenizer, args=replace(args, label_all_tokens=False)),
+                           batched=True, remove_columns=eval_raw.column_names)
+    as_names = lambda rows: [[args.tag_names[t] if isinstance(t, int) else t for t in tags] for tags in rows]  # noqa: E731
+    lookup = entity_lookup(train_raw[args.tokens_column], as_names(train_raw[args.tags_column]),
+                           eval_raw[args.tokens_column])
+    baselines = {"entity lookup": seqeval_scores(as_names(eval_raw[args.tags_column]), lookup)}
     trainer = transformers.Trainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=transformers.DataCollatorForTokenClassification(tokenizer=tokenizer),
@@ -245,9 +297,9 @@ def main(argv=None) -> int:
 
     before, after, _ = _common.train_and_evaluate(trainer, evaluate)
     _common.finish(trainer, args, training_args, task="token_classification", pipeline_tag="token-classification",
-                   before=before, after=after, argv=argv,
+                   before=before, after=after, argv=argv, baselines=baselines,
                    train_data={"spec": args.dataset, "rows": len(train_raw), "features": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or args.eval_split, "rows": len(eval_raw)},
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset} ({args.eval_split})", "rows": len(eval_raw)},
                    usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
     return 0
 

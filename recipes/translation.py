@@ -14,9 +14,15 @@ Two model families, picked from the checkpoint's ``config.is_encoder_decoder``:
   greedily with :func:`recipes.seq2seq_sft.generate_responses` and scores with sacreBLEU.
 
 Data: KDE4 rows ``{"translation": {"en": ..., "fr": ...}}`` (language keys set by
-``source_lang``/``target_lang``); the default ``recipes/data/translation.jsonl`` is written by
-``scripts/make_seq_data.py``. Any file in that schema works with ``--dataset path.jsonl``; with no
-``--eval_dataset`` a fraction of it is held out, as the course splits KDE4's single split.
+``source_lang``/``target_lang``). The offline default ``pkg:po-en-fr`` holds real software-UI
+strings, KDE4's genre: Django's and JupyterLab's French catalogs for training, Sphinx's whole
+catalog held out for eval (recipes/sources/README.md). Any file in the schema works with
+``--dataset`` / ``--eval_dataset path.jsonl``; a local train file with no ``--eval_dataset`` has a
+fraction held out, as the course splits KDE4's single split.
+
+Baselines on the same eval rows (:mod:`recipes.baselines`): *copy source* (the English string
+unchanged -- UI strings share names, placeholders and code with their translations) and *copy
+nearest* (the French of the most similar training source).
 
 Deviations from the course: sacreBLEU comes from the ``sacrebleu`` package, because
 ``evaluate.load("sacrebleu")`` fetches its metric script from the hub and fails offline; an eos
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 
 from grpo.models import EMBEDDED_SMOLLM2
 from recipes import _common, seq2seq_sft
+from recipes.baselines import copy_nearest
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +72,10 @@ class TranslationArgs:
     model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (marian/t5/mt5/bart) "
                                                                      "or decoder-only; hub id, local dir or embedded:*."})
     # Data
-    dataset: str = field(default="recipes/data/translation.jsonl",
-                         metadata={"help": "KDE4-schema rows {'translation': {src: ..., tgt: ...}}: local file or hub id."})
-    eval_dataset: str = field(default="", metadata={"help": "Eval rows; empty = hold out eval_fraction of dataset."})
+    dataset: str = field(default="pkg:po-en-fr", metadata={
+        "help": "KDE4-schema rows {'translation': {src: ..., tgt: ...}}: pkg:po-en-fr, a local file or a hub id."})
+    eval_dataset: str = field(default="", metadata={"help": "Eval rows (same schema); empty = a pkg: source's validation "
+                                                             "split, or eval_fraction held out of a local dataset."})
     source_lang: str = field(default="en", metadata={"help": "Key of the source text inside 'translation'."})
     target_lang: str = field(default="fr", metadata={"help": "Key of the target text inside 'translation'."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of a local dataset held out for eval."})
@@ -190,6 +198,15 @@ def build_trainer(model, tokenizer, args: TranslationArgs, training_args, train_
     return trainer, evaluate_fn
 
 
+def baselines(train_raw, eval_raw, args: TranslationArgs) -> dict:
+    """sacreBLEU of copying the source, and of copying the target of the nearest training source."""
+    train_pairs, eval_pairs = train_raw["translation"], eval_raw["translation"]
+    sources = [p[args.source_lang] for p in eval_pairs]
+    references = [p[args.target_lang] for p in eval_pairs]
+    nearest = copy_nearest([p[args.source_lang] for p in train_pairs], [p[args.target_lang] for p in train_pairs], sources)
+    return {"copy source": compute_metrics(sources, references), "copy nearest": compute_metrics(nearest, references)}
+
+
 def main(argv=None) -> int:
     """Parse the config, train, evaluate before/after, save the checkpoint. Returns the exit code."""
     from transformers import Seq2SeqTrainingArguments
@@ -213,7 +230,8 @@ def main(argv=None) -> int:
     before, after, _ = _common.train_and_evaluate(trainer, evaluate_fn)
     _common.finish(trainer, args, training_args, task="translation",
                    pipeline_tag="translation" if args.encoder_decoder else "text-generation",
-                   before=before, after=after, train_data={"spec": args.dataset, "rows": len(train_raw)},
+                   before=before, after=after, baselines=baselines(train_raw, eval_raw, args),
+                   train_data={"spec": args.dataset, "rows": len(train_raw)},
                    eval_data={"spec": args.eval_dataset or f"{args.dataset} (held out)", "rows": len(eval_raw)},
                    argv=argv, usage=USAGE)
     return 0

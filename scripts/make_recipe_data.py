@@ -1,5 +1,8 @@
 """Write the small offline datasets of the NER, QA and masked-LM recipes into recipes/data/.
 
+For the tests only: the recipes' default configs train on real text (``pkg:`` sources,
+recipes/sources/README.md); template sentences say nothing about how a recipe does on real data.
+
 Run: python scripts/make_recipe_data.py        (deterministic: the same files every time)
 
 All text is invented here from templates and made-up names; nothing is copied from a real

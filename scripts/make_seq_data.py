@@ -1,5 +1,8 @@
 """Write the offline datasets of the translation and summarization recipes (deterministic).
 
+For the tests only: the recipes' default configs train on real text (``pkg:`` sources,
+recipes/sources/README.md); template sentences say nothing about how a recipe does on real data.
+
     python scripts/make_seq_data.py            # rewrites recipes/data/{translation,summarization}.jsonl
 
 Both files are original text generated here from small grammars, in the schemas of the hub

@@ -95,6 +95,8 @@ def test_from_scratch_trains_and_reloads(tmp_path, monkeypatch):
                            "--eval_fraction", "0.34"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["perplexity"] < metrics["before"]["perplexity"]
+    # a random GPT-2 starts near uniform over the vocabulary, far worse than token frequencies
+    assert 1 < metrics["baselines"]["unigram"]["perplexity"] < metrics["before"]["perplexity"]
     trainer = seen["trainer"]
     reloaded, tok = AutoModelForCausalLM.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
     assert len(tok) == trainer.processing_class.__len__() <= 300 + len(tok.all_special_tokens)

@@ -113,6 +113,15 @@ def test_shipped_data_schema():
     assert all(isinstance(r["text"], str) and r["text"] for r in rows)
 
 
+def test_unigram_baseline_counts_train_chunks_and_scores_masked_ids():
+    from recipes.baselines import unigram_perplexity
+
+    # train ids {5: 3, 6: 1}: p(5) = 4/7, p(6) = 2/7, unseen 1/7 (add-one over 2 ids + 1 unseen bucket)
+    assert unigram_perplexity([[5, 5], [5, 6]], [5]) == pytest.approx(7 / 4)
+    assert unigram_perplexity([[5, 5], [5, 6]], [9]) == pytest.approx(7.0)
+    assert unigram_perplexity([[5, 5], [5, 6]], [5, 9]) == pytest.approx(math.sqrt(7 / 4 * 7))
+
+
 def test_wrong_schema_file_is_a_user_error(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps({"review": "good film", "label": 1}) + "\n" for _ in range(4)))
@@ -125,7 +134,7 @@ def test_short_run_checkpoint_reloads_with_same_predictions_and_pipeline(tmp_pat
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
-    probe = "This movie was a complete [MASK] from start to finish."
+    probe = "Firefighters said the [MASK] was burning out of control near the town."
     captured = {}
     real_save = _common.save_checkpoint
 
@@ -138,10 +147,11 @@ def test_short_run_checkpoint_reloads_with_same_predictions_and_pipeline(tmp_pat
     monkeypatch.setattr(_common, "save_checkpoint", spy)
     out = tmp_path / "mlm"
     code = mlm.main(["--config", "recipes/configs/masked_lm.yaml", "--output_dir", str(out), "--max_steps", "3",
-                     "--max_train_samples", "64", "--max_eval_samples", "24", "--whole_word_mask", "true"])
+                     "--max_train_samples", "24", "--max_eval_samples", "8", "--whole_word_mask", "true"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["perplexity"] == pytest.approx(math.exp(metrics["after"]["loss"]))
+    assert metrics["baselines"]["unigram"]["perplexity"] > 1
 
     reloaded = AutoModelForMaskedLM.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)

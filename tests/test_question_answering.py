@@ -101,7 +101,75 @@ def test_squad_scores_hand_made():
     assert scores["exact_match"] == pytest.approx(60.0)
     assert scores["f1"] == pytest.approx(100 * (1 + 1 + 0 + 1 + 2 / 3) / 5)
     assert qa.squad_scores({}, {"x": ["a b"]}) == {"exact_match": 0.0, "f1": 0.0}  # missing prediction
-    assert qa.squad_scores({"x": ""}, {"x": []}) == {"exact_match": 100.0, "f1": 100.0}  # unanswerable
+    assert qa.squad_scores({"x": ""}, {"x": []}) == {"exact_match": 100.0, "f1": 100.0, "HasAns_f1": 0.0,
+                                                      "NoAns_exact": 100.0}  # unanswerable: "" is right
+
+
+def test_squad_v2_scores_split_answerable_and_unanswerable():
+    refs = {"a": ["Olm"], "b": [], "c": [], "d": ["Talia Varnholt"]}
+    preds = {"a": "Olm", "b": "", "c": "Ambervale", "d": ""}  # right, right null, answered a null, missed
+    scores = qa.squad_scores(preds, refs)
+    assert scores == {"exact_match": 50.0, "f1": 50.0, "HasAns_f1": 50.0, "NoAns_exact": 50.0}
+
+
+V2_CONTEXT = "Ambervale was founded by Talia Varnholt."
+V2_OFFSETS = [None, None, (0, 9), (10, 13), (14, 21), (22, 24), (25, 30), (31, 39), None]
+
+
+def _v2_logits(null, span):
+    """Window logits with [CLS] (position 0) at ``null`` each and "Talia Varnholt" (6..7) at ``span`` each."""
+    start, end = np.full((1, 9), -10.0), np.full((1, 9), -10.0)
+    start[0, 0] = end[0, 0] = null
+    start[0, 6] = end[0, 7] = span
+    return start, end
+
+
+@pytest.mark.parametrize("null, span, threshold, expected", [
+    (4.0, 3.0, 0.0, ""),                 # null 8 beats the span 6
+    (2.0, 3.0, 0.0, "Talia Varnholt"),   # the span 6 beats null 4
+    (4.0, 3.0, 2.5, "Talia Varnholt"),   # null - span = 2 is not above the threshold
+    (3.0, 3.0, 0.0, "Talia Varnholt"),   # a tie keeps the span (null must be strictly better)
+])
+def test_v2_null_answer_when_its_score_beats_the_best_span(null, span, threshold, expected):
+    features = {"example_id": ["a"], "offset_mapping": [V2_OFFSETS]}
+    start, end = _v2_logits(null, span)
+    examples = [{"id": "a", "context": V2_CONTEXT}]
+    got = qa.postprocess(start, end, features, examples, version_2_with_negative=True,
+                         null_score_diff_threshold=threshold)
+    assert got == {"a": expected}
+    assert qa.postprocess(start, end, features, examples) == {"a": "Talia Varnholt"}  # v1 never answers null
+
+
+def test_v2_null_score_is_the_lowest_over_windows():
+    # Two windows of one example: the answer is in the second, whose [CLS] score is low; the first
+    # window's high [CLS] score (answer not in it) must not make the example unanswerable.
+    features = {"example_id": ["a", "a"], "offset_mapping": [V2_OFFSETS, V2_OFFSETS]}
+    first, second = _v2_logits(9.0, -10.0), _v2_logits(1.0, 3.0)
+    start, end = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+    got = qa.postprocess(start, end, features, [{"id": "a", "context": V2_CONTEXT}], version_2_with_negative=True,
+                         return_spans=True)
+    assert got["a"]["answer"] == "Talia Varnholt" and got["a"]["score"] == pytest.approx(6.0)
+
+
+def test_compute_metrics_v2_end_to_end_on_hand_made_rows():
+    args = qa.QuestionAnsweringArgs(version_2_with_negative=True)
+    features = {"example_id": ["yes", "no"], "offset_mapping": [V2_OFFSETS, V2_OFFSETS]}
+    s_yes, e_yes = _v2_logits(0.0, 5.0)
+    s_no, e_no = _v2_logits(5.0, 0.0)
+    examples = [{"id": "yes", "context": V2_CONTEXT, "answers": {"text": ["Talia Varnholt"], "answer_start": [25]}},
+                {"id": "no", "context": V2_CONTEXT, "answers": {"text": [], "answer_start": []}}]
+    scores = qa.compute_metrics(np.concatenate([s_yes, s_no]), np.concatenate([e_yes, e_no]), features, examples, args)
+    assert scores == {"exact_match": 100.0, "f1": 100.0, "HasAns_f1": 100.0, "NoAns_exact": 100.0}
+    args.version_2_with_negative = False  # v1 post-processing answers the unanswerable one
+    assert qa.compute_metrics(np.concatenate([s_yes, s_no]), np.concatenate([e_yes, e_no]), features, examples,
+                              args)["NoAns_exact"] == 0.0
+
+
+def test_unanswerable_rows_are_labelled_on_cls(tokenizer):
+    batch = {"id": ["n"], "question": ["Who built @placeholder?"], "context": [V2_CONTEXT],
+             "answers": [{"text": [], "answer_start": []}]}
+    out = qa.preprocess(batch, tokenizer, qa.QuestionAnsweringArgs())
+    assert out["start_positions"] == [0] and out["end_positions"] == [0]
 
 
 def test_missing_answer_start_is_a_user_error(tokenizer):
@@ -147,6 +215,11 @@ def test_answer_questions_helper_returns_context_spans(tokenizer):
     assert len(out) == 2
     for span, context in zip(out, contexts):
         assert span["answer"] and span["answer"] == context[span["start"]: span["end"]]
+    kw = dict(max_length=64, stride=16, n_best=64, max_answer_length=5, version_2_with_negative=True)
+    never_null = qa.answer_questions(model, tokenizer, ["Who founded it?"], contexts[1:], null_score_diff_threshold=1e9, **kw)
+    always_null = qa.answer_questions(model, tokenizer, ["Who founded it?"], contexts[1:], null_score_diff_threshold=-1e9, **kw)
+    assert never_null[0]["answer"] == out[1]["answer"]
+    assert always_null[0] == {"answer": "", "start": 0, "end": 0, "score": always_null[0]["score"]}
 
 
 @pytest.mark.slow
@@ -187,3 +260,24 @@ def test_short_run_checkpoint_reloads_with_same_predictions_and_pipeline(tmp_pat
         qa.answer_questions(reloaded, tok, [question], [context])
     assert before == after
     assert after[0]["answer"] == context[after[0]["start"]: after[0]["end"]]
+
+
+def test_v2_run_on_own_eval_file_reports_null_metrics_and_baselines(tmp_path, one_torch_thread):
+    context = "Ambervale was founded by Talia Varnholt. The bridge opened later."
+    answerable = {"id": "a", "context": context, "question": "Who founded Ambervale?",
+                  "answers": {"text": ["Talia Varnholt"], "answer_start": [25]}}
+    unanswerable = {"id": "n", "context": context, "question": "Who painted the bridge?",
+                    "answers": {"text": [], "answer_start": []}}
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("".join(json.dumps({**row, "id": f"{row['id']}{i}"}) + "\n"
+                             for i in range(4) for row in (answerable, unanswerable)))
+    evaluation.write_text(json.dumps(answerable) + "\n" + json.dumps(unanswerable) + "\n")
+    out = tmp_path / "qa"
+    assert qa.main(["--dataset", str(train), "--eval_dataset", str(evaluation), "--version_2_with_negative", "true",
+                    "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+                    "--max_length", "64", "--stride", "16"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["after"]) == {"exact_match", "f1", "HasAns_f1", "NoAns_exact"}
+    assert metrics["baselines"]["always null"] == {"exact_match": 50.0, "f1": 50.0, "HasAns_f1": 0.0,
+                                                   "NoAns_exact": 100.0}
+    assert "exclusive frequency" in metrics["baselines"]

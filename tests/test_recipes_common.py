@@ -4,6 +4,7 @@ Run: pytest tests/test_recipes_common.py
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import recipes
 from grpo.errors import UserError
-from recipes import _common
+from recipes import _common, sources
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,6 +114,9 @@ def test_metric_table():
     table = _common.format_metric_table({"f1": 0.1, "loss": 2.0}, {"f1": 0.75, "loss": 0.5})
     assert table.splitlines()[0] == "| metric | before | after |"
     assert "| f1 | 0.1000 | 0.7500 |" in table
+    table = _common.format_metric_table({"f1": 0.1, "loss": 2.0}, {"f1": 0.75, "loss": 0.5}, {"lookup": {"f1": 0.3}})
+    assert table.splitlines()[0] == "| metric | baseline: lookup | before | after |"
+    assert "| f1 | 0.3000 | 0.1000 | 0.7500 |" in table and "| loss | - | 2.0000 | 0.5000 |" in table
 
 
 def test_save_checkpoint_atomic_reloadable_and_keeps_trainer_dirs(tmp_path):
@@ -164,9 +168,12 @@ def test_shipped_config_parses_with_its_recipe(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # packaged config and data paths must not depend on the CWD
     args, targs = _common.parse_args(args_cls, ["--config", f"recipes/configs/{name}.yaml"])
     assert args.model == "embedded:minilm-l6"
-    assert Path(_common.resolve_data_path(args.dataset)).is_file()
     assert args.eval_dataset == ""  # so that --dataset other.jsonl is evaluated on other.jsonl
-    assert Path(_common._shipped_sibling(_common.resolve_data_path(args.dataset))).is_file()
+    if sources.is_source(args.dataset):  # real data from an installed package, with its validation split
+        assert args.dataset[len(sources.PREFIX):] in sources.names()
+    else:
+        assert Path(_common.resolve_data_path(args.dataset)).is_file()
+        assert Path(_common._shipped_sibling(_common.resolve_data_path(args.dataset))).is_file()
     header = (REPO / "recipes" / "configs" / f"{name}.yaml").read_text().splitlines()
     assert any(f"python -m recipes.{name} --config recipes/configs/{name}.yaml" in line for line in header)
 
@@ -179,3 +186,25 @@ def test_docstring_examples(name):
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0
+
+
+# Each recipe scores a user's own JSONL (--eval_dataset) in its documented schema; a row missing a
+# field of that schema is a UserError naming the eval file, before any model is loaded.
+EVAL_SCHEMAS = {
+    "token_classification": ({"tokens": ["Oslo"], "ner_tags": ["B-city"]}, "ner_tags"),
+    "question_answering": ({"id": "1", "context": "Oslo is big.", "question": "What is big?",
+                            "answers": {"text": ["Oslo"], "answer_start": [0]}}, "answers"),
+    "masked_lm": ({"text": "Oslo is big."}, "text"),
+    "causal_lm": ({"content": "def f():\n    return 1\n"}, "content"),
+    "translation": ({"translation": {"en": "Open", "fr": "Ouvrir"}}, "translation"),
+    "summarization": ({"document": "Oslo is big. It grows.", "summary": "Oslo is big."}, "summary"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVAL_SCHEMAS))
+def test_eval_dataset_file_in_the_documented_schema_is_read_and_checked(name, tmp_path):
+    row, required = EVAL_SCHEMAS[name]
+    bad = tmp_path / "eval.jsonl"
+    bad.write_text(json.dumps({k: v for k, v in row.items() if k != required}) + "\n")
+    with pytest.raises(UserError, match=rf"{re.escape(str(bad))}.*{required}"):
+        recipes.get(name).main(["--eval_dataset", str(bad), "--output_dir", str(tmp_path / "out")])

@@ -106,6 +106,43 @@ def _capture_finish(monkeypatch):
     return seen
 
 
+def test_tiny_t5_trains_reloads_and_generates(tmp_path, tokenizer, monkeypatch, one_torch_thread):
+    from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, T5Config, T5ForConditionalGeneration, set_seed
+
+    set_seed(0)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=1, num_decoder_layers=1,
+                      num_heads=2, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    seen = _capture_finish(monkeypatch)
+    out = tmp_path / "run"
+    assert summarization.main(["--model", str(tmp_path / "t5"), "--output_dir", str(out), "--max_steps", "2",
+                               "--max_train_samples", "8", "--max_eval_samples", "4", "--max_source_length", "64",
+                               "--source_prefix", "summarize: ", "--generation_max_length", "8",
+                               "--per_device_train_batch_size", "4"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["after"]) == {*summarization.ROUGE_TYPES, "eval_loss"}
+    assert metrics["baselines"]["lead-1"]["rouge1"] > 0  # lead-1 of the same 4 held-out stories
+    trainer = seen["trainer"]
+    assert isinstance(trainer, Seq2SeqTrainer) and trainer.args.predict_with_generate
+    assert trainer.state.global_step == 2
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(out)
+    kw = dict(max_new_tokens=6, batch_size=2)
+    docs = ["summarize: " + DOC, "summarize: Short one."]
+    assert seq2seq_sft.generate_responses(reloaded, tokenizer, docs, **kw) == \
+        seq2seq_sft.generate_responses(trainer.model, tokenizer, docs, **kw)
+
+
+def test_lead_1_baseline_on_real_news():
+    from recipes import baselines, sources
+
+    rows = sources.rows("pkg:lee-lead", "validation")
+    scores = summarization.compute_metrics([baselines.lead_sentences(r["document"]) for r in rows],
+                                           [r["summary"] for r in rows])
+    assert scores["rouge1"] == pytest.approx(22.7582, abs=1e-3) and scores["rouge2"] == pytest.approx(4.7104, abs=1e-3)
+
+
 @pytest.mark.slow
 def test_tiny_bart_trains_and_reloads(tmp_path, tokenizer, monkeypatch):
     from transformers import AutoModelForSeq2SeqLM, BartConfig, BartForConditionalGeneration, set_seed

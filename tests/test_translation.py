@@ -100,7 +100,8 @@ def test_config_parses_with_overrides():
     args, targs = _common.parse_args(translation.TranslationArgs,
                                      ["--config", "recipes/configs/translation.yaml", "--max_steps", "3"],
                                      Seq2SeqTrainingArguments, translation.TRAINING_DEFAULTS)
-    assert args.source_lang == "en" and targs.max_steps == 3 and targs.generation_max_length == 64
+    assert args.source_lang == "en" and targs.max_steps == 3 and targs.generation_max_length == 48
+    assert args.dataset == "pkg:po-en-fr" and args.max_eval_samples == 200
 
 
 def _capture_finish(monkeypatch):
@@ -128,19 +129,54 @@ def tiny_t5(path, tokenizer):
     return str(path)
 
 
-def test_encoder_decoder_path_trains_and_reloads(tmp_path, tokenizer, monkeypatch):
-    from transformers import AutoModelForSeq2SeqLM
+def tiny_marian(path, tokenizer):
+    """A randomly initialised 1-layer Marian (the course's opus-mt architecture) around the SmolLM2 tokenizer."""
+    from transformers import MarianConfig, MarianMTModel, set_seed
+
+    set_seed(0)
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                          max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+                          forced_eos_token_id=None)
+    MarianMTModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_seq2seq_collator_makes_decoder_inputs_from_text_target_labels(tmp_path, tokenizer):
+    from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5(tmp_path / "t5", tokenizer))
+    args = _args(max_source_length=16, max_target_length=16)
+    args.encoder_decoder = True
+    out = translation.preprocess(BATCH, tokenizer, args)
+    batch = DataCollatorForSeq2Seq(tokenizer, model=model)([{k: out[k][i] for k in out} for i in range(2)])
+    labels, decoder_inputs = batch["labels"], batch["decoder_input_ids"]
+    short = min(range(2), key=lambda i: len(out["labels"][i]))
+    assert (labels[short, len(out["labels"][short]):] == -100).all()  # label padding is ignored by the loss
+    assert (decoder_inputs[:, 0] == model.config.decoder_start_token_id).all()  # labels shifted right
+    assert decoder_inputs[0, 1:].tolist() == [t if t != -100 else tokenizer.pad_token_id for t in labels[0, :-1].tolist()]
+
+
+@pytest.mark.parametrize("build", [tiny_t5, tiny_marian], ids=["t5", "marian"])
+def test_encoder_decoder_path_trains_and_reloads(build, tmp_path, tokenizer, monkeypatch, one_torch_thread):
+    from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer
 
     seen = _capture_finish(monkeypatch)
     out = tmp_path / "run"
-    model_dir = tiny_t5(tmp_path / "t5", tokenizer)
+    model_dir = build(tmp_path / "model", tokenizer)
     assert translation.main(["--model", model_dir, "--output_dir", str(out), "--max_steps", "2",
                              "--max_train_samples", "16", "--max_eval_samples", "4", "--learning_rate", "1e-3",
                              "--generation_max_length", "8", "--per_device_train_batch_size", "4"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["before"]) == {"bleu", "eval_loss"}
+    assert set(metrics["baselines"]) == {"copy source", "copy nearest"}
     assert (out / "README.md").exists() and "pipeline_tag: translation" in (out / "README.md").read_text()
-    trained = seen["trainer"].model.eval()
+    trainer = seen["trainer"]
+    assert isinstance(trainer, Seq2SeqTrainer) and trainer.args.predict_with_generate  # BLEU of generations
+    assert trainer.state.global_step == 2
+    trained = trainer.model.eval()
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(out).eval()
     batch = tokenizer(["Open the file", "Save the selected image"], return_tensors="pt", padding=True)
     kw = dict(max_new_tokens=6, do_sample=False)
