@@ -117,7 +117,7 @@ def main(argv=None) -> int:
 
     print(f"# hardware: {describe()}")
 
-    hf_bf16_model = inference_copy(model, torch.bfloat16) if args.hf_bf16 else None
+    hf_bf16_model = inference_copy(model, torch.bfloat16, rewire=False) if args.hf_bf16 else None  # a plain bf16 model
     g = args.generations
     contenders = {"model.generate fp32": lambda s, m, t: run_hf(model, prompts, g, t, m == "sample", pad_id, stops, s)}
     if hf_bf16_model is not None:
