@@ -52,7 +52,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore a snapshot taken by :func:`rng_state`."""
-    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])

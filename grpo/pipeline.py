@@ -251,9 +251,10 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     memory = MemoryLog(out / "memory.json" if main_process else None)
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "hardware.json", {"hardware": describe(), "bf16": training_args.bf16,
+        hardware = describe()
+        write_json_atomic(out / "hardware.json", {"hardware": hardware, "bf16": training_args.bf16,
                                                   "backend": script_args.backend})
-        logger.warning("hardware: %s; backend %s, %s", describe(), script_args.backend,
+        logger.warning("hardware: %s; backend %s, %s", hardware, script_args.backend,
                        "bf16" if training_args.bf16 else "fp32")
     dtype = eval_dtype(training_args)
     recorder = SampleRecorder(metrics_logger)

@@ -13,10 +13,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from grpo import decoder
-from grpo.inference_copy import _Attention, _GatedMLP, _PackedLinear, _RMSNorm, inference_copy
+from grpo.inference_copy import _Attention, _GatedMLP, _PackedLinear, _RMSNorm, bf16_cpu_kernels, inference_copy
 from grpo.sampler import generate
 
-BF16_KERNELS = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+BF16_KERNELS = bf16_cpu_kernels()  # the same test the copy uses before rewiring
 needs_bf16 = pytest.mark.skipif(not BF16_KERNELS, reason="this CPU has no oneDNN bf16 kernels: the copy is not rewired")
 
 
