@@ -27,13 +27,14 @@ Only for models :func:`supports` accepts (the fused Llama / Qwen2 copy from
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 
 import torch
 import torch.nn.functional as F
 
-from grpo.inference_copy import _Attention, _GatedMLP, _RMSNorm
+from grpo.inference_copy import FusedAttention, FusedGatedMLP, FusedRMSNorm, bf16_cpu_kernels, inference_copy
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,11 @@ def supports(model: torch.nn.Module) -> bool:
     """True when ``model`` is a rewired inference copy whose decoding :func:`decode_step` can run."""
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
-    if layers is None or not hasattr(inner, "rotary_emb") or not isinstance(getattr(inner, "norm", None), _RMSNorm):
+    if (layers is None or not hasattr(inner, "rotary_emb")
+            or not isinstance(getattr(inner, "norm", None), FusedRMSNorm)):
         return False
-    return all(isinstance(layer.self_attn, _Attention) and isinstance(layer.mlp, _GatedMLP)
-               and isinstance(layer.input_layernorm, _RMSNorm) for layer in layers)
+    return all(isinstance(layer.self_attn, FusedAttention) and isinstance(layer.mlp, FusedGatedMLP)
+               and isinstance(layer.input_layernorm, FusedRMSNorm) for layer in layers)
 
 
 class KVBuffers:
@@ -291,11 +293,7 @@ def self_check() -> bool:
     Returns:
         True when the fast path may be used.
     """
-    import copy
-
     import transformers
-
-    from grpo.inference_copy import bf16_cpu_kernels, inference_copy
 
     if not bf16_cpu_kernels():
         return False

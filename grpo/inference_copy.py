@@ -1,9 +1,11 @@
 """A frozen inference copy of the policy for fast rollouts: LoRA merged, weights cast, CPU bf16 kernels.
 
 :func:`inference_copy` builds the copy once per (policy, dtype) and refreshes its weights in place
-on later calls, so it follows the policy across optimizer steps. On a CPU with bf16 support
-(oneDNN, AVX512-BF16 / AMX) the copy of a Llama-family model (llama, qwen2) is also rewired for
-decoding, where each step is many small kernels and the per-call overhead dominates:
+on later calls, so it follows the policy across optimizer steps; the weights come from
+:func:`merged_named_weights` (LoRA merged on the fly), which the vLLM engines push as well. On a
+CPU with bf16 support (oneDNN, AVX512-BF16 / AMX) the copy of a Llama-family model (llama, qwen2)
+is also rewired for decoding, where each step is many small kernels and the per-call overhead
+dominates:
 
 * every ``nn.Linear`` runs on a weight pre-packed for oneDNN (what torch.compile's CPU backend
   does), and the projections that read the same input are fused: q/k/v into one matmul,
@@ -23,18 +25,22 @@ from __future__ import annotations
 import copy
 import logging
 import weakref
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inference_copy"]
+__all__ = [
+    "FusedAttention", "FusedGatedMLP", "FusedRMSNorm", "PackedLinear", "bf16_cpu_kernels", "inference_copy",
+    "merged_named_weights",
+]
 
 _FUSABLE_MODEL_TYPES = {"llama", "qwen2"}
 
 
-class _PackedLinear(torch.nn.Module):
+class PackedLinear(torch.nn.Module):
     """One or several ``nn.Linear`` reading the same input, as a single oneDNN-packed bf16 matmul.
 
     The output is the concatenation of the linears' outputs along the last dim. The original
@@ -54,6 +60,7 @@ class _PackedLinear(torch.nn.Module):
         return self.parts[0].weight
 
     def repack(self) -> None:
+        """Rebuild the packed weight (and bias) from the current weights of the wrapped linears."""
         weights = [lin.weight for lin in self.parts]
         weight = weights[0] if len(weights) == 1 else torch.cat(weights)
         biases = [lin.bias for lin in self.parts]
@@ -67,7 +74,7 @@ class _PackedLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-class _RMSNorm(torch.nn.Module):
+class FusedRMSNorm(torch.nn.Module):
     """Llama RMSNorm with the normalisation as one fused fp32 call (transformers' rounding order:
     normalise in fp32, round to the input dtype, then scale). ``F.rms_norm`` straight on bf16
     input is not a substitute: SmolLM2's residual stream reaches the hundreds and the bf16 sum
@@ -82,20 +89,20 @@ class _RMSNorm(torch.nn.Module):
         return self.weight * F.rms_norm(x.float(), self.weight.shape, None, self.eps).to(x.dtype)
 
 
-class _GatedMLP(torch.nn.Module):
+class FusedGatedMLP(torch.nn.Module):
     """``down(silu(gate(x)) * up(x))`` with gate and up fused into one packed matmul."""
 
     def __init__(self, mlp: torch.nn.Module):
         super().__init__()
-        self.gate_up = _PackedLinear(mlp.gate_proj, mlp.up_proj)
-        self.down_proj = _PackedLinear(mlp.down_proj)
+        self.gate_up = PackedLinear(mlp.gate_proj, mlp.up_proj)
+        self.down_proj = PackedLinear(mlp.down_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).split(self.gate_up.sizes, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
 
-class _Attention(torch.nn.Module):
+class FusedAttention(torch.nn.Module):
     """Llama/Qwen2 self-attention weights with q/k/v fused into one packed matmul.
 
     A container for :mod:`grpo.decoder`, which runs the attention itself (prefill and decode);
@@ -108,8 +115,8 @@ class _Attention(torch.nn.Module):
         self.layer_idx = attn.layer_idx
         self.head_dim, self.scaling = attn.head_dim, attn.scaling
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.qkv = _PackedLinear(attn.q_proj, attn.k_proj, attn.v_proj)
-        self.o_proj = _PackedLinear(attn.o_proj)
+        self.qkv = PackedLinear(attn.q_proj, attn.k_proj, attn.v_proj)
+        self.o_proj = PackedLinear(attn.o_proj)
 
     def forward(self, *args, **kwargs):
         raise RuntimeError("the rewired inference copy runs through grpo.decoder (prefill / decode_step), "
@@ -143,18 +150,64 @@ def _rewire_for_decoding(model: torch.nn.Module) -> None:
     try:
         if _fusable(model):
             for layer in model.model.layers:
-                layer.self_attn = _Attention(layer.self_attn, model.config)
-                layer.mlp = _GatedMLP(layer.mlp)
-                layer.input_layernorm = _RMSNorm(layer.input_layernorm)
-                layer.post_attention_layernorm = _RMSNorm(layer.post_attention_layernorm)
-            model.model.norm = _RMSNorm(model.model.norm)
-        packed = {id(lin) for m in model.modules() if isinstance(m, _PackedLinear) for lin in m.parts}
+                layer.self_attn = FusedAttention(layer.self_attn, model.config)
+                layer.mlp = FusedGatedMLP(layer.mlp)
+                layer.input_layernorm = FusedRMSNorm(layer.input_layernorm)
+                layer.post_attention_layernorm = FusedRMSNorm(layer.post_attention_layernorm)
+            model.model.norm = FusedRMSNorm(model.model.norm)
+        packed = {id(lin) for m in model.modules() if isinstance(m, PackedLinear) for lin in m.parts}
         for parent in list(model.modules()):  # the remaining linears (lm_head; all of them if not fusable)
             for child_name, child in parent.named_children():
                 if type(child) is torch.nn.Linear and id(child) not in packed:
-                    setattr(parent, child_name, _PackedLinear(child))
+                    setattr(parent, child_name, PackedLinear(child))
     except (RuntimeError, AttributeError) as err:
         logger.debug("oneDNN weight packing unavailable: %s", err)
+
+
+# ---------------------------------------------------------------------------- the policy's weights, LoRA merged
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "base_model")
+
+
+def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, tensor)`` for every weight of the policy as the plain (non-peft) model names it.
+
+    For a peft LoRA model each adapted weight is ``W + scaling * B @ A`` summed over the active
+    adapters, computed into a new tensor; the trained model is never modified (no merge/unmerge
+    rounding drift). LoRA matrices and the frozen originals of ``modules_to_save`` are skipped.
+    A plain model yields its own ``named_parameters()`` (shared, not copied). LoRA variants
+    (DoRA, lora_bias) fall back to merging a deep copy. Names match
+    ``model.merge_and_unload().named_parameters()``; tied weights appear once. What refreshes an
+    :func:`inference_copy` and what the vLLM engines push (:func:`grpo.vllm_engine.vllm_named_weights`).
+    """
+    if not _is_peft(model):
+        for name, param in model.named_parameters():
+            yield name, param.detach()
+        return
+    from peft.tuners.lora import LoraLayer
+
+    lora = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    if any(getattr(m, "lora_variant", None) or any(getattr(m, "lora_bias", {}).values()) for m in lora.values()):
+        for name, param in copy.deepcopy(model).merge_and_unload().named_parameters():
+            yield name, param.detach()
+        return
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".lora_" in name or ".original_module." in name:
+                continue
+            tensor = param.detach()
+            module = lora.get(name.removesuffix(".base_layer.weight"))
+            if module is not None and not module.disable_adapters and not module.merged:
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        tensor = tensor + module.get_delta_weight(adapter).to(tensor.dtype)
+            name = name.removeprefix("base_model.model.")
+            yield name.replace(".base_layer.", ".").replace(".modules_to_save.default.", "."), tensor
+
+
+# ---------------------------------------------------------------------------- the copy
 
 
 _COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
@@ -165,7 +218,7 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
     """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
 
     Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
-    place from :func:`grpo.vllm_engine.merged_named_weights` on every call (~0.2 s), so it
+    place from :func:`merged_named_weights` on every call (~0.2 s), so it
     follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision.
     bf16 on a CPU with bf16 kernels and ``rewire``: rewired for :mod:`grpo.decoder` (see the module
     docstring; such a copy only runs through the decoder). Otherwise a plain transformers model.
@@ -193,11 +246,9 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
             _rewire_for_decoding(clone)
         copies[(dtype, rewire)] = clone.eval()
         return clone
-    from grpo.vllm_engine import merged_named_weights  # lazy: that module imports grpo.sampler
-
     for name, tensor in merged_named_weights(model):
         clone.grpo_params[name].copy_(tensor)
     for module in clone.modules():
-        if isinstance(module, _PackedLinear):
+        if isinstance(module, PackedLinear):
             module.repack()
     return clone

@@ -1,7 +1,7 @@
 """Fast batched sampler for GRPO rollouts on CPU (and any GPU without vLLM).
 
 ``generate(model, tokenizer, prompt_ids, num_generations=G, max_new_tokens=T)`` returns a
-:class:`Rollout` with G completions per prompt, prompt-major (prompt 0's G completions first,
+:class:`grpo.rollout.Rollout` with G completions per prompt, prompt-major (prompt 0's G completions first,
 the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
 
 * prefills each prompt once (batch P, left-padded), then copies its KV cache G times;
@@ -18,7 +18,6 @@ in the order transformers' logits processors do. Benchmark: ``scripts/bench_roll
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -26,36 +25,11 @@ from transformers import DynamicCache
 
 from grpo import decoder, hf_compat
 from grpo.inference_copy import inference_copy
+from grpo.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Rollout", "generate", "inference_copy", "sample_next", "stop_ids_for"]
-
-
-@dataclass
-class Rollout:
-    """G completions for each of P prompts, prompt-major.
-
-    Attributes:
-        prompt_ids: the P prompts as given (token ids, no padding).
-        completion_ids: P*G completions; ``completion_ids[p * G + g]`` is the g-th completion of
-            prompt p. A completion that ended on a stop token includes that token (as HF does).
-        is_truncated: P*G flags, True when the completion hit ``max_new_tokens`` without a stop token.
-        logprobs: P*G lists of per-token log-probs (nats) of the chosen tokens under the
-            unfiltered ``log_softmax(logits / temperature)``, in the dtype generation ran in.
-        num_generations: G.
-    """
-
-    prompt_ids: list[list[int]]
-    completion_ids: list[list[int]]
-    is_truncated: list[bool]
-    logprobs: list[list[float]] = field(default_factory=list)
-    num_generations: int = 1
-
-    @property
-    def prompt_index(self) -> list[int]:
-        """For each completion, the index of its prompt in ``prompt_ids`` (length P*G)."""
-        return [i // self.num_generations for i in range(len(self.completion_ids))]
+__all__ = ["generate", "sample_next"]
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -149,16 +123,6 @@ def sample_next(
         tokens = order.gather(-1, _draw(probs, generator)[:, None]).squeeze(-1)  # (B,)
     logprobs = scaled.gather(-1, tokens[:, None]).squeeze(-1) - lse  # (B,)
     return tokens, logprobs
-
-
-def stop_ids_for(model, tokenizer, stop_token_ids: Sequence[int] | int | None = None) -> list[int]:
-    """The stop tokens ``model.generate`` would use: explicit ids, else generation_config eos, else tokenizer eos."""
-    ids = stop_token_ids
-    if ids is None:
-        ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if ids is None and tokenizer is not None:
-        ids = tokenizer.eos_token_id
-    return [] if ids is None else [int(ids)] if isinstance(ids, int) else [int(i) for i in ids]
 
 
 # ---------------------------------------------------------------------------- generate

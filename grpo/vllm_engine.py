@@ -5,7 +5,7 @@
 rollouts). ``engine.generate(model, tokenizer, prompt_ids, num_generations, max_new_tokens, ...)``
 first pushes the policy's current weights into vLLM (LoRA adapters merged on the fly, without
 touching the trained model), then samples G completions per prompt and returns the same
-:class:`grpo.sampler.Rollout` as the CPU sampler.
+:class:`grpo.rollout.Rollout` as the CPU sampler.
 
 Where CUDA or vllm is missing, constructing the engine raises :class:`grpo.errors.UserError`
 naming the fix (``pip install grpo-toolkit[gpu]`` on a CUDA machine, or ``use_vllm: false``).
@@ -22,7 +22,6 @@ Run the GPU check: ``pytest tests/test_vllm_engine.py`` (the GPU-only test skips
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import socket
@@ -30,20 +29,13 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from grpo.sampler import Rollout, stop_ids_for
-
-try:
-    from grpo.errors import UserError
-except ImportError:  # pragma: no cover - the lead's module is the source of truth
-    class UserError(Exception):
-        """Fallback while grpo/errors.py is missing."""
+from grpo.errors import UserError
+from grpo.inference_copy import merged_named_weights
+from grpo.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "VLLMEngine", "merged_named_weights", "require_vllm", "rollout_from_outputs", "sampling_params_kwargs",
-    "vllm_named_weights",
-]
+__all__ = ["VLLMEngine", "require_vllm", "rollout_from_outputs", "sampling_params_kwargs", "vllm_named_weights"]
 
 FIX_HINT = ("install it on a CUDA machine with `pip install grpo-toolkit[gpu]`, "
             "or set use_vllm: false to use the built-in sampler")
@@ -97,47 +89,9 @@ def sampling_params_kwargs(
 # ---------------------------------------------------------------------------- weight names
 
 
-def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "base_model")
-
-
-def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield ``(name, tensor)`` for every weight of the policy as the plain (non-peft) model names it.
-
-    For a peft LoRA model each adapted weight is ``W + scaling * B @ A`` summed over the active
-    adapters, computed into a new tensor; the trained model is never modified (no merge/unmerge
-    rounding drift). LoRA matrices and the frozen originals of ``modules_to_save`` are skipped.
-    A plain model yields its own ``named_parameters()`` (shared, not copied). LoRA variants
-    (DoRA, lora_bias) fall back to merging a deep copy. Names match
-    ``model.merge_and_unload().named_parameters()``; tied weights appear once.
-    """
-    if not _is_peft(model):
-        for name, param in model.named_parameters():
-            yield name, param.detach()
-        return
-    from peft.tuners.lora import LoraLayer
-
-    lora = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
-    if any(getattr(m, "lora_variant", None) or any(getattr(m, "lora_bias", {}).values()) for m in lora.values()):
-        for name, param in copy.deepcopy(model).merge_and_unload().named_parameters():
-            yield name, param.detach()
-        return
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if ".lora_" in name or ".original_module." in name:
-                continue
-            tensor = param.detach()
-            module = lora.get(name.removesuffix(".base_layer.weight"))
-            if module is not None and not module.disable_adapters and not module.merged:
-                for adapter in module.active_adapters:
-                    if adapter in module.lora_A:
-                        tensor = tensor + module.get_delta_weight(adapter).to(tensor.dtype)
-            name = name.removeprefix("base_model.model.")
-            yield name.replace(".base_layer.", ".").replace(".modules_to_save.default.", "."), tensor
-
-
 def vllm_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """What :meth:`VLLMEngine.sync_weights` pushes: :func:`merged_named_weights` (kept as the vLLM-facing name)."""
+    """What :meth:`VLLMEngine.sync_weights` pushes: :func:`grpo.inference_copy.merged_named_weights` (kept as the
+    vLLM-facing name)."""
     return merged_named_weights(model)
 
 

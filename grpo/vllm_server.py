@@ -31,8 +31,8 @@ from typing import Sequence
 import torch
 
 from grpo.errors import UserError
-from grpo.sampler import Rollout, stop_ids_for
-from grpo.vllm_engine import require_vllm, sampling_params_kwargs, vllm_named_weights
+from grpo import vllm_engine  # used as vllm_engine.X, looked up at call time (tests stand in a fake VLLMEngine)
+from grpo.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ def check_vllm_setup(args) -> None:
     _check_mode(args)
     if args.vllm_mode == "server":
         wait_for_server(server_url(args), args.vllm_server_timeout)
-    require_vllm()
+    vllm_engine.require_vllm()
 
 
 def rollout_from_server(prompt_ids: list[list[int]], output: dict, num_generations: int, max_new_tokens: int,
                         stop_ids: Sequence[int]) -> Rollout:
-    """Turn ``VLLMClient.generate`` output into a :class:`grpo.sampler.Rollout`.
+    """Turn ``VLLMClient.generate`` output into a :class:`grpo.rollout.Rollout`.
 
     ``output["completion_ids"]`` holds ``len(prompt_ids) * num_generations`` token lists, prompt-major;
     ``output["logprobs"]`` one ``[logprob]`` list per token (``logprobs=0``: the sampled token only).
@@ -131,7 +131,7 @@ class VLLMServerEngine:
     def __init__(self, base_url: str, timeout: float = 240.0, group_port: int = 51216, rank: int = 0, world: int = 1,
                  device=None):
         wait_for_server(base_url, timeout)
-        require_vllm()
+        vllm_engine.require_vllm()
         from trl.generation.vllm_client import VLLMClient
 
         self.client = VLLMClient(base_url=base_url, group_port=group_port, connection_timeout=timeout)
@@ -145,8 +145,9 @@ class VLLMServerEngine:
         if self.rank == 0:
             if self._metadata is None:  # the server must know every tensor before the first one is broadcast
                 self._metadata = [(name, str(t.dtype).removeprefix("torch."), list(t.shape))
-                                  for name, t in vllm_named_weights(model)]
-            on_device = ((name, t.to(self.device)) for name, t in vllm_named_weights(model))  # one tensor at a time
+                                  for name, t in vllm_engine.vllm_named_weights(model)]
+            weights = vllm_engine.vllm_named_weights(model)
+            on_device = ((name, t.to(self.device)) for name, t in weights)  # one tensor at a time
             self.client.update_named_params(self._metadata, on_device)
             self.client.reset_prefix_cache()
         if self.world > 1:
@@ -160,7 +161,8 @@ class VLLMServerEngine:
         if model is not None and sync:
             self.sync_weights(model)
         stops = stop_ids_for(model, tokenizer, stop_token_ids)
-        params = sampling_params_kwargs(num_generations, max_new_tokens, temperature, top_p, top_k, do_sample, stops, seed)
+        params = vllm_engine.sampling_params_kwargs(num_generations, max_new_tokens, temperature, top_p, top_k,
+                                                    do_sample, stops, seed)
         output = self.client.generate(
             [list(p) for p in prompt_ids], n=num_generations, temperature=params["temperature"], top_p=params["top_p"],
             top_k=params["top_k"], max_tokens=max_new_tokens, logprobs=0,
@@ -175,7 +177,5 @@ def make_engine(args, model_path: str, rank: int = 0, world: int = 1, device=Non
     _check_mode(args)  # each engine checks CUDA, vllm (and the server) itself
     if args.vllm_mode == "server":
         return VLLMServerEngine(server_url(args), args.vllm_server_timeout, args.vllm_group_port, rank, world, device)
-    from grpo.vllm_engine import VLLMEngine
-
-    return VLLMEngine(model_path, args.vllm_gpu_memory_utilization, args.vllm_max_model_length,
-                      args.vllm_enable_sleep_mode, seed=args.seed)
+    return vllm_engine.VLLMEngine(model_path, args.vllm_gpu_memory_utilization, args.vllm_max_model_length,
+                                  args.vllm_enable_sleep_mode, seed=args.seed)

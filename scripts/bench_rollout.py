@@ -33,8 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from grpo.data import load_gsm8k
+from grpo.inference_copy import inference_copy
 from grpo.models import EMBEDDED_SMOLLM2, load_model
-from grpo.sampler import generate, inference_copy, stop_ids_for
+from grpo.rollout import stop_ids_for
+from grpo.sampler import generate
 
 
 def bf16_is_fast() -> bool:

@@ -13,7 +13,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from grpo import decoder
-from grpo.inference_copy import _Attention, _GatedMLP, _PackedLinear, _RMSNorm, bf16_cpu_kernels, inference_copy
+from grpo.inference_copy import (FusedAttention, FusedGatedMLP, FusedRMSNorm, PackedLinear, bf16_cpu_kernels,
+                                 inference_copy)
 from grpo.sampler import generate
 
 BF16_KERNELS = bf16_cpu_kernels()  # the same test the copy uses before rewiring
@@ -62,8 +63,8 @@ def test_rewired_copy_matches_plain_bf16_model_exactly(kind):
     model = tiny(kind)
     fast = inference_copy(model, torch.bfloat16)
     layer = fast.model.layers[0]
-    assert isinstance(layer.self_attn, _Attention) and isinstance(layer.mlp, _GatedMLP)
-    assert isinstance(layer.input_layernorm, _RMSNorm) and isinstance(fast.lm_head, _PackedLinear)
+    assert isinstance(layer.self_attn, FusedAttention) and isinstance(layer.mlp, FusedGatedMLP)
+    assert isinstance(layer.input_layernorm, FusedRMSNorm) and isinstance(fast.lm_head, PackedLinear)
     plain = plain_bf16(model)
     ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
     with torch.inference_mode():

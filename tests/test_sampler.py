@@ -14,7 +14,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from grpo import hf_compat
-from grpo.sampler import generate, sample_next, stop_ids_for
+from grpo.rollout import stop_ids_for
+from grpo.sampler import generate, sample_next
 
 VOCAB = 64
 

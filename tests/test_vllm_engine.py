@@ -17,9 +17,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from grpo import vllm_engine
 from grpo.errors import UserError
-from grpo.sampler import generate, inference_copy
-from grpo.vllm_engine import (VLLMEngine, merged_named_weights, require_vllm, rollout_from_outputs,
-                              sampling_params_kwargs)
+from grpo.inference_copy import inference_copy, merged_named_weights
+from grpo.sampler import generate
+from grpo.vllm_engine import VLLMEngine, require_vllm, rollout_from_outputs, sampling_params_kwargs
 
 HAVE_GPU_VLLM = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
