@@ -68,7 +68,8 @@ def cmd_sft(argv) -> int:
 
     from grpo.pipeline import eval_dtype, load_splits, run_eval
     from grpo.placement import evaluate_on_main
-    from grpo.quantization import check_quantization_supported, load_for_training
+    from grpo.loading import load_for_training
+    from grpo.quantization import check_quantization_supported
     from grpo.sft import warm_start
 
     script_args, training_args = _training_config(argv)

@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 
 from grpo.errors import UserError
+from grpo.models import adapter_base
+from grpo.run_dir import save_checkpoint_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +79,6 @@ def load_merged(source, dtype: str = "auto"):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from grpo.models import adapter_base
-
     directory, kind = find_source(source)
     torch_dtype = _torch_dtype(dtype)
     kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
@@ -125,8 +125,6 @@ def export(source, output_dir, dtype: str = "auto") -> Path:
     Returns:
         ``Path(output_dir)``.
     """
-    from grpo.run_dir import save_checkpoint_atomic
-
     model, tokenizer, info = load_merged(source, dtype)
     src = Path(info["source"])
     run_card = next((p for p in (src / "README.md", src.parent / "README.md", src.parent.parent / "README.md")

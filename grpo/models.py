@@ -24,6 +24,7 @@ from pathlib import Path
 
 from grpo.errors import UserError
 from grpo.hub import require_hub
+from grpo.quantization import keep_trainable_layout
 
 logger = logging.getLogger(__name__)
 
@@ -303,8 +304,6 @@ def load_model(spec: str, task: str = "causal-lm", dtype=None, **from_pretrained
     except OSError as err:
         raise _hub_error(spec, err) from None
     if kwargs.get("quantization_config") is not None:
-        from grpo.quantization import keep_trainable_layout
-
         keep_trainable_layout(model)  # before any forward: see grpo.quantization
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -340,7 +339,7 @@ def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = N
 
     The base is the checkpoint the adapter config names (a warm start's checkpoint, say), else
     ``fallback_spec``. Used where ``model``'s own base cannot be merged into: a 4-bit/8-bit base
-    (:func:`grpo.quantization.full_precision_copy`) or a sharded one (:mod:`grpo.sharded`).
+    (:func:`grpo.loading.full_precision_copy`) or a sharded one (:mod:`grpo.sharded`).
 
     Args:
         model: a ``peft.PeftModel``; only its adapter config is read when ``state_dict`` is given.
@@ -359,7 +358,7 @@ def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = N
 
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    from grpo.placement import zero3_init_disabled
+    from grpo.placement import zero3_init_disabled  # here, not at the top: grpo.placement imports torch (STYLE 14)
 
     config = model.peft_config[model.active_adapter]
     with zero3_init_disabled():  # the main process alone builds it: zero.Init would wait for the others

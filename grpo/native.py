@@ -41,7 +41,7 @@ from grpo.loss import grpo_loss, logprobs_from_hidden, sampling_correction
 from grpo.native_config import check_supported
 from grpo.native_rollout import informative, rollout as rollout_and_score
 from grpo.placement import place_model
-from grpo.quantization import make_optimizer
+from grpo.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 

@@ -239,7 +239,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     from grpo.memory import MemoryLog
     from grpo.models import apply_lora
     from grpo.placement import evaluate_on_main
-    from grpo.quantization import load_for_training
+    from grpo.loading import load_for_training
     from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_json_atomic, write_model_card
 
     out = Path(training_args.output_dir)
@@ -295,7 +295,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         raise
     if not metrics_logger.enabled:
         return result
-    from grpo.quantization import full_precision_copy  # QLoRA: merge into the unquantized base, not the 4-bit one
+    from grpo.loading import full_precision_copy  # QLoRA: merge into the unquantized base, not the 4-bit one
 
     result["checkpoint"] = str(save_final_checkpoint(full_precision_copy(model, script_args), tokenizer, out))
     (out / "eval_after.json").unlink(missing_ok=True)

@@ -4,6 +4,10 @@
     grpo train --config grpo/configs/gsm8k.yaml --optim adamw_8bit               # 8-bit optimizer state
     grpo train --config grpo/configs/gsm8k.yaml --optim adamw_8bit --backend native
 
+This module holds only what is bitsandbytes-specific (field checks, ``from_pretrained`` arguments,
+preparing a quantized base for LoRA); loading a model with it is :mod:`grpo.loading`, and the
+native backend's optimizer is :func:`grpo.optim.make_optimizer`. It imports no model code.
+
 Field names are TRL's ``ModelConfig`` (``load_in_4bit``, ``load_in_8bit``, ``bnb_4bit_quant_type``,
 ``use_bnb_nested_quant``) plus transformers' ``bnb_4bit_compute_dtype`` (TRL takes the compute
 dtype from its ``dtype`` field, which we do not have); optimizer names are transformers'
@@ -35,10 +39,11 @@ logger = logging.getLogger(__name__)
 BNB_OPTIMIZERS = ("adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit")
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
-_INSTALL = "pip install 'grpo-toolkit[quant]'  (bitsandbytes>=0.50)"
+BNB_INSTALL = "pip install 'grpo-toolkit[quant]'  (bitsandbytes>=0.50)"
 
 
-def _optim_name(training_args) -> str:
+def optim_name(training_args) -> str:
+    """``training_args.optim`` as a lower-case transformers ``OptimizerNames`` value ("" when unset)."""
     optim = getattr(training_args, "optim", "")
     return str(getattr(optim, "value", optim)).lower()  # OptimizerNames.ADAMW_BNB -> "adamw_bnb_8bit"
 
@@ -79,7 +84,7 @@ def check_quantization_supported(script_args, training_args, sft: bool = False) 
     Raises:
         UserError: bitsandbytes missing; a paged optimizer without CUDA; quantized weights with vLLM.
     """
-    optim = "" if sft else _optim_name(training_args)  # the warm-start stage uses its own AdamW
+    optim = "" if sft else optim_name(training_args)  # the warm-start stage uses its own AdamW
     quantized = is_quantized(script_args)
     if not quantized and optim not in BNB_OPTIMIZERS:
         return
@@ -92,7 +97,7 @@ def check_quantization_supported(script_args, training_args, sft: bool = False) 
         import bitsandbytes  # noqa: F401
     except ImportError:
         instead = "set load_in_4bit/load_in_8bit false" if quantized else "set optim adamw_torch"
-        raise UserError(f"{asked} needs the bitsandbytes package: {_INSTALL}; or {instead}") from None
+        raise UserError(f"{asked} needs the bitsandbytes package: {BNB_INSTALL}; or {instead}") from None
     import torch
 
     if optim.startswith("paged_") and not torch.cuda.is_available():
@@ -170,77 +175,3 @@ def prepare_for_training(model, gradient_checkpointing: bool = False):
     from peft import prepare_model_for_kbit_training
 
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-
-
-def make_optimizer(param_groups, training_args, model=None):
-    """The native backend's optimizer: ``torch.optim.AdamW`` or bitsandbytes' 8-bit AdamW.
-
-    Mirrors the HF Trainer: ``optim`` in :data:`BNB_OPTIMIZERS` gives
-    ``bitsandbytes.optim.AdamW(optim_bits=8, is_paged=...)`` with the same lr, betas, eps and
-    weight decay, and embedding weights (when trainable) keep 32-bit state.
-
-    Args:
-        param_groups: torch optimizer parameter groups.
-        training_args: ``trl.GRPOConfig`` (``optim``, ``learning_rate``, ``adam_*``, ``weight_decay``).
-        model: the model, for the embedding override (None skips it).
-
-    Raises:
-        UserError: an optim this function does not build, or bitsandbytes missing.
-    """
-    import torch
-
-    optim = _optim_name(training_args)
-    kwargs = dict(lr=training_args.learning_rate, betas=(training_args.adam_beta1, training_args.adam_beta2),
-                  eps=training_args.adam_epsilon, weight_decay=training_args.weight_decay)
-    if optim in ("adamw_torch", "adamw_torch_fused"):
-        return torch.optim.AdamW(param_groups, **kwargs)  # the fused kernel is left to torch to pick
-    if optim not in BNB_OPTIMIZERS:
-        raise UserError(f"optim={optim!r}: the native backend supports adamw_torch, adamw_torch_fused, "
-                        f"{', '.join(BNB_OPTIMIZERS)}")
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        raise UserError(f"optim={optim} needs the bitsandbytes package: {_INSTALL}; or set optim adamw_torch") from None
-    if model is not None:
-        manager = bnb.optim.GlobalOptimManager.get_instance()
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding) and module.weight.requires_grad:
-                manager.register_module_override(module, "weight", {"optim_bits": 32})
-    return bnb.optim.AdamW(param_groups, optim_bits=8, is_paged=optim.startswith("paged_"), **kwargs)
-
-
-def full_precision_copy(model, script_args):
-    """The trained adapter on the unquantized base: what a quantized run saves as its merged checkpoint.
-
-    Merging an adapter into 4-bit weights re-quantizes them (peft warns about rounding), and the
-    result needs bitsandbytes to load. As QLoRA is usually deployed, the adapter's exact tensors go
-    onto the base model in its checkpoint precision instead -- the same model ``grpo export`` builds
-    from ``checkpoint/adapter``. A float model, or one without an adapter, is returned unchanged.
-
-    Args:
-        model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes);
-            its adapter config names the checkpoint the base was loaded from.
-        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model`` if the
-            adapter config names no base).
-
-    Returns:
-        A ``peft.PeftModel`` on a freshly loaded unquantized base, holding ``model``'s adapter weights.
-    """
-    if not is_quantized(script_args) or not hasattr(model, "peft_config"):
-        return model
-    from grpo.models import adapter_on_fresh_base
-
-    # the checkpoint the quantized base was loaded from: script_args.model, or the warm-start's sft_checkpoint
-    return adapter_on_fresh_base(model, script_args.model)
-
-
-def load_for_training(spec, script_args):
-    """``(model, tokenizer)`` from :func:`grpo.models.load_model`, quantized as ``script_args`` asks
-    (:func:`load_kwargs`) and prepared for a LoRA adapter (:func:`prepare_for_training`; a no-op
-    for a float model). Used for the base of a run, ``grpo sft``, and the QLoRA warm-start's reload
-    of its full-precision merged checkpoint.
-    """
-    from grpo.models import load_model
-
-    model, tokenizer = load_model(str(spec), **load_kwargs(script_args))
-    return prepare_for_training(model), tokenizer

@@ -21,7 +21,14 @@ import logging
 import math
 from pathlib import Path
 
+from grpo.console import quiet_progress
 from grpo.data import to_reasoning_format
+from grpo.loading import full_precision_copy, load_for_training
+from grpo.models import lora_config
+from grpo.quantization import is_quantized
+from grpo.run_dir import save_checkpoint_atomic
+from grpo.sharded import unsharded_model
+from grpo.tracking import configure, finish_wandb
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +69,6 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         which the GRPO stage's Trainer partitions again.
     """
     from trl import SFTConfig, SFTTrainer
-
-    from grpo.console import quiet_progress
-    from grpo.models import lora_config
-    from grpo.quantization import full_precision_copy, is_quantized
-    from grpo.run_dir import save_checkpoint_atomic
-    from grpo.sharded import unsharded_model
-    from grpo.tracking import configure, finish_wandb
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
@@ -123,8 +123,7 @@ def reload_checkpoint(done, script_args):
     resumed), so DeepSpeed ZeRO-3's ``zero.Init``, a collective, is switched off for the load
     (:func:`grpo.placement.zero3_init_disabled`).
     """
-    from grpo.placement import zero3_init_disabled
-    from grpo.quantization import load_for_training
+    from grpo.placement import zero3_init_disabled  # here, not at the top: grpo.placement imports torch (STYLE 14)
 
     with zero3_init_disabled():
         return load_for_training(done, script_args)[0]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+from grpo import models  # called as models.load_model: a stand-in set on grpo.models reaches this module too
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["is_sharded", "load_into_fresh_copy", "unsharded_model"]
@@ -50,13 +52,12 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
         RuntimeError: ``state_dict`` does not fit the architecture (missing or unexpected names,
             or shapes; for a peft model: no adapter tensors, or ones without a place).
     """
-    from grpo.models import adapter_on_fresh_base, load_model
-    from grpo.placement import zero3_init_disabled
+    from grpo.placement import zero3_init_disabled  # here, not at the top: grpo.placement imports torch (STYLE 14)
 
     if hasattr(model, "peft_config"):
-        return adapter_on_fresh_base(model, script_args.model, state_dict)  # (zero.Init off in there too)
+        return models.adapter_on_fresh_base(model, script_args.model, state_dict)  # (zero.Init off in there too)
     with zero3_init_disabled():
-        fresh, _ = load_model(script_args.model)
+        fresh, _ = models.load_model(script_args.model)
     fresh.load_state_dict(state_dict, strict=True)
     return fresh
 

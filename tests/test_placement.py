@@ -99,14 +99,14 @@ def test_run_training_evaluates_on_the_main_process_only(tmp_path, monkeypatch):
     """Process 1 of a launch neither evaluates nor skips the barrier (it used to evaluate on the CPU in every process)."""
     from trl import GRPOConfig
 
+    import grpo.loading
     import grpo.native
     import grpo.pipeline
     import grpo.placement
-    import grpo.quantization
     from grpo.config import ScriptArgs
 
     evaluated, waits = [], []
-    monkeypatch.setattr(grpo.quantization, "load_for_training", lambda spec, args: (tiny_model(), _tiny_tokenizer()))
+    monkeypatch.setattr(grpo.loading, "load_for_training", lambda spec, args: (tiny_model(), _tiny_tokenizer()))
     monkeypatch.setattr(grpo.pipeline, "run_eval", lambda model, *args, **kwargs: evaluated.append(model))
     monkeypatch.setattr(grpo.placement, "_wait_for_everyone", lambda: waits.append(1))
     monkeypatch.setattr(grpo.native, "train", lambda model, *args, **kwargs: model)

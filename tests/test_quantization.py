@@ -143,7 +143,7 @@ def test_8bit_adamw_trains_lora_on_embedded_smollm2():
     from trl import GRPOConfig
 
     from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.quantization import make_optimizer
+    from grpo.optim import make_optimizer
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model, r=8, lora_dropout=0.0)
