@@ -62,10 +62,10 @@ def validate_fields(script_args) -> None:
         raise UserError(f"bnb_4bit_quant_type={a.bnb_4bit_quant_type!r}: use one of {', '.join(QUANT_TYPES)}")
     if a.bnb_4bit_compute_dtype not in COMPUTE_DTYPES:
         raise UserError(f"bnb_4bit_compute_dtype={a.bnb_4bit_compute_dtype!r}: use one of {', '.join(COMPUTE_DTYPES)}")
-    if is_quantized(a) and not a.use_lora:
+    if is_quantized(a) and not a.use_peft:
         which = "load_in_4bit" if a.load_in_4bit else "load_in_8bit"
-        raise UserError(f"{which}=true with use_lora=false: quantized weights cannot be trained; "
-                        f"set use_lora true (QLoRA) or {which} false to train all weights")
+        raise UserError(f"{which}=true with use_peft=false: quantized weights cannot be trained; "
+                        f"set use_peft true (QLoRA) or {which} false to train all weights")
 
 
 def check_quantization_supported(script_args, training_args, sft: bool = False) -> None:
@@ -220,7 +220,7 @@ def full_precision_copy(model, script_args):
     Args:
         model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes);
             its adapter config names the checkpoint the base was loaded from.
-        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model`` if the
+        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model_name_or_path`` if the
             adapter config names no base).
 
     Returns:
@@ -230,8 +230,8 @@ def full_precision_copy(model, script_args):
         return model
     from grpo.models import adapter_on_fresh_base
 
-    # the checkpoint the quantized base was loaded from: script_args.model, or the warm-start's sft_checkpoint
-    return adapter_on_fresh_base(model, script_args.model)
+    # the checkpoint the quantized base was loaded from: script_args.model_name_or_path, or the warm-start's sft_checkpoint
+    return adapter_on_fresh_base(model, script_args.model_name_or_path)
 
 
 def load_for_training(spec, script_args):

@@ -110,7 +110,7 @@ def test_run_training_evaluates_on_the_main_process_only(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo.pipeline, "run_eval", lambda model, *args, **kwargs: evaluated.append(model))
     monkeypatch.setattr(grpo.placement, "_wait_for_everyone", lambda: waits.append(1))
     monkeypatch.setattr(grpo.native, "train", lambda model, *args, **kwargs: model)
-    script_args = ScriptArgs(backend="native", dataset="synthetic:gsm8k:12", eval_size=4, warm_start=False)
+    script_args = ScriptArgs(backend="native", dataset_name="synthetic:gsm8k:12", eval_size=4, warm_start=False)
     training_args = GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, max_steps=1,
                                num_generations=2, per_device_train_batch_size=2, save_strategy="no")
     monkeypatch.setattr(GRPOConfig, "process_index", property(lambda self: 1))  # this process plays rank 1
@@ -180,7 +180,7 @@ def test_end_of_run_copies_are_built_outside_zero3_init(zero3, base_dir, loads):
     from grpo.models import apply_lora
     from grpo.sharded import load_into_fresh_copy
 
-    script_args = ScriptArgs(model=str(base_dir))
+    script_args = ScriptArgs(model_name_or_path=str(base_dir))
     with zero3_init_disabled():  # the trained models themselves (a real run has them from the engine)
         trained = LlamaForCausalLM.from_pretrained(base_dir)
         lora = apply_lora(LlamaForCausalLM.from_pretrained(base_dir), r=2, lora_alpha=4, lora_dropout=0.0)
