@@ -3,7 +3,7 @@
 ``import grpo`` is cheap (no torch); the pieces load when used::
 
     from grpo.pipeline import run_training     # the whole exercise from (ScriptArgs, GRPOConfig)
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
     from grpo.evaluate import evaluate
     from grpo.models import load_model
     from grpo.data import load_gsm8k

@@ -28,7 +28,8 @@ USAGE = __doc__.split("\n\n")[1]
 def _training_config(argv):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, check_sampling, parse_config
+    from grpo.config import check_sampling, parse_config
+    from grpo.script_args import ScriptArgs
 
     script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
     check_sampling(training_args)
@@ -81,7 +82,7 @@ def cmd_sft(argv) -> int:
                         f"--hub_model_id user/name`, or drop --push_to_hub")
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
-    model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: 4/8-bit base
+    model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: 4/8-bit base
     progress = not training_args.disable_tqdm
     dtype = eval_dtype(training_args)
     before = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, training device
@@ -92,7 +93,7 @@ def cmd_sft(argv) -> int:
     if training_args.process_index != 0:
         return 0
     _print_closing_table({"base": before, "after warm-start": after})
-    print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model for grpo train)")
+    print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model_name_or_path for grpo train)")
     return 0
 
 

@@ -5,7 +5,7 @@ A dataset spec is a string:
 * ``gsm8k`` -- real GSM8K (MIT) shipped with the package in ``grpo/resources/gsm8k/``, offline:
   the published ``train`` (7,473 rows) and ``test`` (1,319 rows) splits, the same rows as the hub's
   ``openai/gsm8k`` config ``main``. The split comes from the ``split`` argument
-  (``ScriptArgs.dataset_split`` for training, ``"test"`` for evaluation), never from the spec.
+  (``ScriptArgs.dataset_train_split`` for training, ``"test"`` for evaluation), never from the spec.
 * ``synthetic:gsm8k`` -- the project's deterministic generator (:mod:`grpo.synthetic`), offline.
 * a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file. JSONL is parsed here, line by
   line, so a broken line is reported as ``file:line``.
@@ -129,7 +129,7 @@ def load_rows(spec: str, split: str = "train"):
         return datasets.Dataset.from_list(read_jsonl(vendored_gsm8k_file(split)))
     if spec.startswith(VENDORED_GSM8K + ":"):
         raise UserError(f"dataset {spec!r}: write {VENDORED_GSM8K!r} and choose the split with the split setting "
-                        f"(dataset_split for training; evaluation uses 'test'); the hub copy is openai/gsm8k")
+                        f"(dataset_train_split for training; evaluation uses 'test'); the hub copy is openai/gsm8k")
     if spec == SYNTHETIC_GSM8K or spec.startswith(SYNTHETIC_GSM8K + ":"):
         from grpo.synthetic import generate
 

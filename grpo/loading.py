@@ -4,7 +4,7 @@
 needs (``from_pretrained`` arguments, preparing a 4/8-bit base for LoRA). The two functions here
 combine them, so neither of those modules imports the other's callers:
 
-    model, tokenizer = load_for_training(script_args.model, script_args)   # the base of a run, `grpo sft`
+    model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)   # the base of a run, `grpo sft`
     final = full_precision_copy(trained, script_args)                      # QLoRA: adapter on the float base
 
 ``load_model`` and ``adapter_on_fresh_base`` are called through the :mod:`grpo.models` module, so a
@@ -27,7 +27,7 @@ def load_for_training(spec, script_args):
 
     Args:
         spec: a model spec or checkpoint directory (see :func:`grpo.models.load_model`).
-        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit`` and the bnb fields).
+        script_args: :class:`grpo.script_args.ScriptArgs` (``load_in_4bit``/``load_in_8bit`` and the bnb fields).
 
     Returns:
         ``(model, tokenizer)`` from :func:`grpo.models.load_model` with
@@ -52,7 +52,7 @@ def full_precision_copy(model, script_args):
     Args:
         model: the trained ``peft.PeftModel`` (on a bitsandbytes base when ``script_args`` quantizes);
             its adapter config names the checkpoint the base was loaded from.
-        script_args: :class:`grpo.config.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model`` if the
+        script_args: :class:`grpo.script_args.ScriptArgs` (``load_in_4bit``/``load_in_8bit``; ``model`` if the
             adapter config names no base).
 
     Returns:
@@ -60,5 +60,5 @@ def full_precision_copy(model, script_args):
     """
     if not is_quantized(script_args) or not hasattr(model, "peft_config"):
         return model
-    # the checkpoint the quantized base was loaded from: script_args.model, or the warm-start's sft_checkpoint
-    return models.adapter_on_fresh_base(model, script_args.model)
+    # the checkpoint the quantized base was loaded from: script_args.model_name_or_path, or the warm-start's sft_checkpoint
+    return models.adapter_on_fresh_base(model, script_args.model_name_or_path)

@@ -97,7 +97,7 @@ def load_splits(script_args, seed: int):
     from grpo.data import load_gsm8k, split_holdout
 
     fmt = script_args.prompt_format
-    train = load_gsm8k(script_args.dataset, split=script_args.dataset_split, prompt_format=fmt)
+    train = load_gsm8k(script_args.dataset_spec, split=script_args.dataset_train_split, prompt_format=fmt)
     if script_args.eval_dataset:
         heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size or None, prompt_format=fmt)
     else:
@@ -219,7 +219,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
 
     Args:
-        script_args: :class:`grpo.config.ScriptArgs`.
+        script_args: :class:`grpo.script_args.ScriptArgs`.
         training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory. With ``push_to_hub``
             the hub is checked first and the finished run is pushed by :func:`grpo.hub.push_run`.
         command: the command line that started the run, for the model card.
@@ -261,7 +261,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     metrics_logger.recorder = recorder
     reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
         script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)]
-    model, tokenizer = load_for_training(script_args.model, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
+    model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
     progress = not training_args.disable_tqdm
 
     result = {"output_dir": str(out)}
@@ -277,7 +277,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         with memory.stage("eval_after_sft"):
             result["eval_after_sft"] = evaluate_on_main(training_args, model, lambda m: run_eval(
                 m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
-    if script_args.use_lora:
+    if script_args.use_peft:
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)
     if script_args.backend == "native":
@@ -308,7 +308,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         write_json_atomic(out / "reward_trend.json", result["reward_trend"])
     result["memory"] = memory.stages
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
-    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model, command)
+    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
     if push:
         from grpo.hub import push_run
 

@@ -67,17 +67,17 @@ def validate_fields(script_args) -> None:
         raise UserError(f"bnb_4bit_quant_type={a.bnb_4bit_quant_type!r}: use one of {', '.join(QUANT_TYPES)}")
     if a.bnb_4bit_compute_dtype not in COMPUTE_DTYPES:
         raise UserError(f"bnb_4bit_compute_dtype={a.bnb_4bit_compute_dtype!r}: use one of {', '.join(COMPUTE_DTYPES)}")
-    if is_quantized(a) and not a.use_lora:
+    if is_quantized(a) and not a.use_peft:
         which = "load_in_4bit" if a.load_in_4bit else "load_in_8bit"
-        raise UserError(f"{which}=true with use_lora=false: quantized weights cannot be trained; "
-                        f"set use_lora true (QLoRA) or {which} false to train all weights")
+        raise UserError(f"{which}=true with use_peft=false: quantized weights cannot be trained; "
+                        f"set use_peft true (QLoRA) or {which} false to train all weights")
 
 
 def check_quantization_supported(script_args, training_args, sft: bool = False) -> None:
     """Refuse quantization/optimizer settings this machine cannot run, before any model is loaded.
 
     Args:
-        script_args: :class:`grpo.config.ScriptArgs`.
+        script_args: :class:`grpo.script_args.ScriptArgs`.
         training_args: ``trl.GRPOConfig`` (its ``optim``).
         sft: True for ``grpo sft`` (the warm-start stage run alone).
 

@@ -287,14 +287,14 @@ def write_model_card(output_dir, script_args, training_args, reports: dict, base
     front = ["library_name: transformers"]
     if _hub_id(base_model):
         front.append(f"base_model: {base_model}")
-    datasets = sorted({d for d in (_hub_id(script_args.dataset), _hub_id(script_args.eval_dataset)) if d})
+    datasets = sorted({d for d in (_hub_id(script_args.dataset_name), _hub_id(script_args.eval_dataset)) if d})
     if datasets:
         front.append(f"datasets: [{', '.join(datasets)}]")
     front.append("tags: [grpo, trl, grpo-toolkit]")
     kwargs = script_args.reward_kwargs or {}
     reward_lines = "\n".join(f"- `{r}`" + (f" with `{json.dumps(kwargs[r])}`" if r in kwargs else "")
                              for r in script_args.reward_funcs)
-    eval_data = script_args.eval_dataset or f"{script_args.dataset} (held-out rows)"
+    eval_data = script_args.eval_dataset or f"{script_args.dataset_name} (held-out rows)"
     command_block = f"```bash\n{command}\n```" if command else "(not started from the `grpo` command line)"
     config = _config_file(command)
     if config is not None:  # the command names a file that may change later: keep its text as it was
@@ -304,10 +304,10 @@ def write_model_card(output_dir, script_args, training_args, reports: dict, base
 ---
 # {Path(output_dir).resolve().name}
 
-GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset}`
-(split `{script_args.dataset_split}`, prompt format `{getattr(script_args, "prompt_format", "tags")}`).
+GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset_name}`
+(split `{script_args.dataset_train_split}`, prompt format `{getattr(script_args, "prompt_format", "tags")}`).
 Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {"r=%d, alpha=%d, %s" % (
-        script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules) if script_args.use_lora else "no"}.
+        script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules) if script_args.use_peft else "no"}.
 
 ## Rewards
 

@@ -55,7 +55,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         model: the base causal LM.
         tokenizer: its tokenizer (chat template required).
         rows: GSM8K rows from :func:`grpo.data.load_gsm8k` (held-out rows excluded by the caller).
-        script_args: :class:`grpo.config.ScriptArgs` (``sft_*`` and ``lora_*`` fields).
+        script_args: :class:`grpo.script_args.ScriptArgs` (``sft_*`` and ``lora_*`` fields).
         training_args: the GRPO run's ``GRPOConfig`` (seed, bf16, logging are shared).
         output_dir: the run directory.
 

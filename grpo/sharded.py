@@ -37,9 +37,9 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
         model: the trained model (possibly sharded): a ``peft.PeftModel`` or a plain causal LM. Only
             its configuration is read.
         state_dict: the full state dict of ``model`` (``name -> tensor``, any dtype; e.g. ZeRO-3's 16-bit one).
-        script_args: :class:`grpo.config.ScriptArgs`; ``model`` is the checkpoint a plain model was
+        script_args: :class:`grpo.script_args.ScriptArgs`; ``model`` is the checkpoint a plain model was
             loaded from. A peft model's base is the one its adapter config names (a warm start's
-            checkpoint, or ``script_args.model``), loaded unquantized
+            checkpoint, or ``script_args.model_name_or_path``), loaded unquantized
             (:func:`grpo.models.adapter_on_fresh_base`).
 
     Returns:
@@ -55,9 +55,9 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
     from grpo.placement import zero3_init_disabled  # here, not at the top: grpo.placement imports torch (STYLE 14)
 
     if hasattr(model, "peft_config"):
-        return models.adapter_on_fresh_base(model, script_args.model, state_dict)  # (zero.Init off in there too)
+        return models.adapter_on_fresh_base(model, script_args.model_name_or_path, state_dict)  # (zero.Init off in there too)
     with zero3_init_disabled():
-        fresh, _ = models.load_model(script_args.model)
+        fresh, _ = models.load_model(script_args.model_name_or_path)
     fresh.load_state_dict(state_dict, strict=True)
     return fresh
 

@@ -44,7 +44,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         train_dataset: rows with ``prompt`` plus the columns the rewards read (``answer``).
         reward_funcs: TRL-signature reward callables.
         training_args: ``trl.GRPOConfig``, passed to TRL unchanged.
-        script_args: :class:`grpo.config.ScriptArgs` (unused by this backend beyond logging).
+        script_args: :class:`grpo.script_args.ScriptArgs` (unused by this backend beyond logging).
         logger_: :class:`grpo.run_dir.MetricsLogger`; ``logger_.recorder`` (optional) flushes samples.
 
     Returns:

@@ -3,8 +3,8 @@
 Task logic (preprocessing, metrics, post-processing) stays in each recipe file. Stable API:
 
 ``parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None) -> (args, training_args)``
-    ``trl.TrlParser((args_cls, training_args_cls or TrainingArguments))``: ``--config file.yaml`` then
-    ``--key value`` overrides; unknown/abbreviated keys -> :class:`UserError` (with a did-you-mean).
+    :func:`grpo.config.parse_dataclasses` over ``(args_cls, training_args_cls or TrainingArguments)``:
+    ``--config file.yaml`` then ``--key value`` overrides; unknown/abbreviated keys -> :class:`UserError` (with a did-you-mean).
     Defaults: :data:`CPU_TRAINING_DEFAULTS`, then ``training_defaults``, then YAML, then the CLI.
     ``report_to`` (default none) is prepared by :func:`grpo.tracking.configure` (offline wandb).
 ``load_model_and_tokenizer(spec, task, *, seed=42, require_fast=False, **kwargs) -> (model, tokenizer)``
@@ -32,13 +32,12 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
-import re
 import shlex
 import sys
 from pathlib import Path
 
+from grpo.config import parse_dataclasses
 from grpo.errors import UserError
 from recipes import sources
 from recipes._checkpoint import format_metric_table, save_checkpoint, write_model_card  # noqa: F401 (API)
@@ -64,54 +63,22 @@ CPU_TRAINING_DEFAULTS = {
 def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None):
     """Parse ``--config file.yaml`` and ``--key value`` flags into ``(args, training_args)``.
 
-    ``argv`` excludes the program name (None = ``sys.argv[1:]``); a relative ``--config`` path that
-    does not exist from the CWD is looked up next to the ``recipes`` package. ``training_defaults``
-    (e.g. ``{"output_dir": "runs/ner"}``) apply on top of :data:`CPU_TRAINING_DEFAULTS`.
+    :func:`grpo.config.parse_dataclasses` does the parsing (the one YAML + CLI parser). ``argv``
+    excludes the program name (None = ``sys.argv[1:]``); a relative ``--config`` path that does not
+    exist from the CWD is looked up next to the ``recipes`` package. ``training_defaults`` (e.g.
+    ``{"output_dir": "runs/ner"}``) apply on top of :data:`CPU_TRAINING_DEFAULTS`.
 
     Raises:
         UserError: unknown keys in the YAML or on the command line, a missing config file, or a
             ``ValueError`` from a dataclass ``__post_init__`` (its message names the field).
     """
     import transformers
-    import yaml
-    from trl import TrlParser
 
     training_args_cls = training_args_cls or transformers.TrainingArguments
-    parser = TrlParser((args_cls, training_args_cls))
-    parser.allow_abbrev = False  # argparse would take a typo such as --max_len as --max_length
-
-    def fail(message):  # argparse prints the (very long) usage and exits; say what is wrong instead
-        raise UserError(f"{message} (see --help)")
-
-    parser.error = fail
-    defaults = {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}
     known = {f.name for f in dataclasses.fields(training_args_cls)}
-    parser.set_defaults(**{k: v for k, v in defaults.items() if k in known})
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in argv:
-        index = argv.index("--config")
-        path = Path(argv[index + 1]) if index + 1 < len(argv) else Path("")
-        if not path.is_file() and (PACKAGE_DIR.parent / path).is_file():
-            path = argv[index + 1] = PACKAGE_DIR.parent / path  # recipes/configs/x.yaml from any CWD
-        try:
-            yaml.safe_load(Path(path).read_text())
-        except OSError:
-            raise UserError(f"config file {str(path)!r} does not exist") from None
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
-        argv[index + 1] = str(path)
-    try:
-        args, training_args = parser.parse_args_and_config(argv, fail_with_unknown_args=True)
-    except ValueError as err:
-        # TrlParser reports unknown keys and __post_init__ failures as ValueError.
-        message = str(err).splitlines()[0]
-        options = sorted({a.dest for a in parser._actions})
-        unknown = [k for k in re.findall(r"--([A-Za-z0-9_\-]+)", message) if k not in options]
-        if unknown:
-            hints = [k + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(k, options, n=1))
-                     for k in dict.fromkeys(unknown)]
-            message = "unknown config key(s): " + ", ".join(hints)
-        raise UserError(message) from None
+    defaults = {k: v for k, v in {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}.items() if k in known}
+    args, training_args = parse_dataclasses(argv, (args_cls, training_args_cls), defaults=defaults,
+                                            search_dir=PACKAGE_DIR.parent)
     from grpo.tracking import configure
 
     configure(training_args)  # report_to: offline wandb unless asked, logs under output_dir (grpo.tracking)

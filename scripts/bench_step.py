@@ -37,7 +37,7 @@ def worker(opts) -> None:
     import torch
     from trl import GRPOConfig
 
-    from grpo.config import GSM8K_REWARDS
+    from grpo.script_args import GSM8K_REWARDS
     from grpo.data import load_gsm8k
     from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
     from grpo.pipeline import load_reward_funcs

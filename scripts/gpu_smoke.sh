@@ -50,7 +50,7 @@ else
 fi
 
 # Every GRPO step: the offline GSM8K config, shrunk to 2 optimizer steps of 4 completions x 32 tokens, bf16.
-COMMON=(--config grpo/configs/gsm8k.yaml --model "$MODEL" --dataset synthetic:gsm8k --train_limit 32
+COMMON=(--config grpo/configs/gsm8k.yaml --model_name_or_path "$MODEL" --dataset_name synthetic:gsm8k --train_limit 32
         --eval_size 8 --eval_max_new_tokens 32 --eval_batch_size 8 --max_steps 2 --num_generations 4
         --per_device_train_batch_size 4 --gradient_accumulation_steps 1 --max_completion_length 32
         --logging_steps 1 --save_strategy no --report_to none --disable_tqdm true --bf16 true)
@@ -185,7 +185,9 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from trl import GRPOConfig
 
-from grpo.config import ScriptArgs, check_sampling, parse_config
+from grpo.config import check_sampling, parse_config
+
+from grpo.script_args import ScriptArgs
 
 failed = 0
 for path in sorted(Path(sys.argv[1]).iterdir()):

@@ -38,44 +38,44 @@ def assert_one_error_line(code, err, *needles):
 @pytest.fixture
 def train_argv(tmp_path):
     """`grpo train` flags for a tiny offline run directory under tmp_path."""
-    return ["train", "--output_dir", str(tmp_path / "run"), "--dataset", GOOD, "--eval_size", "1"]
+    return ["train", "--output_dir", str(tmp_path / "run"), "--dataset_name", GOOD, "--eval_size", "1"]
 
 
 def test_missing_dataset_file(capsys, tmp_path, train_argv):
     missing = str(tmp_path / "missing.jsonl")
-    code, _, err = run(capsys, [*train_argv, "--dataset", missing])
+    code, _, err = run(capsys, [*train_argv, "--dataset_name", missing])
     assert_one_error_line(code, err, "missing.jsonl", "does not exist")
 
 
 def test_broken_jsonl_line(capsys, train_argv):
-    code, _, err = run(capsys, [*train_argv, "--dataset", str(FIXTURES / "broken_json.jsonl")])
+    code, _, err = run(capsys, [*train_argv, "--dataset_name", str(FIXTURES / "broken_json.jsonl")])
     assert_one_error_line(code, err, "broken_json.jsonl:3", "JSON")
 
 
 def test_row_without_final_answer(capsys, train_argv):
-    code, _, err = run(capsys, [*train_argv, "--dataset", str(FIXTURES / "no_hash.jsonl")])
+    code, _, err = run(capsys, [*train_argv, "--dataset_name", str(FIXTURES / "no_hash.jsonl")])
     assert_one_error_line(code, err, "no_hash.jsonl:2", "####")
 
 
 def test_unknown_model_spec(capsys, train_argv):
-    code, _, err = run(capsys, [*train_argv, "--model", "embedded:gpt5"])
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", "embedded:gpt5"])
     assert_one_error_line(code, err, "embedded:gpt5", "embedded:smollm2-135m-instruct")
 
 
 def test_missing_model_dir(capsys, tmp_path, train_argv):
-    code, _, err = run(capsys, [*train_argv, "--model", str(tmp_path / "no_model")])
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", str(tmp_path / "no_model")])
     assert_one_error_line(code, err, "no_model", "does not exist")
 
 
 def test_hub_model_while_offline(capsys, monkeypatch, train_argv):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, _, err = run(capsys, [*train_argv, "--model", "someone/not-cached-model-xyz"])
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", "someone/not-cached-model-xyz"])
     assert_one_error_line(code, err, "someone/not-cached-model-xyz", "HF_HUB_OFFLINE")
 
 
 def test_hub_dataset_while_offline(capsys, monkeypatch, train_argv):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code, _, err = run(capsys, [*train_argv, "--dataset", "openai/gsm8k"])
+    code, _, err = run(capsys, [*train_argv, "--dataset_name", "openai/gsm8k"])
     assert_one_error_line(code, err, "openai/gsm8k", "HF_HUB_OFFLINE")
 
 
@@ -102,7 +102,7 @@ def test_missing_config_file(capsys, tmp_path):
 
 
 def test_sft_missing_dataset(capsys, tmp_path):
-    code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "run"), "--dataset", str(tmp_path / "x.jsonl")])
+    code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "run"), "--dataset_name", str(tmp_path / "x.jsonl")])
     assert_one_error_line(code, err, "x.jsonl", "does not exist")
 
 
@@ -203,7 +203,7 @@ def test_subprocess_train_error_is_one_line(tmp_path):
     # `grpo train` builds GRPOConfig first (transformers + trl imports, ~20 s on a busy CPU); transformers'
     # FutureWarnings used to add two lines to stderr here
     proc = run_process(tmp_path, "train", "--output_dir", str(tmp_path / "run"),
-                       "--dataset", str(FIXTURES / "broken_json.jsonl"))
+                       "--dataset_name", str(FIXTURES / "broken_json.jsonl"))
     assert_process_error(proc, "broken_json.jsonl:3")
 
 

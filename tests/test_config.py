@@ -1,11 +1,15 @@
 """grpo.config: ScriptArgs + trl.GRPOConfig parsed from YAML and --key value overrides; clear errors.
 
-Run: ``pytest -q tests/test_config.py``.
+Run: ``pytest -q tests/test_config.py`` (``-m slow`` adds a one-step run of a config written for ``trl grpo``).
 """
+
+from pathlib import Path
 
 import pytest
 
-from grpo.config import GSM8K_REWARDS, ScriptArgs, parse_config
+from grpo.config import parse_config
+
+from grpo.script_args import GSM8K_REWARDS, ScriptArgs
 from grpo.errors import UserError
 
 
@@ -27,9 +31,10 @@ def write(tmp_path, text, name="c.yaml"):
 
 
 def test_yaml_plus_overrides(tmp_path, grpo_config_cls):
-    cfg = write(tmp_path, f"model: some/dir\nlora_r: 8\nlearning_rate: 3.0e-5\nmax_steps: 7\noutput_dir: {tmp_path}/run\n")
+    cfg = write(tmp_path, f"model_name_or_path: some/dir\nlora_r: 8\nlearning_rate: 3.0e-5\nmax_steps: 7\n"
+                          f"output_dir: {tmp_path}/run\n")
     script, training = parse(["--config", cfg, "--lora_r", "4", "--max_steps", "9"], grpo_config_cls)
-    assert script.model == "some/dir"
+    assert script.model_name_or_path == "some/dir"
     assert script.lora_r == 4  # CLI beats YAML
     assert training.learning_rate == pytest.approx(3e-5)
     assert training.max_steps == 9
@@ -143,3 +148,102 @@ def test_grpo_config_validation_becomes_user_error(tmp_path, grpo_config_cls):
     with pytest.raises(UserError, match="num_generations"):
         parse(["--output_dir", str(tmp_path), "--num_generations", "3", "--per_device_train_batch_size", "4"],
               grpo_config_cls)
+
+
+# ---- TRL's vocabulary: trl.ModelConfig / trl.ScriptArguments names, and the older aliases ---------------------
+
+TRL_YAML = Path(__file__).parent / "fixtures" / "trl_grpo.yaml"
+
+
+def test_defaults_without_any_config(tmp_path, grpo_config_cls):
+    script, _ = parse(["--output_dir", str(tmp_path)], grpo_config_cls)
+    assert (script.model_name_or_path, script.dataset_name, script.dataset_train_split) == (
+        "embedded:smollm2-135m-instruct", "gsm8k", "train")
+    assert script.use_peft is True and script.lora_target_modules == "all-linear"
+    assert (script.lora_r, script.lora_alpha, script.lora_dropout) == (16, 32, 0.05)
+
+
+def test_a_yaml_written_for_trl_grpo_means_the_same_here(tmp_path, grpo_config_cls):
+    """Every key of the fixture, parsed by TRL's own `trl grpo` parser and by ours, gives the same value."""
+    import yaml
+    from trl.scripts.grpo import make_parser
+
+    trl_script, trl_training, trl_model, _ = make_parser().parse_args_and_config(
+        ["--config", str(TRL_YAML), "--output_dir", str(tmp_path), "--bf16", "false"], fail_with_unknown_args=True)
+    script, training = parse(["--config", str(TRL_YAML), "--output_dir", str(tmp_path)], grpo_config_cls)
+    for key in yaml.safe_load(TRL_YAML.read_text()):
+        theirs = next(getattr(c, key) for c in (trl_model, trl_script, trl_training) if hasattr(c, key))
+        assert getattr(script if hasattr(script, key) else training, key) == theirs, key
+    assert script.lora_target_modules == ["q_proj", "v_proj"] and script.use_peft and script.dataset_spec == "gsm8k"
+
+
+def test_lora_target_modules_forms(tmp_path, grpo_config_cls):
+    for argv, expected in ((["q_proj", "v_proj"], ["q_proj", "v_proj"]), (["q_proj,v_proj"], ["q_proj", "v_proj"]),
+                           (["all-linear"], "all-linear"), (["q_proj"], "q_proj")):
+        script, _ = parse(["--output_dir", str(tmp_path), "--lora_target_modules", *argv], grpo_config_cls)
+        assert script.lora_target_modules == expected, argv
+
+
+@pytest.mark.parametrize("alias, name, value", [
+    ("model", "model_name_or_path", "some/dir"), ("dataset", "dataset_name", "synthetic:gsm8k:8"),
+    ("dataset_split", "dataset_train_split", "test"), ("use_lora", "use_peft", False)])
+def test_older_names_are_aliases_of_trl_names(tmp_path, grpo_config_cls, alias, name, value):
+    script, _ = parse(["--output_dir", str(tmp_path), f"--{alias}", str(value)], grpo_config_cls)
+    assert getattr(script, name) == value and getattr(script, alias) is None  # one source of truth: TRL's field
+    cfg = write(tmp_path, f"{alias}: {str(value).lower() if isinstance(value, bool) else value}\n")
+    script, _ = parse(["--config", cfg, "--output_dir", str(tmp_path), f"--{name}", str(value)], grpo_config_cls)
+    assert getattr(script, name) == value  # both names, the same value: fine
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "a/b", "--model_name_or_path", "c/d"], "model='a/b' and model_name_or_path='c/d' disagree"),
+    # the TRL name set to its own default still counts as given
+    (["--dataset", "synthetic:gsm8k", "--dataset_name", "gsm8k"], "give only dataset_name"),
+    (["--use_lora", "false", "--use_peft", "true"], "use_lora=False and use_peft=True disagree"),
+])
+def test_alias_and_trl_name_with_different_values_is_an_error(tmp_path, grpo_config_cls, argv, needle):
+    with pytest.raises(UserError, match=needle):
+        parse(["--output_dir", str(tmp_path), *argv], grpo_config_cls)
+    with pytest.raises(UserError, match="disagree"):
+        ScriptArgs(model="a/b", model_name_or_path="c/d")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--dtype", "bfloat16"], "dtype='bfloat16'.*bf16"), (["--use_dora", "true"], "use_dora=True"),
+    (["--model_revision", "v2"], "model_revision='v2'"), (["--dataset_streaming", "true"], "dataset_streaming")])
+def test_trl_fields_grpo_does_not_implement_are_refused_not_ignored(tmp_path, grpo_config_cls, argv, needle):
+    with pytest.raises(UserError, match=needle):
+        parse(["--output_dir", str(tmp_path), *argv], grpo_config_cls)
+
+
+def test_dataset_config_joins_a_hub_spec(tmp_path, grpo_config_cls):
+    script, _ = parse(["--output_dir", str(tmp_path), "--dataset_name", "openai/gsm8k", "--dataset_config", "main"],
+                      grpo_config_cls)
+    assert script.dataset_spec == "openai/gsm8k:main" and script.dataset_name == "openai/gsm8k"
+    with pytest.raises(UserError, match="dataset_config='main' with dataset_name='gsm8k'"):
+        parse(["--output_dir", str(tmp_path), "--dataset_config", "main"], grpo_config_cls)
+
+
+def test_unknown_key_still_suggests_the_trl_name(tmp_path, grpo_config_cls):
+    with pytest.raises(UserError, match=r"unknown config key 'model_name_or_pth' \(did you mean 'model_name_or_path'\?\)"):
+        parse(["--output_dir", str(tmp_path), "--model_name_or_pth", "x"], grpo_config_cls)
+    cfg = write(tmp_path, "dataset_nme: gsm8k\n")
+    with pytest.raises(UserError, match=r"did you mean 'dataset_name'"):
+        parse(["--config", cfg, "--output_dir", str(tmp_path)], grpo_config_cls)
+
+
+@pytest.mark.slow
+def test_a_trl_grpo_yaml_trains_one_step(tmp_path):
+    """`grpo train --config <a YAML for trl grpo>` runs: one GRPO step of the embedded model on CPU."""
+    import json
+
+    from grpo import cli
+
+    run = tmp_path / "run"
+    code = cli.main(["train", "--config", str(TRL_YAML), "--output_dir", str(run), "--eval_size", "0",
+                     "--train_limit", "8", "--save_steps", "0", "--disable_tqdm", "true"])
+    assert code == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lines and "reward" in lines[-1]
+    adapter = json.loads((run / "checkpoint" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (8, 16, ["q_proj", "v_proj"])

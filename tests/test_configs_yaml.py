@@ -84,7 +84,9 @@ def test_header_command_targets_exist(path):
 def test_grpo_config_parses_and_resolves(path, tmp_path):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, parse_config
+    from grpo.config import parse_config
+
+    from grpo.script_args import ScriptArgs
 
     import torch
 
@@ -110,8 +112,9 @@ def test_grpo_config_parses_and_resolves(path, tmp_path):
     funcs = load_reward_funcs(script.reward_funcs, training.reward_weights, script.reward_kwargs)
     assert len(funcs) == len(script.reward_funcs) and all(callable(f) for f in funcs)
     if not GPU_ONLY.search(path.stem):  # the defaults run offline (gsm8k_hub / *_gpu are the documented GPU variants)
-        assert script.model.startswith("embedded:") or (ROOT / script.model).exists(), script.model
-        assert script.dataset in {"gsm8k"} or script.dataset.startswith("synthetic:") or (ROOT / script.dataset).exists(), script.dataset  # offline specs
+        model, data = script.model_name_or_path, script.dataset_name
+        assert model.startswith("embedded:") or (ROOT / model).exists(), model
+        assert data in {"gsm8k"} or data.startswith("synthetic:") or (ROOT / data).exists(), data  # offline specs
 
 
 # ---- The GPU recipe (verl's Qwen2.5-0.5B-Instruct GRPO-LoRA, 54.3 on GSM8K): settings, not a run ----------
@@ -119,8 +122,8 @@ def test_grpo_config_parses_and_resolves(path, tmp_path):
 QWEN_GPU = ROOT / "grpo" / "configs" / "gsm8k_qwen_gpu.yaml"
 # (field, value) pairs taken from the verl log the config names; a change here must be a deliberate one.
 VERL_SETTINGS = {
-    "model": "Qwen/Qwen2.5-0.5B-Instruct", "lora_r": 32, "lora_alpha": 32, "lora_target_modules": "all-linear",
-    "dataset": "openai/gsm8k", "eval_dataset": "openai/gsm8k", "eval_size": 1319, "eval_max_new_tokens": 1024,
+    "model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "lora_r": 32, "lora_alpha": 32, "lora_target_modules": "all-linear",
+    "dataset_name": "openai/gsm8k", "eval_dataset": "openai/gsm8k", "eval_size": 1319, "eval_max_new_tokens": 1024,
     "prompt_format": "hash", "learning_rate": 3e-5, "weight_decay": 0.01, "max_grad_norm": 1.0,
     "num_generations": 5, "max_completion_length": 1024, "temperature": 1.0, "beta": 0.001, "epsilon": 0.2,
     "entropy_coef": 0.001, "max_steps": 116, "num_iterations": 1, "shuffle_dataset": False,
@@ -130,7 +133,9 @@ VERL_SETTINGS = {
 def test_gpu_recipe_mirrors_verl(tmp_path):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, parse_config
+    from grpo.config import parse_config
+
+    from grpo.script_args import ScriptArgs
     from grpo.data import make_prompt
     from grpo.pipeline import load_reward_funcs
 

@@ -195,7 +195,7 @@ def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
 
 
 def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
     from grpo.hub import plan_run_upload, repo_ids
     from grpo.run_dir import save_final_checkpoint, write_json_atomic, write_model_card
 
@@ -206,11 +206,11 @@ def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
     after = {"n": 8, "accuracy": 0.5, "last_number_accuracy": 0.625, "format_rate": 0.875, "mean_completion_length": 60.0}
     write_json_atomic(run / "eval_before.json", before)
     write_json_atomic(run / "eval_after.json", after)
-    script = ScriptArgs(model="Qwen/Qwen2.5-0.5B-Instruct", dataset="openai/gsm8k", eval_dataset="openai/gsm8k",
+    script = ScriptArgs(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct", dataset_name="openai/gsm8k", eval_dataset="openai/gsm8k",
                         reward_funcs=["correctness", "soft_format"], reward_kwargs={"correctness": {"extractors": ["hash"]}})
     training = SimpleNamespace(learning_rate=3e-5, max_steps=116, num_generations=5, reward_weights=[1.0, 0.5])
     command = "grpo train --config grpo/configs/gsm8k_qwen_gpu.yaml --learning_rate 3e-05"
-    write_model_card(run, script, training, {"base": before, "after GRPO": after}, script.model, command)
+    write_model_card(run, script, training, {"base": before, "after GRPO": after}, script.model_name_or_path, command)
 
     plan = plan_run_upload(run)
     assert repo_ids("me/qwen-gsm8k", plan) == {"adapter": "me/qwen-gsm8k", "merged": "me/qwen-gsm8k-merged"}

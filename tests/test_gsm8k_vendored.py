@@ -118,7 +118,7 @@ def test_unknown_split_names_it_and_the_valid_ones(split):
 def test_split_in_the_spec_is_refused_with_the_fix():
     with pytest.raises(UserError) as err:
         data.load_rows("gsm8k:test")
-    assert "'gsm8k:test'" in str(err.value) and "dataset_split" in str(err.value)
+    assert "'gsm8k:test'" in str(err.value) and "dataset_train_split" in str(err.value)
 
 
 def test_openai_gsm8k_still_goes_to_the_hub_with_config_main(monkeypatch):

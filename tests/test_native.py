@@ -322,7 +322,7 @@ def test_vllm_importance_sampling_correction_weights_the_loss(tmp_path, monkeypa
 
 
 def test_bf16_rollouts_log_the_gap_and_correct_on_request(tmp_path):
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
 
     _, plain = run(tmp_path / "plain", bf16=True, max_steps=1)
     assert 0 < plain[0]["sampling/sampling_logp_difference/mean"] < 0.5  # bf16 copy vs the policy under autocast

@@ -103,14 +103,14 @@ def test_run_training_evaluates_on_the_main_process_only(tmp_path, monkeypatch):
     import grpo.native
     import grpo.pipeline
     import grpo.placement
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
 
     evaluated, waits = [], []
     monkeypatch.setattr(grpo.loading, "load_for_training", lambda spec, args: (tiny_model(), _tiny_tokenizer()))
     monkeypatch.setattr(grpo.pipeline, "run_eval", lambda model, *args, **kwargs: evaluated.append(model))
     monkeypatch.setattr(grpo.placement, "_wait_for_everyone", lambda: waits.append(1))
     monkeypatch.setattr(grpo.native, "train", lambda model, *args, **kwargs: model)
-    script_args = ScriptArgs(backend="native", dataset="synthetic:gsm8k:12", eval_size=4, warm_start=False)
+    script_args = ScriptArgs(backend="native", dataset_name="synthetic:gsm8k:12", eval_size=4, warm_start=False)
     training_args = GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, max_steps=1,
                                num_generations=2, per_device_train_batch_size=2, save_strategy="no")
     monkeypatch.setattr(GRPOConfig, "process_index", property(lambda self: 1))  # this process plays rank 1
@@ -176,11 +176,11 @@ def test_zero3_init_disabled_clears_and_restores_the_deepspeed_config(zero3):
 def test_end_of_run_copies_are_built_outside_zero3_init(zero3, base_dir, loads):
     """The main process alone rebuilds the sharded model (sharded.py -> models.py): under zero.Init it would hang;
     here, without deepspeed installed, it would fail to import it."""
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
     from grpo.models import apply_lora
     from grpo.sharded import load_into_fresh_copy
 
-    script_args = ScriptArgs(model=str(base_dir))
+    script_args = ScriptArgs(model_name_or_path=str(base_dir))
     with zero3_init_disabled():  # the trained models themselves (a real run has them from the engine)
         trained = LlamaForCausalLM.from_pretrained(base_dir)
         lora = apply_lora(LlamaForCausalLM.from_pretrained(base_dir), r=2, lora_alpha=4, lora_dropout=0.0)
@@ -197,7 +197,7 @@ def test_warm_start_reload_is_built_outside_zero3_init(zero3, base_dir, tmp_path
     """A resumed run reloads sft_checkpoint in every process; under zero.Init the copies would be partitions."""
     import shutil
 
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
     from grpo.sft import warm_start
 
     shutil.copytree(base_dir, tmp_path / "run" / "sft_checkpoint")

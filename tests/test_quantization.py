@@ -25,7 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def parse(*overrides, output_dir="/tmp/unused-quant-test"):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, parse_config
+    from grpo.config import parse_config
+
+    from grpo.script_args import ScriptArgs
 
     return parse_config(["--config", GSM8K_YAML, "--output_dir", output_dir, *overrides], (ScriptArgs, GRPOConfig))
 
@@ -34,10 +36,10 @@ def parse(*overrides, output_dir="/tmp/unused-quant-test"):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["--load_in_4bit", "true", "--use_lora", "false"], "load_in_4bit=true with use_lora=false.*set use_lora true"),
-    (["--load_in_8bit", "true", "--use_lora", "false"], "load_in_8bit=true with use_lora=false"),
+    (["--load_in_4bit", "true", "--use_peft", "false"], "load_in_4bit=true with use_peft=false.*set use_peft true"),
+    (["--load_in_8bit", "true", "--use_peft", "false"], "load_in_8bit=true with use_peft=false"),
     (["--load_in_4bit", "true", "--load_in_8bit", "true"], "both true: pick one"),
-    (["--bnb_4bit_quant_type", "int4"], "bnb_4bit_quant_type='int4': use one of nf4, fp4"),
+    (["--bnb_4bit_quant_type", "int4"], r"bnb_4bit_quant_type.*invalid choice: 'int4' \(choose from 'fp4', 'nf4'\)"),  # TRL's field declares the choices
     (["--bnb_4bit_compute_dtype", "bf16"], "bnb_4bit_compute_dtype='bf16': use one of bfloat16"),
 ])
 def test_bad_quantization_fields_are_refused_at_parse_time(overrides, message):

@@ -1,5 +1,5 @@
 """Decoder checkpoints written by the recipes (causal_lm fine-tune, translation, summarization) are
-valid ``--model`` inputs to ``grpo train``: each recipe runs one step, then GRPO runs one step from it.
+valid ``--model_name_or_path`` inputs to ``grpo train``: each recipe runs one step, then GRPO runs one step from it.
 
     pytest -q -m slow tests/test_recipe_to_grpo.py
 """
@@ -31,8 +31,8 @@ def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
     assert (checkpoint / "config.json").exists() and (checkpoint / "chat_template.jinja").exists()
 
     run = tmp_path / "grpo"
-    code = cli.main(["train", "--config", "grpo/configs/gsm8k.yaml", "--model", str(checkpoint),
-                     "--output_dir", str(run), "--warm_start", "false", "--dataset", "synthetic:gsm8k:16",
+    code = cli.main(["train", "--config", "grpo/configs/gsm8k.yaml", "--model_name_or_path", str(checkpoint),
+                     "--output_dir", str(run), "--warm_start", "false", "--dataset_name", "synthetic:gsm8k:16",
                      "--eval_size", "0", "--max_steps", "1", "--num_generations", "2",
                      "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "0",
                      "--disable_tqdm", "true"])

@@ -165,7 +165,7 @@ def test_plot_curves_nothing_to_plot(tmp_path):
 
 
 def test_model_card_contains_the_numbers(tmp_path):
-    from grpo.config import ScriptArgs
+    from grpo.script_args import ScriptArgs
 
     (tmp_path / "run").mkdir()
     script = ScriptArgs(lora_r=8, lora_alpha=16, warm_start=True)

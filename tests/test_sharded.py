@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grpo.config import ScriptArgs
+from grpo.script_args import ScriptArgs
 from grpo.models import apply_lora
 from grpo.sharded import is_sharded, load_into_fresh_copy, unsharded_model
 from test_quantization import _tiny_tokenizer
@@ -50,7 +50,7 @@ def logits(model, ids=torch.tensor([[3, 4, 5, 6, 7]])):
 def test_lora_model_is_rebuilt_from_a_16bit_state_dict(base_dir):
     model = trained_lora(base_dir)
     state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}  # what ZeRO-3 hands over
-    fresh = load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+    fresh = load_into_fresh_copy(model, state, ScriptArgs(model_name_or_path=str(base_dir)))
     assert fresh is not model and next(fresh.parameters()).dtype == torch.float32
     ours = dict(fresh.named_parameters())
     for name, p in model.named_parameters():
@@ -64,19 +64,19 @@ def test_plain_model_takes_every_tensor_and_a_wrong_state_dict_is_refused(base_d
     model = LlamaForCausalLM.from_pretrained(base_dir)
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight.mul_(3.0)  # e.g. a warm start that changed the base
-    fresh = load_into_fresh_copy(model, model.state_dict(), ScriptArgs(model=str(base_dir)))
+    fresh = load_into_fresh_copy(model, model.state_dict(), ScriptArgs(model_name_or_path=str(base_dir)))
     assert torch.equal(logits(fresh), logits(model))
     state = dict(model.state_dict())
     del state["model.layers.0.self_attn.q_proj.weight"]
     with pytest.raises(RuntimeError, match="q_proj"):
-        load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+        load_into_fresh_copy(model, state, ScriptArgs(model_name_or_path=str(base_dir)))
 
 
 def test_peft_state_dict_without_adapter_is_refused(base_dir):
     model = trained_lora(base_dir)
     state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
     with pytest.raises(RuntimeError, match="no adapter tensors"):
-        load_into_fresh_copy(model, state, ScriptArgs(model=str(base_dir)))
+        load_into_fresh_copy(model, state, ScriptArgs(model_name_or_path=str(base_dir)))
 
 
 def stand_in_trainer(model, *, fsdp=False, zero_stage=None, main=True):
@@ -96,7 +96,7 @@ def stand_in_trainer(model, *, fsdp=False, zero_stage=None, main=True):
 
 
 def test_unsharded_model_gathers_only_when_parameters_are_sharded(base_dir):
-    model, script_args = trained_lora(base_dir), ScriptArgs(model=str(base_dir))
+    model, script_args = trained_lora(base_dir), ScriptArgs(model_name_or_path=str(base_dir))
     for kwargs in ({}, {"zero_stage": 2}):  # single process / DDP, ZeRO-2: full parameters everywhere
         trainer, calls = stand_in_trainer(model, **kwargs)
         assert not is_sharded(trainer) and unsharded_model(trainer, script_args) is model and not calls

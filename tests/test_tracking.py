@@ -28,7 +28,7 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
-from grpo.config import ScriptArgs
+from grpo.script_args import ScriptArgs
 from grpo.native import train
 from grpo.run_dir import MetricsLogger
 out = sys.argv[1]

@@ -29,14 +29,16 @@ def text_checksum_reward(completions, **kwargs):
 def tiny_args(tmp_path, *extra):
     from trl import GRPOConfig
 
-    from grpo.config import ScriptArgs, parse_config
+    from grpo.config import parse_config
+
+    from grpo.script_args import ScriptArgs
 
     reward_file = tmp_path / "spread_reward.py"
     reward_file.write_text(SPREAD_REWARD)
     argv = [
         "--output_dir", str(tmp_path / "run"),
-        "--model", "embedded:smollm2-135m-instruct",
-        "--dataset", "synthetic:gsm8k:12",
+        "--model_name_or_path", "embedded:smollm2-135m-instruct",
+        "--dataset_name", "synthetic:gsm8k:12",
         "--reward_funcs", "xml_count", f"{reward_file}:text_checksum_reward",
         "--eval_size", "2", "--eval_max_new_tokens", "16", "--eval_batch_size", "2",
         "--warm_start", "false",
