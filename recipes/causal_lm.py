@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpo.errors import UserError
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common
 from recipes.baselines import unigram_perplexity
 
@@ -72,8 +72,8 @@ print(generator("def read_config(path):", max_new_tokens=32)[0]["generated_text"
 @dataclass
 class CausalLMArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Fine-tune: the model to train. From scratch: "
-                                                                     "the model whose tokenizer is retrained."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Fine-tune: the model to train. From scratch: the model whose tokenizer is retrained."})
     from_scratch: bool = field(default=False, metadata={"help": "Train a new tokenizer and a fresh GPT-2 model."})
     vocab_size: int = field(default=8000, metadata={"help": "From scratch: vocabulary size of the new tokenizer."})
     n_layer: int = field(default=2, metadata={"help": "From scratch: transformer blocks (GPT-2 small: 12)."})

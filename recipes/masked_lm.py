@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from functools import partial
 
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import unigram_perplexity
@@ -41,7 +42,7 @@ fill("This movie was a complete [MASK].")"""
 @dataclass
 class MaskedLMArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: distilbert-base-uncased)."})
     # Data
     dataset: str = field(default="pkg:lee-news", metadata={

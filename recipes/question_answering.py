@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from grpo.data import require_columns
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import exclusive_frequency
@@ -50,7 +51,7 @@ answer_questions(model, tokenizer, ["Who founded Ambervale?"], ["Ambervale was f
 @dataclass
 class QuestionAnsweringArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
     dataset: str = field(default="pkg:lee-cloze", metadata={

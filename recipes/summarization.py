@@ -32,7 +32,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common, seq2seq_sft
 from recipes.baselines import lead_sentences
 
@@ -68,8 +68,8 @@ print(generate_responses(model, tokenizer, [prompt]))
 @dataclass
 class SummarizationArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (t5/mt5/bart) "
-                                                                     "or decoder-only; hub id, local dir or embedded:*."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Model spec: encoder-decoder (t5/mt5/bart) or decoder-only; hub id, local dir or embedded:*."})
     # Data
     dataset: str = field(default="pkg:lee-lead", metadata={
         "help": "Rows with a document and a summary column: pkg:lee-lead, a local file or a hub id."})

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import entity_lookup
@@ -45,7 +46,7 @@ ner("Talia Varnholt joined Kestrel Labs in Port Calloway.")"""
 @dataclass
 class TokenClassificationArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
     dataset: str = field(default="pkg:wnut16", metadata={

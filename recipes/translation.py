@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common, seq2seq_sft
 from recipes.baselines import copy_nearest
 
@@ -69,8 +69,8 @@ print(generate_responses(model, tokenizer, [prompt]))
 @dataclass
 class TranslationArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (marian/t5/mt5/bart) "
-                                                                     "or decoder-only; hub id, local dir or embedded:*."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Model spec: encoder-decoder (marian/t5/mt5/bart) or decoder-only; hub id, local dir or embedded:*."})
     # Data
     dataset: str = field(default="pkg:po-en-fr", metadata={
         "help": "KDE4-schema rows {'translation': {src: ..., tgt: ...}}: pkg:po-en-fr, a local file or a hub id."})

