@@ -125,13 +125,13 @@ def export(source, output_dir, dtype: str = "auto") -> Path:
     Returns:
         ``Path(output_dir)``.
     """
-    from grpo.run_dir import save_checkpoint_atomic
+    from grpo.checkpoint_io import save_checkpoint
 
     model, tokenizer, info = load_merged(source, dtype)
     src = Path(info["source"])
     run_card = next((p for p in (src / "README.md", src.parent / "README.md", src.parent.parent / "README.md")
                      if p.is_file() and "grpo-toolkit" in p.read_text()), None)
     card = export_card(info, dtype, run_card).encode()
-    dest = save_checkpoint_atomic(model, tokenizer, output_dir, extra_files={"README.md": card})
+    dest = save_checkpoint(model, tokenizer, output_dir, extra_files={"README.md": card})
     logger.warning("Exported %s (%s) -> %s", info["source"], info["kind"], dest)
     return dest

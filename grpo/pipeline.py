@@ -200,7 +200,8 @@ def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None
     Returns:
         The checkpoint directory, or None when the weights are sharded.
     """
-    from grpo.run_dir import plot_curves, save_checkpoint_atomic
+    from grpo.checkpoint_io import save_checkpoint
+    from grpo.run_dir import plot_curves
     from grpo.sharded import is_sharded
 
     trainer = getattr(metrics_logger, "trainer", None)
@@ -210,7 +211,7 @@ def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None
                        "checkpoint-interrupted is written; resume from the newest %s/checkpoint-N with "
                        "--resume_from_checkpoint latest", out)
         return None
-    path = save_checkpoint_atomic(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
+    path = save_checkpoint(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
     logger.warning("Interrupted: weights saved to %s", path)
     return path
 
