@@ -50,18 +50,6 @@ logger = logging.getLogger(__name__)
 
 STDLIB = "stdlib"
 
-TRAINING_DEFAULTS = {
-    "output_dir": "runs/causal_lm",
-    "max_steps": 30,
-    "learning_rate": 5e-5,
-    "warmup_steps": 3,
-    "weight_decay": 0.1,
-    "lr_scheduler_type": "cosine",
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 8,
-    "logging_steps": 10,
-}
-
 USAGE = """
 from transformers import pipeline
 generator = pipeline("text-generation", model=CHECKPOINT)
@@ -219,7 +207,7 @@ def main(argv=None) -> int:
     from grpo.models import load_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args, training_args = _common.parse_args(CausalLMArgs, argv, None, TRAINING_DEFAULTS)
+    args, training_args = _common.parse_args(CausalLMArgs, argv)
     train_raw, eval_raw = load_texts(args, training_args.seed)
     if args.from_scratch:
         old = load_tokenizer(args.model)

@@ -141,9 +141,7 @@ def compute_metrics(eval_loss: float) -> dict:
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        MaskedLMArgs, argv, training_defaults={"output_dir": "runs/masked_lm", "learning_rate": 2e-5,
-                                               "weight_decay": 0.01})
+    args, training_args = _common.parse_args(MaskedLMArgs, argv)
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=[args.text_column], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,

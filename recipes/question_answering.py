@@ -277,9 +277,7 @@ def compute_metrics(start_logits, end_logits, features, examples, args: Question
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        QuestionAnsweringArgs, argv, training_defaults={"output_dir": "runs/question_answering",
-                                                        "learning_rate": 2e-5, "weight_decay": 0.01})
+    args, training_args = _common.parse_args(QuestionAnsweringArgs, argv)
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=["context", "question", "answers"], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,

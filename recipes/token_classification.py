@@ -260,9 +260,7 @@ def resolve_tag_names(args: TokenClassificationArgs, train_raw, eval_raw) -> lis
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        TokenClassificationArgs, argv, training_defaults={"output_dir": "runs/token_classification",
-                                                          "learning_rate": 2e-5, "weight_decay": 0.01})
+    args, training_args = _common.parse_args(TokenClassificationArgs, argv)
     columns = [args.tokens_column, args.tags_column]
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=columns, train_split=args.train_split,
