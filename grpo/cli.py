@@ -67,11 +67,9 @@ def cmd_train(argv) -> int:
 def cmd_sft(argv) -> int:
     from transformers import set_seed
 
-    from grpo.pipeline import eval_dtype, load_splits, run_eval
-    from grpo.placement import evaluate_on_main
     from grpo.loading import load_for_training
+    from grpo.pipeline import before_grpo, load_splits
     from grpo.quantization import check_quantization_supported
-    from grpo.sft import warm_start
 
     script_args, training_args = _training_config(argv)
     check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
@@ -83,16 +81,10 @@ def cmd_sft(argv) -> int:
     set_seed(training_args.seed)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: 4/8-bit base
-    progress = not training_args.disable_tqdm
-    dtype = eval_dtype(training_args)
-    before = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, training device
-        m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype)) if script_args.eval_base else None
-    model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
-    after = evaluate_on_main(training_args, model, lambda m: run_eval(
-        m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
+    _, reports = before_grpo(model, tokenizer, train_rows, heldout, script_args, training_args, warm_start=True)
     if training_args.process_index != 0:
         return 0
-    _print_closing_table({"base": before, "after warm-start": after})
+    _print_closing_table({"base": reports.get("eval_before"), "after warm-start": reports["eval_after_sft"]})
     print(f"\ncheckpoint: {out / 'sft_checkpoint'}  (use it as --model_name_or_path for grpo train)")
     return 0
 
@@ -121,7 +113,7 @@ def cmd_eval(argv) -> int:
     from grpo.data import load_gsm8k
     from grpo.evaluate import evaluate, format_table
     from grpo.models import load_model
-    from grpo.run_dir import write_json_atomic
+    from grpo.checkpoint_io import write_json_atomic
 
     rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit, prompt_format=args.prompt_format)
     model, tokenizer = load_model(args.model)
@@ -154,18 +146,13 @@ def cmd_rewards(argv) -> int:
 
 
 def cmd_recipe(argv) -> int:
-    import importlib
-
-    from recipes import RECIPES
+    import recipes
 
     if not argv or argv[0] in {"-h", "--help"}:
         print("usage: grpo recipe NAME --config recipes/configs/NAME.yaml [--key value ...]\n\nrecipes: "
-              + ", ".join(RECIPES))
+              + ", ".join(recipes.names()))
         return 0
-    name = argv[0]
-    if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
-    return importlib.import_module(f"recipes.{name}").main(argv[1:]) or 0
+    return recipes.get(argv[0]).main(argv[1:]) or 0
 
 
 def cmd_export(argv) -> int:

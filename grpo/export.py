@@ -20,7 +20,7 @@ from pathlib import Path
 
 from grpo.errors import UserError
 from grpo.models import adapter_base
-from grpo.run_dir import save_checkpoint_atomic
+from grpo.checkpoint_io import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,6 @@ def export(source, output_dir, dtype: str = "auto") -> Path:
     run_card = next((p for p in (src / "README.md", src.parent / "README.md", src.parent.parent / "README.md")
                      if p.is_file() and "grpo-toolkit" in p.read_text()), None)
     card = export_card(info, dtype, run_card).encode()
-    dest = save_checkpoint_atomic(model, tokenizer, output_dir, extra_files={"README.md": card})
+    dest = save_checkpoint(model, tokenizer, output_dir, extra_files={"README.md": card})
     logger.warning("Exported %s (%s) -> %s", info["source"], info["kind"], dest)
     return dest

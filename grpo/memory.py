@@ -89,6 +89,6 @@ class MemoryLog:
     def write(self) -> None:
         if self.path is None:
             return
-        from grpo.run_dir import write_json_atomic
+        from grpo.checkpoint_io import write_json_atomic
 
         write_json_atomic(Path(self.path), {"peak_rss_mb": self.peak_mb, "stages": self.stages})

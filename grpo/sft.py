@@ -26,7 +26,7 @@ from grpo.data import to_reasoning_format
 from grpo.loading import full_precision_copy, load_for_training
 from grpo.models import lora_config
 from grpo.quantization import is_quantized
-from grpo.run_dir import save_checkpoint_atomic
+from grpo.checkpoint_io import save_checkpoint
 from grpo.sharded import unsharded_model
 from grpo.tracking import configure, finish_wandb
 
@@ -109,7 +109,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     if main:  # one writer; the other processes load what it wrote
         merged = full_precision_copy(trained, script_args).merge_and_unload()  # QLoRA: into the unquantized base
         merged.train()
-        save_checkpoint_atomic(merged, tokenizer, done)
+        save_checkpoint(merged, tokenizer, done)
     trainer.accelerator.wait_for_everyone()
     if main and not is_quantized(script_args):
         return merged

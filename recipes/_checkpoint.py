@@ -1,11 +1,9 @@
-"""Recipe checkpoints: an atomic ``save_pretrained`` with a model card and extra files.
+"""Recipe checkpoint cards: the model card and metric table of a supervised recipe's checkpoint.
 
-``save_checkpoint(model, tokenizer, output_dir, *, card=None, extra_files=None) -> Path``: everything
-is written into a temp dir next to ``output_dir``, then swapped in by rename; ``card`` holds the
-keyword arguments of :func:`write_model_card`; ``extra_files`` maps name -> str/bytes/JSON-able.
-``write_model_card(path, *, task, base_model, pipeline_tag, metrics_before, metrics_after, train_data,
-eval_data, args, training_args, command, usage="", baselines=None)`` and
-``format_metric_table(before, after, baselines=None)``.
+``model_card(*, task, base_model, pipeline_tag, metrics_before, metrics_after, train_data, eval_data,
+args, training_args, command, usage="", baselines=None) -> str`` and
+``format_metric_table(before, after, baselines=None)``. The card follows the shared layout of
+:mod:`grpo.model_card`; the checkpoint itself is written by :func:`grpo.checkpoint_io.save_checkpoint`.
 Re-exported by :mod:`recipes._common`, which the recipes use.
 """
 
@@ -13,14 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from grpo.model_card import front_matter, render_card
 
 # Training settings reported in the model card (when present on the TrainingArguments object).
 _CARD_TRAINING_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
@@ -48,103 +41,37 @@ def format_metric_table(before: dict, after: dict, baselines: dict | None = None
     return "\n".join(lines)
 
 
-def write_model_card(path, *, task: str, base_model: str, pipeline_tag: str, metrics_before: dict,
-                     metrics_after: dict, train_data: dict, eval_data: dict, args, training_args,
-                     command: str, usage: str = "", baselines: dict | None = None) -> None:
-    """Write a model card ``README.md``: metadata header, metrics before/after, data, settings, command.
+def model_card(*, task: str, base_model: str, pipeline_tag: str, metrics_before: dict, metrics_after: dict,
+               train_data: dict, eval_data: dict, args, training_args, command: str, usage: str = "",
+               baselines: dict | None = None) -> str:
+    """A recipe checkpoint's ``README.md``: metadata header, metrics before/after, data, settings, command.
 
-    ``train_data`` / ``eval_data`` describe each split (``{"spec": ..., "rows": ...}``); ``args`` /
-    ``training_args`` are the parsed dataclasses; ``usage`` is an optional Python snippet.
+    Args:
+        task: the recipe module name (a card tag and the title).
+        base_model: the model spec training started from (in the front matter when it is a hub id).
+        pipeline_tag: the ``transformers.pipeline`` task that uses the checkpoint.
+        metrics_before, metrics_after: the recipe's metric dicts.
+        train_data, eval_data: each split's description (``{"spec": ..., "rows": ...}``).
+        args, training_args: the parsed dataclasses.
+        command: the command line that reproduces the run.
+        usage: an optional Python snippet.
+        baselines: ``{name: metrics}`` of trivial methods, columns of the metric table.
+
+    Returns:
+        The card text.
     """
     settings = {k: getattr(training_args, k) for k in _CARD_TRAINING_FIELDS if hasattr(training_args, k)}
     settings = {k: getattr(v, "value", v) for k, v in settings.items()}  # enums -> their plain value
     recipe_args = json.dumps(dataclasses.asdict(args), indent=2, default=str)
-    text = f"""---
-library_name: transformers
-pipeline_tag: {pipeline_tag}
-base_model: {json.dumps(base_model)}
-tags: [grpo-toolkit, {task}]
----
-
-# {task} checkpoint
-
-Trained by the grpo-toolkit `{task}` recipe from `{base_model}`.
-
-## Evaluation
-
-{format_metric_table(metrics_before, metrics_after, baselines)}
-
-## Data
-
-- train: {json.dumps(train_data)}
-- eval: {json.dumps(eval_data)}
-
-## Training settings
-
-{chr(10).join(f"- {k}: {v}" for k, v in settings.items())}
-
-Recipe arguments:
-
-```json
-{recipe_args}
-```
-
-## Reproduce
-
-```bash
-{command}
-```
-"""
+    sections = [
+        ("Evaluation", format_metric_table(metrics_before, metrics_after, baselines)),
+        ("Data", f"- train: {json.dumps(train_data)}\n- eval: {json.dumps(eval_data)}"),
+        ("Training settings", "\n".join(f"- {k}: {v}" for k, v in settings.items())
+         + f"\n\nRecipe arguments:\n\n```json\n{recipe_args}\n```"),
+        ("Reproduce", f"```bash\n{command}\n```"),
+    ]
     if usage:
-        text += f"\n## Use\n\n```python\n{usage.strip()}\n```\n"
-    Path(path).write_text(text, encoding="utf-8")
-
-
-def _write_extra(path: Path, content) -> None:
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        text = content if isinstance(content, str) else json.dumps(content, indent=2, default=str) + "\n"
-        path.write_text(text, encoding="utf-8")
-
-
-def save_checkpoint(model, tokenizer, output_dir, *, card: dict | None = None, extra_files: dict | None = None) -> Path:
-    """Save model + tokenizer (+ card, extra files) so ``from_pretrained(output_dir)`` reloads them.
-
-    Everything is written into a temp dir next to ``output_dir`` first; existing entries of
-    ``output_dir`` that the new save does not replace (e.g. Trainer ``checkpoint-*`` dirs) are moved
-    into it, then the directories are swapped by rename, so a crash never leaves a half checkpoint.
-
-    Returns:
-        ``Path(output_dir)``.
-    """
-    dest = Path(output_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the checkpoint should look like any other dir
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for name, content in (extra_files or {}).items():
-            _write_extra(tmp / name, content)
-        if card is not None:
-            write_model_card(tmp / "README.md", **card)
-        old = None
-        if dest.exists():
-            for entry in dest.iterdir():
-                if not (tmp / entry.name).exists():
-                    os.replace(entry, tmp / entry.name)
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("saved checkpoint to %s", dest)
-    return dest
-
-
+        sections.append(("Use", f"```python\n{usage.strip()}\n```"))
+    front = front_matter(tags=["grpo-toolkit", task], base_model=base_model, pipeline_tag=pipeline_tag)
+    return render_card(front, f"{task} checkpoint", f"Trained by the grpo-toolkit `{task}` recipe from `{base_model}`.",
+                       sections)

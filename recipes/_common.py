@@ -23,7 +23,7 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
 ``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
-``write_model_card(...)``, ``save_checkpoint(...)``: from :mod:`recipes._checkpoint` (atomic save + card).
+``model_card(...) -> str``: from :mod:`recipes._checkpoint`; ``save_checkpoint(...)``: :func:`grpo.checkpoint_io.save_checkpoint`.
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
          argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
@@ -37,10 +37,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from grpo.checkpoint_io import save_checkpoint
 from grpo.config import parse_dataclasses
 from grpo.errors import UserError
 from recipes import sources
-from recipes._checkpoint import format_metric_table, save_checkpoint, write_model_card  # noqa: F401 (API)
+from recipes._checkpoint import format_metric_table, model_card
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
         parts = train.train_test_split(test_size=eval_fraction, seed=seed)
         train, evaluation = parts["train"], parts["test"]
     else:
-        evaluation = load_rows(dataset, eval_split)
+        evaluation = load_any(dataset, eval_split)
     if max_train_samples and max_train_samples > 0:
         train = train.select(range(min(max_train_samples, len(train))))
     if max_eval_samples and max_eval_samples > 0:
@@ -246,13 +247,13 @@ def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before
                 metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
                 training_args=training_args, command=command, usage=usage, baselines=baselines)
     extra = {
+        "README.md": model_card(**card),
         "metrics.json": {"before": before, "after": after, **({"baselines": baselines} if baselines else {})},
         "recipe_args.json": {"task": task, "args": dataclasses.asdict(args), "command": command},
     }
     if not trainer.is_world_process_zero():
         return Path(training_args.output_dir)
-    dest = save_checkpoint(trainer.model, trainer.processing_class, training_args.output_dir,
-                           card=card, extra_files=extra)
+    dest = save_checkpoint(trainer.model, trainer.processing_class, training_args.output_dir, extra_files=extra)
     print(f"checkpoint: {dest}", flush=True)
     return dest
 

@@ -42,25 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpo.errors import UserError
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common
 from recipes.baselines import unigram_perplexity
 
 logger = logging.getLogger(__name__)
 
 STDLIB = "stdlib"
-
-TRAINING_DEFAULTS = {
-    "output_dir": "runs/causal_lm",
-    "max_steps": 30,
-    "learning_rate": 5e-5,
-    "warmup_steps": 3,
-    "weight_decay": 0.1,
-    "lr_scheduler_type": "cosine",
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 8,
-    "logging_steps": 10,
-}
 
 USAGE = """
 from transformers import pipeline
@@ -72,8 +60,8 @@ print(generator("def read_config(path):", max_new_tokens=32)[0]["generated_text"
 @dataclass
 class CausalLMArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Fine-tune: the model to train. From scratch: "
-                                                                     "the model whose tokenizer is retrained."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Fine-tune: the model to train. From scratch: the model whose tokenizer is retrained."})
     from_scratch: bool = field(default=False, metadata={"help": "Train a new tokenizer and a fresh GPT-2 model."})
     vocab_size: int = field(default=8000, metadata={"help": "From scratch: vocabulary size of the new tokenizer."})
     n_layer: int = field(default=2, metadata={"help": "From scratch: transformer blocks (GPT-2 small: 12)."})
@@ -219,7 +207,7 @@ def main(argv=None) -> int:
     from grpo.models import load_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args, training_args = _common.parse_args(CausalLMArgs, argv, None, TRAINING_DEFAULTS)
+    args, training_args = _common.parse_args(CausalLMArgs, argv)
     train_raw, eval_raw = load_texts(args, training_args.seed)
     if args.from_scratch:
         old = load_tokenizer(args.model)

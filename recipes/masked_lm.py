@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from functools import partial
 
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import unigram_perplexity
@@ -41,7 +42,7 @@ fill("This movie was a complete [MASK].")"""
 @dataclass
 class MaskedLMArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: distilbert-base-uncased)."})
     # Data
     dataset: str = field(default="pkg:lee-news", metadata={
@@ -140,9 +141,7 @@ def compute_metrics(eval_loss: float) -> dict:
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        MaskedLMArgs, argv, training_defaults={"output_dir": "runs/masked_lm", "learning_rate": 2e-5,
-                                               "weight_decay": 0.01})
+    args, training_args = _common.parse_args(MaskedLMArgs, argv)
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=[args.text_column], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,

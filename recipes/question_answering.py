@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from grpo.data import require_columns
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import exclusive_frequency
@@ -50,7 +51,7 @@ answer_questions(model, tokenizer, ["Who founded Ambervale?"], ["Ambervale was f
 @dataclass
 class QuestionAnsweringArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
     dataset: str = field(default="pkg:lee-cloze", metadata={
@@ -276,9 +277,7 @@ def compute_metrics(start_logits, end_logits, features, examples, args: Question
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        QuestionAnsweringArgs, argv, training_defaults={"output_dir": "runs/question_answering",
-                                                        "learning_rate": 2e-5, "weight_decay": 0.01})
+    args, training_args = _common.parse_args(QuestionAnsweringArgs, argv)
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=["context", "question", "answers"], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,

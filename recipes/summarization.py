@@ -32,23 +32,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common, seq2seq_sft
 from recipes.baselines import lead_sentences
 
 logger = logging.getLogger(__name__)
-
-TRAINING_DEFAULTS = {
-    "output_dir": "runs/summarization",
-    "max_steps": 30,
-    "learning_rate": 1e-4,
-    "warmup_steps": 3,
-    "weight_decay": 0.01,
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 8,
-    "generation_max_length": 64,
-    "logging_steps": 10,
-}
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -68,8 +56,8 @@ print(generate_responses(model, tokenizer, [prompt]))
 @dataclass
 class SummarizationArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (t5/mt5/bart) "
-                                                                     "or decoder-only; hub id, local dir or embedded:*."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Model spec: encoder-decoder (t5/mt5/bart) or decoder-only; hub id, local dir or embedded:*."})
     # Data
     dataset: str = field(default="pkg:lee-lead", metadata={
         "help": "Rows with a document and a summary column: pkg:lee-lead, a local file or a hub id."})
@@ -217,7 +205,9 @@ def main(argv=None) -> int:
     from transformers import Seq2SeqTrainingArguments
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args, training_args = _common.parse_args(SummarizationArgs, argv, Seq2SeqTrainingArguments, TRAINING_DEFAULTS)
+    args, training_args = _common.parse_args(SummarizationArgs, argv, Seq2SeqTrainingArguments)
+    if training_args.generation_max_length is None:  # not configured: up to the longest target trained on
+        training_args.generation_max_length = args.max_target_length
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=[args.text_column, args.summary_column],
         eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+import embedded_models
 from grpo.errors import UserError
 from recipes import _common
 from recipes.baselines import entity_lookup
@@ -45,7 +46,7 @@ ner("Talia Varnholt joined Kestrel Labs in Port Calloway.")"""
 @dataclass
 class TokenClassificationArgs:
     # Model
-    model: str = field(default="embedded:minilm-l6", metadata={
+    model: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
     dataset: str = field(default="pkg:wnut16", metadata={
@@ -259,9 +260,7 @@ def resolve_tag_names(args: TokenClassificationArgs, train_raw, eval_raw) -> lis
 def main(argv=None) -> int:
     import transformers
 
-    args, training_args = _common.parse_args(
-        TokenClassificationArgs, argv, training_defaults={"output_dir": "runs/token_classification",
-                                                          "learning_rate": 2e-5, "weight_decay": 0.01})
+    args, training_args = _common.parse_args(TokenClassificationArgs, argv)
     columns = [args.tokens_column, args.tags_column]
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=columns, train_split=args.train_split,

@@ -35,23 +35,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from grpo.models import EMBEDDED_SMOLLM2
+import embedded_models
 from recipes import _common, seq2seq_sft
 from recipes.baselines import copy_nearest
 
 logger = logging.getLogger(__name__)
-
-TRAINING_DEFAULTS = {
-    "output_dir": "runs/translation",
-    "max_steps": 40,
-    "learning_rate": 1e-4,
-    "warmup_steps": 4,
-    "weight_decay": 0.01,
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 16,
-    "generation_max_length": 64,
-    "logging_steps": 10,
-}
 
 USAGE = """
 # decoder-only checkpoint (default):
@@ -69,8 +57,8 @@ print(generate_responses(model, tokenizer, [prompt]))
 @dataclass
 class TranslationArgs:
     # Model
-    model: str = field(default=EMBEDDED_SMOLLM2, metadata={"help": "Model spec: encoder-decoder (marian/t5/mt5/bart) "
-                                                                     "or decoder-only; hub id, local dir or embedded:*."})
+    model: str = field(default=embedded_models.SMOLLM2, metadata={
+        "help": "Model spec: encoder-decoder (marian/t5/mt5/bart) or decoder-only; hub id, local dir or embedded:*."})
     # Data
     dataset: str = field(default="pkg:po-en-fr", metadata={
         "help": "KDE4-schema rows {'translation': {src: ..., tgt: ...}}: pkg:po-en-fr, a local file or a hub id."})
@@ -212,7 +200,9 @@ def main(argv=None) -> int:
     from transformers import Seq2SeqTrainingArguments
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args, training_args = _common.parse_args(TranslationArgs, argv, Seq2SeqTrainingArguments, TRAINING_DEFAULTS)
+    args, training_args = _common.parse_args(TranslationArgs, argv, Seq2SeqTrainingArguments)
+    if training_args.generation_max_length is None:  # not configured: up to the longest target trained on
+        training_args.generation_max_length = args.max_target_length
     train_raw, eval_raw = _common.load_splits(
         args.dataset, args.eval_dataset, columns=["translation"], eval_fraction=args.eval_fraction,
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, seed=training_args.seed)

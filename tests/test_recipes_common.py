@@ -141,7 +141,8 @@ def test_save_checkpoint_atomic_reloadable_and_keeps_trainer_dirs(tmp_path):
                 metrics_before={"perplexity": 90.0}, metrics_after={"perplexity": 12.0},
                 train_data={"spec": "t.jsonl", "rows": 3}, eval_data={"spec": "e.jsonl", "rows": 1},
                 args=A(), training_args=type("T", (), {"learning_rate": 1e-4, "seed": 1})(), command="python -m x")
-    _common.save_checkpoint(model, tokenizer, dest, card=card, extra_files={"metrics.json": {"after": 1}})
+    _common.save_checkpoint(model, tokenizer, dest,
+                            extra_files={"README.md": _common.model_card(**card), "metrics.json": {"after": 1}})
     assert (dest / "checkpoint-2").is_dir() and (dest / "stale.txt").exists()
     assert json.loads((dest / "metrics.json").read_text()) == {"after": 1}
     readme = (dest / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""grpo.run_dir: metrics/samples logs, atomic JSON and checkpoints, curves.png, model card.
+"""grpo.run_dir and grpo.checkpoint_io: metrics/samples logs, atomic JSON and checkpoints, curves.png, model card.
 
 Run: ``pytest -q tests/test_run_dir.py``. Uses a tiny fake model (anything with ``save_pretrained``).
 """
@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from grpo import run_dir
-from grpo.run_dir import MetricsLogger, plot_curves, save_checkpoint_atomic, write_json_atomic, write_model_card
+from grpo.checkpoint_io import save_checkpoint
+from grpo.checkpoint_io import write_json_atomic
+from grpo.run_dir import MetricsLogger, plot_curves, write_model_card
 
 
 class FakeModel:
@@ -100,8 +102,8 @@ def test_write_json_atomic_keeps_old_file_on_failure(tmp_path):
 
 def test_save_checkpoint_atomic_writes_model_and_extras(tmp_path):
     dest = tmp_path / "run" / "checkpoint"
-    out = save_checkpoint_atomic(FakeModel("v1"), None, dest,
-                                 extra_files={"notes/a.bin": b"\x00\x01", "adapter": FakeModel("lora").save_pretrained})
+    out = save_checkpoint(FakeModel("v1"), None, dest,
+                          extra_files={"notes/a.bin": b"\x00\x01", "adapter": FakeModel("lora").save_pretrained})
     assert out == dest
     assert (dest / "weights.txt").read_text() == "v1"
     assert (dest / "notes" / "a.bin").read_bytes() == b"\x00\x01"
@@ -111,28 +113,61 @@ def test_save_checkpoint_atomic_writes_model_and_extras(tmp_path):
 
 def test_save_checkpoint_atomic_replaces_only_when_complete(tmp_path):
     dest = tmp_path / "checkpoint"
-    save_checkpoint_atomic(FakeModel("old"), None, dest, extra_files={"extra.txt": b"old extra"})
+    save_checkpoint(FakeModel("old"), None, dest, extra_files={"extra.txt": b"old extra"})
 
     def fail(path):
         path.write_text("half written")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint_atomic(FakeModel("new"), None, dest, extra_files={"extra.txt": fail})
+        save_checkpoint(FakeModel("new"), None, dest, extra_files={"extra.txt": fail})
     # the old checkpoint is intact and nothing half-written is left beside it
     assert (dest / "weights.txt").read_text() == "old"
     assert (dest / "extra.txt").read_bytes() == b"old extra"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C mid-save behaves the same
-        save_checkpoint_atomic(FakeModel("new"), None, dest,
-                               extra_files={"x": lambda p: (_ for _ in ()).throw(KeyboardInterrupt())})
+        save_checkpoint(FakeModel("new"), None, dest,
+                        extra_files={"x": lambda p: (_ for _ in ()).throw(KeyboardInterrupt())})
     assert (dest / "weights.txt").read_text() == "old"
 
-    save_checkpoint_atomic(FakeModel("new"), None, dest)
+    save_checkpoint(FakeModel("new"), None, dest)
     assert (dest / "weights.txt").read_text() == "new"
-    assert not (dest / "extra.txt").exists()  # replaced as a whole, not merged
+    assert (dest / "extra.txt").read_bytes() == b"old extra"  # entries the new save does not write are kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_save_checkpoint_keeps_other_entries_and_gives_them_back_on_failure(tmp_path, monkeypatch):
+    import os
+
+    dest = tmp_path / "run"
+    (dest / "checkpoint-2").mkdir(parents=True)
+    (dest / "checkpoint-2" / "state.json").write_text("{}")
+    (dest / "notes.txt").write_text("mine")
+    (dest / "adapter").mkdir()
+    (dest / "adapter" / "old.bin").write_bytes(b"old")
+
+    real_replace = os.replace
+
+    def interrupted_swap(src, dst):
+        if str(src) == str(dest):  # Ctrl-C after the kept entries moved into the temp dir, before the swap
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_swap)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(FakeModel("new"), None, dest)
+    monkeypatch.setattr(os, "replace", real_replace)
+    # they went back where they were, and the temp dir is gone
+    assert sorted(p.name for p in dest.iterdir()) == ["adapter", "checkpoint-2", "notes.txt"]
+    assert (dest / "checkpoint-2" / "state.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+    save_checkpoint(FakeModel("new"), None, dest, extra_files={"adapter": FakeModel("lora").save_pretrained})
+    assert (dest / "notes.txt").read_text() == "mine" and (dest / "checkpoint-2" / "state.json").exists()
+    assert sorted(p.name for p in (dest / "adapter").iterdir()) == ["weights.txt"]  # a written dir replaces the old one
+    assert (dest / "weights.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def make_metrics(n=5):
@@ -220,5 +255,5 @@ def test_write_json_atomic_has_normal_file_permissions(tmp_path):
 def test_checkpoint_dir_has_normal_permissions(tmp_path):
     normal = tmp_path / "normal"
     normal.mkdir()
-    save_checkpoint_atomic(FakeModel("v"), None, tmp_path / "checkpoint")
+    save_checkpoint(FakeModel("v"), None, tmp_path / "checkpoint")
     assert _mode(tmp_path / "checkpoint") == _mode(normal)

@@ -99,8 +99,11 @@ def test_config_parses_with_overrides():
 
     args, targs = _common.parse_args(translation.TranslationArgs,
                                      ["--config", "recipes/configs/translation.yaml", "--max_steps", "3"],
-                                     Seq2SeqTrainingArguments, translation.TRAINING_DEFAULTS)
+                                     Seq2SeqTrainingArguments)
     assert args.source_lang == "en" and targs.max_steps == 3 and targs.generation_max_length == 48
+    # the YAML alone carries the training settings (no table of recipe defaults under it)
+    assert (targs.output_dir, targs.learning_rate, targs.warmup_steps, targs.weight_decay) == \
+        ("runs/translation", 1e-4, 6, 0.01)
     assert args.dataset == "pkg:po-en-fr" and args.max_eval_samples == 200
 
 
