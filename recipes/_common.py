@@ -112,10 +112,10 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
                      for k in dict.fromkeys(unknown)]
             message = "unknown config key(s): " + ", ".join(hints)
         raise UserError(message) from None
-    from grpo.tracking import configure
+    from grpo.tracking import configure, trainer_args
 
-    configure(training_args)  # report_to: offline wandb unless asked, logs under output_dir (grpo.tracking)
-    return args, training_args
+    # report_to spelled out (offline wandb unless asked, logs under output_dir: grpo.tracking), on a copy
+    return args, trainer_args(training_args, configure(training_args))
 
 
 # ---------------------------------------------------------------------------------------------
