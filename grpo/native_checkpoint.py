@@ -25,12 +25,14 @@ import pickle
 import random
 import re
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from grpo.errors import UserError
+from grpo.native_rollout import GenerationBatch
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +180,11 @@ def load(path, model, optimizer, scheduler) -> dict:
 
 
 def loop_snapshot(state: dict) -> dict:
-    """A copy of the loop's counters that later in-place updates (the logging window) cannot change."""
-    return {**state, "window": {k: list(v) for k, v in state["window"].items()}}
+    """A copy of the loop's counters that later in-place updates (the logging window) cannot change, with the
+    generation buffer as plain dicts of tensors (:meth:`GenerationBatch.to_state`), as ``weights_only`` loads them."""
+    buffer = state["buffer"]
+    return {**state, "buffer": None if buffer is None else buffer.to_state(),
+            "window": {k: list(v) for k, v in state["window"].items()}}
 
 
 def should_save(args, step: int) -> bool:
@@ -187,29 +192,30 @@ def should_save(args, step: int) -> bool:
     return str(args.save_strategy).lower().endswith("steps") and bool(args.save_steps) and step % args.save_steps == 0
 
 
-def to_device(obj, device):
-    """``obj`` with every tensor in it (nested dicts and lists) moved to ``device``; other values as they are."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
-    return obj
-
-
 def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_log=None, device=None) -> None:
-    """If `spec` names a checkpoint (see :func:`resolve`), load it and update `state` in place;
-    drop metrics/samples lines logged after its step so the resumed run appends where it left off.
-    The saved generation buffer (read onto the CPU) goes to `device`, where the model trains."""
-    from collections import defaultdict
+    """Resume the native loop from the checkpoint ``spec`` names, if any: weights, optimizer, schedule, RNG, counters.
 
+    Args:
+        spec: ``training_args.resume_from_checkpoint``: None/False (start fresh: nothing happens), True,
+            "true"/"latest" (the newest ``checkpoint-N`` in ``output_dir``; fresh if there is none) or a path.
+        output_dir: the run directory.
+        state: the loop's counters (step, cursor, generation, buffer, window, signal), updated in place;
+            the saved generation buffer becomes a :class:`grpo.native_rollout.GenerationBatch` again.
+        model, optimizer, scheduler: loaded in place (the trainable parameters, exactly).
+        metrics_log: a :class:`grpo.run_dir.MetricsLogger` whose metrics/samples lines after the checkpoint's
+            step are dropped, so the resumed run appends where it left off; None to leave the files alone.
+        device: where the model trains: the saved buffer (read onto the CPU) goes there; None = the CPU.
+
+    Raises:
+        UserError: an explicit path that is not a native checkpoint (:func:`resolve`), an unsafe or unreadable
+            state file, or parameters that do not fit ``model`` (:func:`load`).
+    """
     path = resolve(spec, output_dir)
     if path is None:
         return
     state.update(load(path, model, optimizer, scheduler)["loop"])
     state["window"] = defaultdict(list, state["window"])
-    if device is not None and state.get("buffer") is not None:
-        state["buffer"] = to_device(state["buffer"], device)
+    if state.get("buffer") is not None:
+        state["buffer"] = GenerationBatch.from_state(state["buffer"], device if device is not None else "cpu")
     if metrics_log is not None:
         metrics_log.truncate_after(state["step"])

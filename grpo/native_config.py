@@ -1,7 +1,8 @@
 """Which trl.GRPOConfig fields the native backend (grpo/native.py) honours, ignores or refuses.
 
-``check_supported(args)`` runs before any work (grpo.pipeline.preflight): a field outside
-SUPPORTED/IGNORED set away from its default stops the run with one line naming the field.
+``check_supported(args)`` runs once, before any work (:func:`grpo.native_plan.build_plan`, called by
+grpo.pipeline.preflight): a field outside SUPPORTED/IGNORED set away from its default stops the run
+with one line naming the field.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ SUPPORTED = set("""
     vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_importance_sampling_clip_min
     vllm_importance_sampling_clip_max vllm_importance_sampling_cap""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
-# checkpointing (a memory knob; HF's version disables the KV cache that `_completion_logps` shares).
+# checkpointing (a memory knob; HF's version disables the KV cache that `completion_logps` shares), and the
+# best-model fields (no evaluation during native training; HF derives them from lr_scheduler_type).
 IGNORED = set("""
     gradient_checkpointing activation_checkpointing
     output_dir run_name project report_to logging_strategy logging_first_step log_level log_level_replica
@@ -37,26 +39,35 @@ IGNORED = set("""
     save_on_each_node save_only_model per_device_eval_batch_size num_generations_eval accelerator_config
     model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen pad_to_multiple_of ignore_data_skip
     gradient_checkpointing_kwargs activation_checkpointing_kwargs torch_empty_cache_steps cast_lm_head_to_fp32
-    debug""".split())
+    debug metric_for_best_model greater_is_better""".split())
+
+
+def _default(field):
+    """A dataclass field's declared default (None when it has none)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else None
 
 
 def check_supported(args) -> None:
-    """Refuse GRPOConfig fields this backend does not implement, when set away from their defaults
-    (compared with a GRPOConfig built from the user's SUPPORTED values, so derived fields agree).
+    """Refuse GRPOConfig fields this backend does not implement, when set away from their defaults.
+
+    Two fields are derived by ``GRPOConfig.__post_init__`` from SUPPORTED ones, so their expected value is
+    derived the same way (no second GRPOConfig is built): ``steps_per_generation`` =
+    ``gradient_accumulation_steps``, ``generation_batch_size`` = per-device batch x processes x that.
 
     Raises:
         UserError: naming the first offending field, its value and the alternative.
     """
     from trl import GRPOConfig
 
-    fields = [f for f in dataclasses.fields(GRPOConfig) if f.init]
-    keep = {f.name: getattr(args, f.name) for f in fields if f.name in SUPPORTED or f.name == "output_dir"}
-    keep["bf16"], keep["use_cpu"] = False, getattr(args, "use_cpu", False)  # bf16 is validated per device
-    reference = GRPOConfig(**keep)
-    for name in (f.name for f in fields):
+    ga = args.gradient_accumulation_steps
+    derived = {"steps_per_generation": ga, "generation_batch_size": args.per_device_train_batch_size * args.world_size * ga}
+    for field in (f for f in dataclasses.fields(GRPOConfig) if f.init):
+        name = field.name
         if name in SUPPORTED or name in IGNORED or (name.startswith("vllm_") and not args.use_vllm):
             continue
-        value, default = getattr(args, name), getattr(reference, name)
+        value, default = getattr(args, name), derived.get(name, _default(field))
         if value != default and repr(value) != repr(default):
             raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
                             f"unset it or use --backend trl")

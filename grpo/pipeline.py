@@ -12,56 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grpo.errors import UserError
+from grpo.run_dir import SampleRecorder
+
+if TYPE_CHECKING:
+    from grpo.native_plan import NativePlan
 
 logger = logging.getLogger(__name__)
-
-
-class SampleRecorder:
-    """Wraps reward functions so each call's prompts, completions and scores reach samples.jsonl.
-
-    Both backends call every reward once per generation batch; the wrappers keep the wrapped
-    function's ``__name__`` (TRL names the metric after it) and validate its output through
-    :func:`rewards.call_reward` (count, type, and a clear error naming a reward that raises).
-    """
-
-    def __init__(self, metrics_logger, max_per_step: int = 16):
-        self.metrics_logger = metrics_logger
-        self.max_per_step = max_per_step
-        self.pending: dict = {}
-
-    def wrap(self, fn):
-        import rewards
-
-        recorder = self
-
-        def recorded(completions, prompts=None, **columns):
-            scores = rewards.call_reward(fn, completions, prompts=prompts, **columns)
-            if not recorder.pending:
-                recorder.pending["prompts"] = [_last_user_text(p) for p in (prompts or [None] * len(completions))]
-                recorder.pending["completions"] = [rewards.completion_text(c) for c in completions]
-                recorder.pending["rewards"] = {}
-            recorder.pending["rewards"][fn.__name__] = scores
-            return scores
-
-        recorded.__name__ = fn.__name__
-        recorded.__qualname__ = fn.__name__
-        return recorded
-
-    def flush(self, step: int) -> None:
-        if self.pending:
-            n = self.max_per_step
-            self.metrics_logger.log_samples(step, self.pending["prompts"][:n], self.pending["completions"][:n],
-                                            {k: v[:n] for k, v in self.pending["rewards"].items()})
-        self.pending = {}
-
-
-def _last_user_text(prompt):
-    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
-        return prompt[-1].get("content")
-    return prompt
 
 
 def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = None) -> list:
@@ -149,17 +110,28 @@ def eval_columns(result: dict) -> dict:
     return {label: report for label, report in columns.items() if report is not None}
 
 
-def preflight(script_args, training_args) -> bool:
+@dataclass(frozen=True)
+class Preflight:
+    """What :func:`preflight` settled: whether to push the finished run, the integrations to report to
+    (``report_to`` spelled out by :func:`grpo.tracking.configure`), and the native backend's plan (None for trl)."""
+
+    push: bool
+    report_to: list[str]
+    plan: NativePlan | None
+
+
+def preflight(script_args, training_args) -> Preflight:
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
-    Refuses settings the native backend lacks and launches it cannot shard; vLLM without CUDA, vllm
-    or a reachable server; unknown or uninstalled trackers (and prepares offline wandb, logs under
-    ``output_dir``); quantization this machine cannot do; a hub push that cannot happen (offline,
-    no token). With ``push_to_hub`` it switches the Trainer's own push off: the finished run is
-    pushed by :func:`grpo.hub.push_run` (the Trainer would upload every adapter-only ``checkpoint-N``).
+    Refuses settings the native backend lacks (building its :class:`grpo.native_plan.NativePlan`, once)
+    and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
+    trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
+    do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` it switches the
+    Trainer's own push off: the finished run is pushed by :func:`grpo.hub.push_run` (the Trainer would
+    upload every adapter-only ``checkpoint-N``).
 
     Returns:
-        Whether to push the finished run.
+        The :class:`Preflight`.
 
     Raises:
         UserError: naming the setting and what to set instead.
@@ -167,17 +139,18 @@ def preflight(script_args, training_args) -> bool:
     from grpo.quantization import check_quantization_supported
     from grpo.tracking import configure
 
+    plan = None
     if script_args.backend == "native":
         from grpo.launch import check_native_launch
-        from grpo.native_config import check_supported
+        from grpo.native_plan import build_plan
 
-        check_supported(training_args)
+        plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))
         check_native_launch()
     if training_args.use_vllm:
         from grpo.vllm_server import check_vllm_setup
 
         check_vllm_setup(training_args)
-    configure(training_args, native=script_args.backend == "native")
+    report_to = configure(training_args, native=script_args.backend == "native")
     check_quantization_supported(script_args, training_args)
     push = training_args.push_to_hub
     if push:
@@ -185,15 +158,15 @@ def preflight(script_args, training_args) -> bool:
 
         require_push(training_args.hub_model_id, training_args.hub_token, Path(training_args.output_dir))
         training_args.push_to_hub = False
-    return push
+    return Preflight(push, report_to, plan)
 
 
-def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None:
+def save_interrupted(model, tokenizer, out: Path, trainer=None) -> Path | None:
     """After Ctrl-C on the main process: the weights as they are to ``out/checkpoint-interrupted``, and the curves.
 
-    The TRL backend's live model is ``metrics_logger.trainer.model``; the native backend has
-    already checkpointed its last whole step itself (``model`` is saved here as well). Under FSDP or
-    DeepSpeed ZeRO-3 this process holds only a shard and the others may be anywhere, so no
+    The TRL backend's live model is ``trainer.model`` (the ``trainer`` it handed back); the native
+    backend has already checkpointed its last whole step itself (``model`` is saved here as well). Under
+    FSDP or DeepSpeed ZeRO-3 this process holds only a shard and the others may be anywhere, so no
     gather is attempted: nothing is saved and the warning points to the Trainer's last
     ``checkpoint-N`` (written by all processes together every ``save_steps``).
 
@@ -204,14 +177,13 @@ def save_interrupted(metrics_logger, model, tokenizer, out: Path) -> Path | None
     from grpo.run_dir import plot_curves
     from grpo.sharded import is_sharded
 
-    trainer = getattr(metrics_logger, "trainer", None)
     plot_curves(out)
     if trainer is not None and is_sharded(trainer):
         logger.warning("Interrupted: the weights are sharded across processes (FSDP / ZeRO-3), so no "
                        "checkpoint-interrupted is written; resume from the newest %s/checkpoint-N with "
                        "--resume_from_checkpoint latest", out)
         return None
-    path = save_checkpoint(getattr(trainer, "model", model), tokenizer, out / "checkpoint-interrupted")
+    path = save_checkpoint(trainer.model if trainer is not None else model, tokenizer, out / "checkpoint-interrupted")
     logger.warning("Interrupted: weights saved to %s", path)
     return path
 
@@ -287,7 +259,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
-    push = preflight(script_args, training_args)
+    checked = preflight(script_args, training_args)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     main_process = training_args.process_index == 0
     metrics_logger = MetricsLogger(out, enabled=main_process)
@@ -300,10 +272,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         logger.warning("hardware: %s; backend %s, %s", hardware, script_args.backend,
                        "bf16" if training_args.bf16 else "fp32")
     dtype = eval_dtype(training_args)
-    recorder = SampleRecorder(metrics_logger)
-    metrics_logger.recorder = recorder
-    reward_funcs = [recorder.wrap(f) for f in load_reward_funcs(
-        script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)]
+    reward_funcs = load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
     model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
     progress = not training_args.disable_tqdm
 
@@ -314,18 +283,26 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     if script_args.use_peft:
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)
-    if script_args.backend == "native":
-        from grpo.native import train as backend_train
-    else:
-        from grpo.trl_backend import train as backend_train
     if training_args.resume_from_checkpoint is None:
         metrics_logger.truncate_after(0)  # a fresh GRPO stage starts fresh logs
+    recorder, live = SampleRecorder(metrics_logger), {}  # live: the TRL backend's trainer, for Ctrl-C
     try:
         with memory.stage("grpo"):
-            model = backend_train(model, tokenizer, train_rows, reward_funcs, training_args, script_args, metrics_logger)
+            if checked.plan is not None:
+                from grpo import native
+                from grpo.tracking import open_trackers
+
+                tracker = open_trackers(checked.report_to, training_args, script_args, enabled=main_process)
+                model = native.train(model, tokenizer, train_rows, reward_funcs, checked.plan, metrics_logger,
+                                     recorder, tracker)
+            else:
+                from grpo import trl_backend
+
+                model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
+                                          metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t))
     except KeyboardInterrupt:
         if metrics_logger.enabled:
-            save_interrupted(metrics_logger, model, tokenizer, out)
+            save_interrupted(model, tokenizer, out, live.get("trainer"))
         raise
     if not metrics_logger.enabled:
         return result
@@ -343,7 +320,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     result["memory"] = memory.stages
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
     write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
-    if push:
+    if checked.push:
         from grpo.hub import push_run
 
         result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,

@@ -86,6 +86,60 @@ class MetricsLogger:
         return [json.loads(ln) for ln in self.metrics_path.read_text().splitlines() if ln.strip()]
 
 
+class SampleRecorder:
+    """Collects each generation batch's prompts, completions and scores for samples.jsonl (rank 0 writes).
+
+    The native loop hands it every generation batch (:meth:`record`); for the TRL backend, which calls
+    the reward functions itself, :meth:`wrap` puts it around each reward (keeping ``__name__``, which TRL
+    names the metric after) and validates the reward's output through :func:`rewards.call_reward`
+    (count, type, and a clear error naming a reward that raises).
+    """
+
+    def __init__(self, metrics_logger: MetricsLogger, max_per_step: int = 16):
+        self.metrics_logger = metrics_logger
+        self.max_per_step = max_per_step
+        self.pending: dict = {}
+
+    def record(self, prompts, completions, rewards_by_name: dict) -> None:
+        """Keep one batch: prompts and completions (text or chat messages) and ``{reward name: scores}``."""
+        import rewards
+
+        self.pending = {"prompts": [_last_user_text(p) for p in prompts],
+                        "completions": [rewards.completion_text(c) for c in completions],
+                        "rewards": dict(rewards_by_name)}
+
+    def wrap(self, fn):
+        """``fn`` validated, its first call of a batch keeping the prompts and completions, every call its scores."""
+        import rewards
+
+        recorder = self
+
+        def recorded(completions, prompts=None, **columns):
+            scores = rewards.call_reward(fn, completions, prompts=prompts, **columns)
+            if not recorder.pending:
+                recorder.record(prompts or [None] * len(completions), completions, {})
+            recorder.pending["rewards"][fn.__name__] = scores
+            return scores
+
+        recorded.__name__ = fn.__name__
+        recorded.__qualname__ = fn.__name__
+        return recorded
+
+    def flush(self, step: int) -> None:
+        """Write the kept batch (its first ``max_per_step`` completions) at ``step``, then forget it."""
+        if self.pending:
+            n = self.max_per_step
+            self.metrics_logger.log_samples(step, self.pending["prompts"][:n], self.pending["completions"][:n],
+                                            {k: v[:n] for k, v in self.pending["rewards"].items()})
+        self.pending = {}
+
+
+def _last_user_text(prompt):
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return prompt[-1].get("content")
+    return prompt
+
+
 def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
     """``output_dir/checkpoint``: the merged model (loadable by ``from_pretrained``) and, for a
     peft model, its LoRA adapter in ``checkpoint/adapter``."""

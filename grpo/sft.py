@@ -28,7 +28,7 @@ from grpo.models import lora_config
 from grpo.quantization import is_quantized
 from grpo.checkpoint_io import save_checkpoint
 from grpo.sharded import unsharded_model
-from grpo.tracking import configure, finish_wandb
+from grpo.tracking import configure, finish_wandb, trainer_args
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                        script_args.lora_target_modules)
     logger.warning("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
-    configure(config, output_dir=output_dir)  # before the Trainer's reporting callbacks import their libraries
+    config = trainer_args(config, configure(config, output_dir=output_dir))  # before the reporting callbacks import
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     quiet_progress(trainer, "warm-start SFT")
     trainer.train()

@@ -17,7 +17,7 @@ every scalar metric under TRL's names with the HF Trainer's ``train/`` prefix
 ``logging_steps``, a ``completions`` table: step, prompt, completion, one column per reward, advantage.
 
 - ``--backend trl``: the HF Trainer's own callbacks do the logging. TRL logs the table to wandb and
-  trackio when ``log_completions`` is on, so :func:`configure` turns it on (console printing off
+  trackio when ``log_completions`` is on, so :func:`trainer_args` turns it on (console printing off
   unless ``num_completions_to_print`` is set); :class:`TrlExtras` adds ScriptArgs to the config and
   the table to tensorboard (as markdown text), which TRL does not.
 - ``--backend native``: :func:`open_trackers` returns a :class:`Trackers` that talks to the
@@ -27,6 +27,7 @@ every scalar metric under TRL's names with the HF Trainer's ``train/`` prefix
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -69,24 +70,28 @@ def _set_env(name: str, value: str) -> None:
 
 
 def configure(args, native: bool = False, output_dir=None) -> list[str]:
-    """Prepare the environment for ``args.report_to`` before any tracker starts; returns the tracker names.
+    """Prepare the environment for ``args.report_to`` before any tracker starts; ``args`` is not changed.
 
     wandb: offline unless ``WANDB_MODE`` or ``WANDB_API_KEY`` is set (one warning says how to sync),
     ``WANDB_DIR=output_dir``, ``WANDB_PROJECT=args.project``. trackio: ``TRACKIO_DIR=output_dir/trackio``.
     tensorboard: ``TENSORBOARD_LOGGING_DIR=output_dir/runs/<date>_<host>[-<run_name>]``.
-    An environment variable the user set always wins. On a TRL GRPOConfig, ``log_completions`` is
-    switched on when wandb or trackio is requested (that is what makes TRL log the completions table).
+    An environment variable the user set always wins. A Trainer gets the returned names through
+    :func:`trainer_args`.
 
     Args:
         args: ``trl.GRPOConfig``, ``trl.SFTConfig`` or ``transformers.TrainingArguments``.
         native: refuse trackers the native backend does not implement.
         output_dir: the run directory the logs go under (default ``args.output_dir``).
 
+    Returns:
+        ``report_to`` as a list of integration names (:func:`requested`): the value to use instead of
+        ``args.report_to`` (a comma-separated string, "all" or "none" is spelled out).
+
     Raises:
         UserError: an unknown tracker (native) or a tracker whose package is not installed.
     """
-    args.report_to = requested(args.report_to, native)  # a list, as the Trainer wants it
-    names = [n for n in args.report_to if n in TRACKERS]
+    report_to = requested(args.report_to, native)
+    names = [n for n in report_to if n in TRACKERS]
     for name in names:  # each tracker's package has its name
         if importlib.util.find_spec(name) is None:
             raise UserError(f"report_to={name!r} needs the {name} package: pip install 'grpo-toolkit[tracking]' "
@@ -111,11 +116,22 @@ def configure(args, native: bool = False, output_dir=None) -> list[str]:
         if "trackio" in sys.modules and str(sys.modules["trackio"].utils.TRACKIO_DIR) != os.environ["TRACKIO_DIR"]:
             log.warning("trackio was imported before this run was configured: its logs go to %s",
                         sys.modules["trackio"].utils.TRACKIO_DIR)
-    if {"wandb", "trackio"} & set(names) and hasattr(args, "log_completions") and not args.log_completions:
-        args.log_completions = True  # TRL's switch for the completions table (wandb/trackio)
-        if args.num_completions_to_print is None:
-            args.num_completions_to_print = 0  # ... which would also print every completion to the console
-    return names
+    return report_to
+
+
+def trainer_args(args, report_to: list[str]):
+    """The arguments to hand a HF/TRL Trainer: a shallow copy of ``args`` (the parsed config stays as parsed)
+    with ``report_to`` as :func:`configure` returned it and, on a TRL GRPOConfig with wandb or trackio,
+    ``log_completions`` on (TRL's switch for the completions table) without console printing
+    (``num_completions_to_print`` 0) unless the user set them.
+    """
+    out = copy.copy(args)
+    out.report_to = list(report_to)
+    if {"wandb", "trackio"} & set(report_to) and hasattr(out, "log_completions") and not out.log_completions:
+        out.log_completions = True
+        if out.num_completions_to_print is None:
+            out.num_completions_to_print = 0  # ... which would also print every completion to the console
+    return out
 
 
 def run_config(args, script_args=None) -> dict:
@@ -201,19 +217,17 @@ class Trackers:
                 self.tensorboard.add_scalar(k, v, global_step=step)
             self.tensorboard.flush()
 
-    def log_completions(self, step: int, records: list[dict], reward_names: list[str], advantages) -> None:
+    def log_completions(self, step: int, prompts, completions, rewards: dict, advantages) -> None:
         """The completions table, when ``step`` is a multiple of ``logging_steps``.
 
         Args:
-            records: the native loop's rollout records (``prompt``, ``completion``, ``rewards`` per function).
-            reward_names: names of the reward functions, in ``rewards`` order.
-            advantages: (N,) tensor or list, one per record.
+            prompts, completions: one entry per completion (text or chat messages).
+            rewards: ``{reward name: [score per completion]}``, in reward order.
+            advantages: (N,) tensor or list, one per completion.
         """
         if step % self.every or not (self.wandb or self.trackio or self.tensorboard):
             return
-        table = completions_table(step, [r["prompt"] for r in records], [r["completion"] for r in records],
-                                  {n: [r["rewards"][i] for r in records] for i, n in enumerate(reward_names)},
-                                  [float(a) for a in advantages])
+        table = completions_table(step, prompts, completions, rewards, [float(a) for a in advantages])
         if self.wandb is not None:
             import wandb
 
@@ -238,13 +252,15 @@ class Trackers:
         self.wandb = self.trackio = self.tensorboard = None
 
 
-def open_trackers(args, script_args=None, enabled: bool = True) -> Trackers:
-    """Trackers for the native backend from ``args.report_to`` (none when ``enabled`` is False: rank > 0).
+def open_trackers(report_to: list[str], args, script_args=None, enabled: bool = True) -> Trackers:
+    """The native backend's trackers (none when ``enabled`` is False: rank > 0).
 
-    Raises:
-        UserError: see :func:`configure`.
+    Args:
+        report_to: what :func:`configure` returned for ``args`` (it has prepared the environment).
+        args: the GRPOConfig (run name, project, logging_steps, output_dir; recorded as the run config).
+        script_args: recorded in the run config too (a dataclass), or None.
     """
-    names = configure(args, native=True) if enabled else []
+    names = [n for n in report_to if n in TRACKERS] if enabled else []
     return Trackers(names, args, run_config(args, script_args) if names else {})
 
 

@@ -35,17 +35,22 @@ def _metrics_callback(metrics_logger, recorder):
     return MirrorMetrics()
 
 
-def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, logger_):
-    """Run ``trl.GRPOTrainer`` (signature shared with :func:`grpo.native.train`).
+def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, metrics_logger, recorder=None,
+          report_to=(), on_trainer=None):
+    """Run ``trl.GRPOTrainer``.
 
     Args:
         model: causal LM, LoRA already applied (peft) or full.
         tokenizer: its tokenizer.
         train_dataset: rows with ``prompt`` plus the columns the rewards read (``answer``).
         reward_funcs: TRL-signature reward callables.
-        training_args: ``trl.GRPOConfig``, passed to TRL unchanged.
-        script_args: :class:`grpo.script_args.ScriptArgs` (unused by this backend beyond logging).
-        logger_: :class:`grpo.run_dir.MetricsLogger`; ``logger_.recorder`` (optional) flushes samples.
+        training_args: ``trl.GRPOConfig``; the Trainer gets a copy with ``report_to`` (:func:`grpo.tracking.trainer_args`).
+        script_args: :class:`grpo.script_args.ScriptArgs` (the run config the trackers record; the unsharding of FSDP runs).
+        metrics_logger: :class:`grpo.run_dir.MetricsLogger`; TRL's log lines are mirrored into metrics.jsonl.
+        recorder: :class:`grpo.run_dir.SampleRecorder` wrapped around each reward (validating it) and flushed
+            at each log, or None (rewards validated by TRL only).
+        report_to: the integrations, as :func:`grpo.tracking.configure` returned them (preflight).
+        on_trainer: called with the ``GRPOTrainer`` once built (the caller saves its live model on Ctrl-C), or None.
 
     Returns:
         The trained model: ``trainer.model``, or under FSDP / ZeRO-3 an unsharded copy on the main
@@ -58,21 +63,22 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
 
     from grpo.console import quiet_progress
     from grpo.sharded import unsharded_model
-    from grpo.tracking import configure, trl_callback
+    from grpo.tracking import trainer_args, trl_callback
 
-    extras = trl_callback(script_args, configure(training_args))  # report_to: script args + tensorboard table
+    extras = trl_callback(script_args, list(report_to))  # script args in the run config + tensorboard table
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=list(reward_funcs),
-        args=training_args,
+        reward_funcs=[recorder.wrap(f) for f in reward_funcs] if recorder is not None else list(reward_funcs),
+        args=trainer_args(training_args, list(report_to)),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[_metrics_callback(logger_, getattr(logger_, "recorder", None))] + ([extras] if extras else []),
+        callbacks=[_metrics_callback(metrics_logger, recorder)] + ([extras] if extras else []),
     )
     quiet_progress(trainer, "GRPO (trl)")
     if extras is not None:
         extras.trainer = trainer  # reads TRL's buffer of the last generation batch for the tensorboard table
-    logger_.trainer = trainer  # lets the caller save on Ctrl-C
+    if on_trainer is not None:
+        on_trainer(trainer)
     resume = training_args.resume_from_checkpoint
     if resume in {"latest", "true", "True"}:  # our spelling for "the newest checkpoint-N in output_dir"
         resume = True

@@ -80,10 +80,10 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
     defaults = {k: v for k, v in {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}.items() if k in known}
     args, training_args = parse_dataclasses(argv, (args_cls, training_args_cls), defaults=defaults,
                                             search_dir=PACKAGE_DIR.parent)
-    from grpo.tracking import configure
+    from grpo.tracking import configure, trainer_args
 
-    configure(training_args)  # report_to: offline wandb unless asked, logs under output_dir (grpo.tracking)
-    return args, training_args
+    # report_to spelled out (offline wandb unless asked, logs under output_dir: grpo.tracking), on a copy
+    return args, trainer_args(training_args, configure(training_args))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,12 +55,17 @@ def worker(opts) -> None:
         num_generations=8, max_completion_length=opts.max_completion_length, learning_rate=1e-5, logging_steps=1,
         save_strategy="no", disable_tqdm=True, shuffle_dataset=False,
     )
+    funcs = load_reward_funcs(GSM8K_REWARDS, None)
+    start = time.perf_counter()
     if opts.backend == "native":
         from grpo.native import train
+        from grpo.native_plan import build_plan
+
+        train(model, tokenizer, rows, funcs, build_plan(args), MetricsLogger(opts.out))
     else:
         from grpo.trl_backend import train
-    start = time.perf_counter()
-    train(model, tokenizer, rows, load_reward_funcs(GSM8K_REWARDS, None), args, None, MetricsLogger(opts.out))
+
+        train(model, tokenizer, rows, funcs, args, None, MetricsLogger(opts.out))
     Path(opts.out, "wall.json").write_text(json.dumps({"wall": time.perf_counter() - start}))
 
 

@@ -67,10 +67,12 @@ def config(tmp_path, **overrides):
 
 def run(tmp_path, model=None, script_args=None, reward_funcs=(word_reward,), **overrides):
     from grpo.native import train
+    from grpo.native_plan import build_plan
 
     model = model or tiny_model()
     log = MetricsLogger(tmp_path)
-    train(model, tiny_tokenizer(), dataset(), list(reward_funcs), config(tmp_path, **overrides), script_args, log)
+    train(model, tiny_tokenizer(), dataset(), list(reward_funcs), build_plan(config(tmp_path, **overrides), script_args),
+          log)
     return model, log.read()
 
 
@@ -158,7 +160,7 @@ def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch, caplog):
 
 
 def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
-    from types import SimpleNamespace
+    from grpo.script_args import ScriptArgs
 
     def constant(completions, **kwargs):
         return [1.0] * len(completions)
@@ -167,13 +169,13 @@ def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
         _, metrics = run(tmp_path / "flat", reward_funcs=[constant], max_steps=3)
     assert all(m["frac_reward_zero_std"] == 1.0 for m in metrics)
     assert "No learning signal" in caplog.text
-    args = SimpleNamespace(dynamic_sampling=True, dynamic_sampling_max_retries=2)
+    args = ScriptArgs(dynamic_sampling=True, dynamic_sampling_max_retries=2)
     _, metrics = run(tmp_path / "dyn", reward_funcs=[constant], script_args=args, max_steps=1)
     assert metrics[0]["dynamic_sampling/rounds"] == 2.0  # every retry spent, batch kept full
 
 
 def test_refuses_unsupported_settings(tmp_path):
-    from grpo.native import check_supported
+    from grpo.native_config import check_supported
 
     check_supported(config(tmp_path))
     with pytest.raises(UserError, match="top_entropy_quantile"):
@@ -186,6 +188,7 @@ def test_refuses_unsupported_settings(tmp_path):
 def test_two_steps_on_embedded_smollm2(tmp_path):
     from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
     from grpo.native import train
+    from grpo.native_plan import build_plan
 
     model, tok = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model)
@@ -199,7 +202,7 @@ def test_two_steps_on_embedded_smollm2(tmp_path):
 
     from datasets import Dataset
     data = Dataset.from_dict({"prompt": [[{"role": "user", "content": "Count to five."}]] * 2})
-    train(model, tok, data, [length_reward], args, None, log)
+    train(model, tok, data, [length_reward], build_plan(args), log)
     metrics = log.read()
     assert len(metrics) == 2 and metrics[1]["loss"] < metrics[0]["loss"]
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
@@ -209,6 +212,7 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
     from datasets import Dataset
 
     from grpo.native import train
+    from grpo.native_plan import build_plan
 
     tok = tiny_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
@@ -219,47 +223,49 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
         seen.append((completions[0], prompts[0]))
         return [word_reward([c[0]["content"]])[0] for c in completions]
 
-    class Recorder:  # what grpo.pipeline.SampleRecorder offers the backends
+    class Recorder:  # what grpo.run_dir.SampleRecorder offers the native backend
         def __init__(self):
-            self.flushed = []
+            self.flushed, self.recorded = [], []
+
+        def record(self, prompts, completions, rewards_by_name):
+            self.recorded.append((prompts[0], completions[0], list(rewards_by_name)))
 
         def flush(self, step):
             self.flushed.append(step)
 
-    log = MetricsLogger(tmp_path)
-    log.recorder = Recorder()
-    train(tiny_model(), tok, data, [chat_reward], config(tmp_path), None, log)
+    log, recorder = MetricsLogger(tmp_path), Recorder()
+    train(tiny_model(), tok, data, [chat_reward], build_plan(config(tmp_path)), log, recorder)
     completion, prompt = seen[0]
     assert completion[0]["role"] == "assistant" and prompt[0]["role"] == "user"
-    assert log.recorder.flushed == [1, 2] and not (tmp_path / "samples.jsonl").exists()
+    assert recorder.flushed == [1, 2] and not (tmp_path / "samples.jsonl").exists()
+    assert recorder.recorded[0][:2] == (prompt, completion) and recorder.recorded[0][2] == ["chat_reward"]
 
 
 def test_shared_prompt_forward_equals_one_forward_per_row():
     from peft import LoraConfig, get_peft_model
 
     from grpo.loss import token_logprobs
-    from grpo.native import _collate, _completion_logps
+    from grpo.native_rollout import collate, completion_logps
 
     model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # non-zero adapters so their gradient flows through both paths
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.1)
-    records = [{"prompt_ids": p, "completion_ids": c, "truncated": False}
-               for p, cs in (([5, 6, 7], [[8, 9], [3, 4, 5, 1], [9]]), ([4, 9], [[7, 7, 7], [1]])) for c in cs]
-    batch = _collate(records, 0, False)
-    logps, _ = _completion_logps(model, batch, 0.7, lambda: torch.autocast("cpu", enabled=False))
-    (logps * batch["mask"]).sum().backward()
+    completions = [[8, 9], [3, 4, 5, 1], [9], [7, 7, 7], [1]]  # 3 for prompt 0, 2 for prompt 1
+    batch = collate([[5, 6, 7], [4, 9]], [0, 0, 0, 1, 1], completions, [False] * 5, None, torch.zeros(5), 0, False)
+    logps, _ = completion_logps(model, batch, 0.7, lambda: torch.autocast("cpu", enabled=False))
+    (logps * batch.completion_mask).sum().backward()
     shared = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad()
     # reference: every row as one left-padded [prompt, completion] sequence through model.forward
-    p_ids, p_mask = batch["prompt_ids"][batch["prompt_index"]], batch["prompt_mask"][batch["prompt_index"]]
-    ids = torch.cat([p_ids, batch["completion_ids"]], 1)
-    attn = torch.cat([p_mask, batch["completion_attn"]], 1)
+    p_ids, p_mask = batch.prompt_ids[batch.prompt_index], batch.prompt_mask[batch.prompt_index]
+    ids = torch.cat([p_ids, batch.completion_ids], 1)
+    attn = torch.cat([p_mask, batch.completion_attention_mask], 1)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0)).logits
-    ref, _ = token_logprobs(logits[:, p_ids.shape[1] - 1 : -1], batch["completion_ids"], 0.7)
-    (ref * batch["mask"]).sum().backward()
-    m = batch["mask"].bool()
+    ref, _ = token_logprobs(logits[:, p_ids.shape[1] - 1 : -1], batch.completion_ids, 0.7)
+    (ref * batch.completion_mask).sum().backward()
+    m = batch.completion_mask.bool()
     assert torch.allclose(logps[m], ref[m], atol=1e-5)
     for n, p in model.named_parameters():
         if p.requires_grad:

@@ -69,7 +69,17 @@ def test_state_file_with_a_pickled_callable_is_refused(tmp_path):
 
 def test_a_resumed_generation_buffer_goes_to_the_training_device():
     """The buffer is read onto the CPU (map_location); on a GPU run its micro-batches must follow the model."""
-    buffer = {"micro": [{"mask": torch.ones(2, 3), "advantages": torch.zeros(2)}], "num_items": torch.tensor(6.0)}
-    moved = ckpt.to_device(buffer, "meta")
-    assert moved["micro"][0]["mask"].device.type == "meta" and moved["num_items"].device.type == "meta"
-    assert moved["micro"][0].keys() == buffer["micro"][0].keys() and ckpt.to_device(3, "meta") == 3
+    from grpo.native_rollout import GenerationBatch, collate
+
+    batch = collate([[5, 6]], [0, 0], [[1, 2, 3], [4]], [False, True], None, torch.zeros(2), 0, True)
+    saved = GenerationBatch([batch], torch.tensor(6.0)).to_state()  # what a checkpoint holds: dicts of tensors
+    moved = GenerationBatch.from_state(saved, "meta")
+    (exp,) = moved.experiences
+    assert exp.completion_mask.device.type == "meta" and moved.num_items_in_batch.device.type == "meta"
+    assert exp.old_per_token_logps is None and exp.sampling_per_token_logps.shape == (2, 3)
+    # the dict layout of checkpoints written before GenerationBatch existed still loads
+    old = {"micro": [{"prompt_ids": batch.prompt_ids, "prompt_mask": batch.prompt_mask, "prompt_index": batch.prompt_index,
+                      "completion_ids": batch.completion_ids, "completion_attn": batch.completion_attention_mask,
+                      "mask": batch.completion_mask, "advantages": batch.advantages}], "num_items": torch.tensor(6.0)}
+    (exp,) = GenerationBatch.from_state(old, "meta").experiences
+    assert exp.completion_mask.device.type == "meta" and exp.sampling_per_token_logps is None

@@ -21,6 +21,7 @@ WORKER = textwrap.dedent("""
     torch.set_num_threads(1)
     from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
     from grpo.native import train
+    from grpo.native_plan import build_plan
     from grpo.run_dir import MetricsLogger
 
     rank = int(os.environ["RANK"])
@@ -29,7 +30,7 @@ WORKER = textwrap.dedent("""
     model = tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
     args = config(out, max_steps=3, loss_type="dapo", beta=0.04, save_steps=0)
-    train(model, tiny_tokenizer(), dataset(16), [word_reward], args, None, MetricsLogger(out, enabled=rank == 0))
+    train(model, tiny_tokenizer(), dataset(16), [word_reward], build_plan(args), MetricsLogger(out, enabled=rank == 0))
     changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     torch.save({{"params": [p.detach() for p in model.parameters()], "changed": changed}}, f"{{out}}/rank{{rank}}.pt")
     dist.destroy_process_group()

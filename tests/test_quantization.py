@@ -196,7 +196,9 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from grpo.native import check_supported, train
+    from grpo.native import train
+    from grpo.native_config import check_supported
+    from grpo.native_plan import build_plan
     from grpo.run_dir import MetricsLogger
 
     config, tiny_tokenizer, word_reward = _config, _tiny_tokenizer, _word_reward
@@ -209,7 +211,8 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     for optim in ("adamw_8bit", "adamw_bnb_8bit"):  # transformers' two names for the same optimizer
         check_supported(config(tmp_path, optim=optim))
     log = MetricsLogger(tmp_path)
-    train(model, tiny_tokenizer(), dataset, [word_reward], config(tmp_path, optim="adamw_8bit", save_steps=2), None, log)
+    train(model, tiny_tokenizer(), dataset, [word_reward], build_plan(config(tmp_path, optim="adamw_8bit", save_steps=2)),
+          log)
     metrics = log.read()
     assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
     mlp = "model.layers.0.mlp.up_proj.weight"  # 64 x 128 = 8192 elements: 8-bit state

@@ -113,10 +113,8 @@ def test_ctrl_c_saves_the_live_model_but_not_a_shard(base_dir, tmp_path, caplog)
     from grpo.pipeline import save_interrupted
 
     model = trained_lora(base_dir)
-    logger = SimpleNamespace(trainer=stand_in_trainer(model)[0])
-    path = save_interrupted(logger, None, None, tmp_path / "run_a")
+    path = save_interrupted(None, None, tmp_path / "run_a", trainer=stand_in_trainer(model)[0])
     assert path == tmp_path / "run_a" / "checkpoint-interrupted" and (path / "adapter_config.json").exists()
-    logger = SimpleNamespace(trainer=stand_in_trainer(model, fsdp=True)[0])
-    assert save_interrupted(logger, None, None, tmp_path / "run_b") is None
+    assert save_interrupted(None, None, tmp_path / "run_b", trainer=stand_in_trainer(model, fsdp=True)[0]) is None
     assert not (tmp_path / "run_b" / "checkpoint-interrupted").exists()
     assert "sharded across processes" in caplog.text and "--resume_from_checkpoint latest" in caplog.text

@@ -28,14 +28,18 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
+from grpo import tracking
 from grpo.script_args import ScriptArgs
 from grpo.native import train
+from grpo.native_plan import build_plan
 from grpo.run_dir import MetricsLogger
 out = sys.argv[1]
 args = config(out, report_to="wandb,trackio,tensorboard", max_steps=3, logging_steps=2, run_name="tiny",
               project="grpo-tracking-test")
-train(tiny_model(), tiny_tokenizer(), dataset(), [word_reward], args, ScriptArgs(backend="native", lora_r=7),
-      MetricsLogger(out))
+script_args = ScriptArgs(backend="native", lora_r=7)
+tracker = tracking.open_trackers(tracking.configure(args, native=True), args, script_args)
+train(tiny_model(), tiny_tokenizer(), dataset(), [word_reward], build_plan(args, script_args), MetricsLogger(out),
+      tracker=tracker)
 """
 TRACKIO_READER = """
 import json, sys
@@ -143,14 +147,18 @@ def test_report_to_spellings():
 
 def test_wandb_is_offline_unless_asked_and_logs_land_in_output_dir(env, tmp_path, caplog):
     args = grpo_config(tmp_path, "wandb,tensorboard", project="exp")
-    assert tracking.configure(args) == ["wandb", "tensorboard"]
-    assert args.report_to == ["wandb", "tensorboard"]  # a list the HF Trainer understands
+    parsed = args.report_to
+    report_to = tracking.configure(args)
+    assert report_to == ["wandb", "tensorboard"] and args.report_to == parsed  # the parsed config is left as it was
+    trainer_args = tracking.trainer_args(args, report_to)
+    assert trainer_args.report_to == ["wandb", "tensorboard"]  # a list the HF Trainer understands
     assert os.environ["WANDB_MODE"] == "offline"
     assert os.environ["WANDB_DIR"] == str((tmp_path / "run").resolve()) and (tmp_path / "run").is_dir()
     assert os.environ["WANDB_PROJECT"] == "exp"
     assert Path(os.environ["TENSORBOARD_LOGGING_DIR"]).parent == (tmp_path / "run" / "runs").resolve()
     assert "offline mode" in caplog.text and "wandb sync" in caplog.text
-    assert args.log_completions and args.num_completions_to_print == 0  # TRL's table on, console quiet
+    assert trainer_args.log_completions and trainer_args.num_completions_to_print == 0  # TRL's table on, console quiet
+    assert not args.log_completions and args.num_completions_to_print is None
     # a second run in the same process moves the directory we chose; the user's choices always stay
     tracking.configure(grpo_config(tmp_path / "b", "wandb"))
     assert os.environ["WANDB_DIR"] == str((tmp_path / "b" / "run").resolve())
@@ -169,11 +177,12 @@ def test_an_api_key_means_the_user_asked_to_upload(env, tmp_path):
 def test_trackio_dir_and_no_table_switch_without_a_table_tracker(env, tmp_path):
     args = grpo_config(tmp_path, "tensorboard")
     assert tracking.configure(args) == ["tensorboard"]
-    assert not args.log_completions and "WANDB_MODE" not in os.environ and "TRACKIO_DIR" not in os.environ
+    assert not tracking.trainer_args(args, ["tensorboard"]).log_completions
+    assert "WANDB_MODE" not in os.environ and "TRACKIO_DIR" not in os.environ
     args = grpo_config(tmp_path, ["trackio"], log_completions=True, num_completions_to_print=3)
-    tracking.configure(args)
+    report_to = tracking.configure(args)
     assert os.environ["TRACKIO_DIR"] == str((tmp_path / "run" / "trackio").resolve())
-    assert args.num_completions_to_print == 3  # the user's own setting is kept
+    assert tracking.trainer_args(args, report_to).num_completions_to_print == 3  # the user's own setting is kept
     assert tracking.configure(grpo_config(tmp_path, "none")) == []
 
 
