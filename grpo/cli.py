@@ -47,7 +47,8 @@ def _print_closing_table(columns: dict) -> None:
 
 
 def cmd_train(argv) -> int:
-    from grpo.pipeline import eval_columns, run_training
+    from grpo.evaluate import eval_columns
+    from grpo.pipeline import run_training
 
     from grpo.run_dir import command_line
 

@@ -215,7 +215,7 @@ def compare_columns(columns: dict) -> list[dict]:
     """Paired comparisons between the columns of a closing table: each consecutive pair, and first -> last.
 
     Args:
-        columns: ``{label: report}`` in table order, e.g. :func:`grpo.pipeline.eval_columns`.
+        columns: ``{label: report}`` in table order, e.g. :func:`eval_columns`.
 
     Returns:
         One ``{"before": label, "after": label, **compare(...)}`` per pair (first -> last only when
@@ -234,10 +234,15 @@ def compare_columns(columns: dict) -> list[dict]:
     return out
 
 
+def eval_columns(result: dict) -> dict:
+    """The evaluation reports of a run, labelled for a table: base, after warm-start, after GRPO."""
+    columns = {"base": result.get("eval_before"), "after warm-start": result.get("eval_after_sft"),
+               "after GRPO": result.get("eval_after")}
+    return {label: report for label, report in columns.items() if report is not None}
+
+
 def run_comparison(result: dict) -> list[dict]:
     """:func:`compare_columns` of a finished run (the dict :func:`grpo.pipeline.run_training` returns)."""
-    from grpo.pipeline import eval_columns
-
     return compare_columns(eval_columns(result))
 
 

@@ -103,13 +103,6 @@ def reward_trend(metrics_logger) -> dict | None:
     return linear_trend(rewards) if len(rewards) >= 3 else None
 
 
-def eval_columns(result: dict) -> dict:
-    """The evaluation reports of a run, labelled for a table: base, after warm-start, after GRPO."""
-    columns = {"base": result.get("eval_before"), "after warm-start": result.get("eval_after_sft"),
-               "after GRPO": result.get("eval_after")}
-    return {label: report for label, report in columns.items() if report is not None}
-
-
 @dataclass(frozen=True)
 class Preflight:
     """What :func:`preflight` settled: whether to push the finished run, the integrations to report to
@@ -249,7 +242,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     """
     from transformers import set_seed
 
-    from grpo.evaluate import run_comparison
+    from grpo.evaluate import eval_columns, run_comparison
     from grpo.hardware import describe
     from grpo.memory import MemoryLog
     from grpo.models import apply_lora

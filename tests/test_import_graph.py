@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,27 +101,11 @@ def test_relative_imports_resolve(tmp_path):
     assert "pkg.sub.child" in imported_names(init, "pkg.sub")
 
 
-# Imports that still close a cycle, each with who removes it. Outside the files the rollout/loading
-# restructuring (issue 16) owns; the strict xfail below fails as soon as the graph is clean, so drop them then.
-PENDING_EDGES = {
-    ("grpo.evaluate", "grpo.pipeline"): "evaluate.run_comparison imports pipeline.eval_columns, while pipeline "
-                                        "imports evaluate (and run_dir -> evaluate): move eval_columns into evaluate",
-}
-
-
-def test_grpo_modules_import_each_other_without_cycles_apart_from_pending_edges():
+def test_grpo_modules_import_each_other_without_cycles():
     graph = import_graph("grpo")
     assert {"grpo.inference_copy", "grpo.rollout"} <= graph["grpo.vllm_engine"]  # the walk sees top-level imports
     assert "grpo.placement" in graph["grpo.models"]  # ... and function-level ones
-    for source, target in PENDING_EDGES:
-        graph[source].discard(target)
     cycle = find_cycle(graph)
-    assert cycle is None, "import cycle among grpo modules: " + " -> ".join(cycle)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 16: evaluate <-> pipeline cycle, see PENDING_EDGES")
-def test_grpo_modules_import_each_other_without_cycles():
-    cycle = find_cycle(import_graph("grpo"))
     assert cycle is None, "import cycle among grpo modules: " + " -> ".join(cycle)
 
 
