@@ -1,9 +1,11 @@
 """What the person at the terminal sees during a training stage: one progress bar, a compact table.
 
 Every metric of a step goes to ``metrics.jsonl`` (TRL's names, 30-odd of them); the terminal gets
-only what tells whether the run is learning: the mean total reward, each reward function's mean,
-completion length, the clipped share and seconds per step on the bar, and the same as one table
-row every ``logging_steps`` (a header first), written above the bar so the two never interleave.
+only what tells whether the run is learning: the mean total reward, the accuracy and format rate of
+the periodic evaluation (``eval/*``, carried forward until the next one), each reward function's mean,
+completion length, the clipped share and seconds per step on the bar, and the same as one table row
+every ``logging_steps`` (a header first, again when the columns change), written above the bar so the
+two never interleave.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class StepProgress:
         disable: no output at all (non-main processes, ``disable_tqdm``).
     """
 
-    COLUMNS = (("reward", "reward"), ("loss", "loss"), ("completions/mean_length", "len"),
+    COLUMNS = (("reward", "reward"), ("eval/accuracy", "eval_acc"), ("eval/format_rate", "eval_fmt"),
+               ("loss", "loss"), ("completions/mean_length", "len"),
                ("completions/clipped_ratio", "clip"), ("kl", "kl"), ("mean_token_accuracy", "token_acc"),
                ("step_time", "s/step"))
 
@@ -37,11 +40,12 @@ class StepProgress:
 
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=disable, dynamic_ncols=True)
         self.disable = disable
-        self.header_done = False
+        self.header: list | None = None  # the columns of the last header printed
+        self.carried: dict = {}  # the latest periodic evaluation (eval/*), shown until the next one
 
     def _columns(self, metrics: dict) -> list[tuple[str, str]]:
         rewards = [(k, _short(k)) for k in metrics if k.startswith("rewards/") and k.endswith("/mean")]
-        first, rest = self.COLUMNS[:1], self.COLUMNS[1:]
+        first, rest = self.COLUMNS[:3], self.COLUMNS[3:]
         return [c for c in (*first, *rewards, *rest) if c[0] in metrics]
 
     @staticmethod
@@ -54,16 +58,19 @@ class StepProgress:
         """Advance to ``step`` (steps done) showing ``metrics`` (a step's logged metrics); a table row if ``log_row``."""
         if self.disable:
             return
+        self.carried.update({k: v for k, v in metrics.items() if k.startswith("eval/")})
+        metrics = {**self.carried, **metrics}
         columns = self._columns(metrics)
         if columns:
-            self.bar.set_postfix({label: self._cell(metrics[key]) for key, label in columns[:4] + columns[-1:]},
+            shown = columns[:4] + [c for c in columns[4:] if c[0] == "eval/accuracy"] + columns[-1:]
+            self.bar.set_postfix({label: self._cell(metrics[key]) for key, label in dict.fromkeys(shown)},
                                  refresh=False)
         self.bar.update(step - self.bar.n)
         if log_row and columns:
             widths = [max(len(label), 7) for _, label in columns]
-            if not self.header_done:
+            if columns != self.header:  # first row, or the columns changed (e.g. the first periodic evaluation)
                 self.bar.write("  ".join(["step".rjust(5)] + [label.rjust(w) for (_, label), w in zip(columns, widths)]))
-                self.header_done = True
+                self.header = columns
             self.bar.write("  ".join([str(step).rjust(5)] + [self._cell(metrics[key]).rjust(w)
                                                               for (key, _), w in zip(columns, widths)]))
 

@@ -123,8 +123,15 @@ def _window_means(window: dict, world: int, device) -> dict:
 # ---------------------------------------------------------------------------- training loop
 
 
+def _log_row(step: int, row: dict, metrics_logger, tracker) -> None:
+    """One row of ``step`` into metrics.jsonl (when a logger is given) and the trackers."""
+    if metrics_logger is not None:
+        metrics_logger.log(step, row)
+    tracker.log(step, row)
+
+
 def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metrics_logger=None, recorder=None,
-          tracker=None, device=None):
+          tracker=None, device=None, periodic_eval=None):
     """Train ``model`` with GRPO, writing the same run-directory output as :func:`grpo.trl_backend.train`.
 
     Args:
@@ -140,6 +147,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
         device: where to train; default ``training_args.device`` (this process's GPU under a launcher).
             The model is moved there (a bitsandbytes ``device_map`` model must already be there), and
             every tensor handed to a collective or to the sampler (its generator) is created there.
+        periodic_eval: :class:`grpo.periodic_eval.PeriodicEval` run (on this process) before the first step and
+            whenever it is due; its ``eval/*`` metrics join that step's row. None = no periodic evaluation.
 
     Returns:
         The trained model (the same object).
@@ -174,6 +183,9 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
     ckpt.resume(args.resume_from_checkpoint, args.output_dir, state, model, optimizer, scheduler, metrics_logger, device)
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
     progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
+    if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
+        _log_row(0, evaluated := periodic_eval(model, 0), metrics_logger, tracker)
+        progress.update(0, evaluated, log_row=False)  # shown (and carried) from the first table row on
     try:
         while state["step"] < max_steps:
             committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}
@@ -211,12 +223,12 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
             for k, v in step_metrics.items():
                 window[k].append(sum(v) / len(v))
             logged = {"step_time": window["step_time"][-1]}
-            if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
-                logged = _window_means(window, world, device)  # mean over processes
-                row = {**logged, "learning_rate": scheduler.get_last_lr()[0]}
-                if rank == 0 and metrics_logger is not None:
-                    metrics_logger.log(state["step"], row)
-                tracker.log(state["step"], row)
+            evaluated = periodic_eval(model, state["step"]) if periodic_eval and periodic_eval.due(
+                state["step"], max_steps) else {}
+            if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps or evaluated:
+                logged = {**_window_means(window, world, device), **evaluated}  # mean over processes
+                _log_row(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]},
+                         metrics_logger if rank == 0 else None, tracker)
                 state["window"] = defaultdict(list)
             progress.update(state["step"], logged, log_row=log_now)  # the bar, and a table row when logged
             if ckpt.should_save(args, state["step"]) and rank == 0:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grpo.data import split_holdout
 from grpo.errors import UserError
+from grpo.periodic_eval import PeriodicEval
 from grpo.run_dir import SampleRecorder
 
 if TYPE_CHECKING:
@@ -66,6 +68,19 @@ def load_splits(script_args, seed: int):
     if script_args.train_limit is not None:
         train = train.select(range(min(script_args.train_limit, len(train))))
     return train, heldout
+
+
+def periodic_holdout(train_rows, script_args, seed: int):
+    """``(train, periodic)``: the problems of the periodic evaluation split off the training rows (None when off).
+
+    Split before the warm-start, so neither SFT nor GRPO sees them (:func:`grpo.data.split_holdout`).
+
+    Raises:
+        UserError: fewer training rows than ``periodic_eval_size + 1``.
+    """
+    if not script_args.periodic_eval_steps:
+        return train_rows, None
+    return split_holdout(train_rows, script_args.periodic_eval_size, seed=seed)
 
 
 def eval_dtype(training_args):
@@ -254,6 +269,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     set_seed(training_args.seed)
     checked = preflight(script_args, training_args)
     train_rows, heldout = load_splits(script_args, training_args.seed)
+    train_rows, periodic_rows = periodic_holdout(train_rows, script_args, training_args.seed)
     main_process = training_args.process_index == 0
     metrics_logger = MetricsLogger(out, enabled=main_process)
     memory = MemoryLog(out / "memory.json" if main_process else None)
@@ -279,6 +295,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     if training_args.resume_from_checkpoint is None:
         metrics_logger.truncate_after(0)  # a fresh GRPO stage starts fresh logs
     recorder, live = SampleRecorder(metrics_logger), {}  # live: the TRL backend's trainer, for Ctrl-C
+    periodic = PeriodicEval(tokenizer, periodic_rows, script_args.periodic_eval_steps, script_args.eval_max_new_tokens,
+                            script_args.eval_batch_size, script_args.prompt_format, dtype) if periodic_rows else None
     try:
         with memory.stage("grpo"):
             if checked.plan is not None:
@@ -287,12 +305,13 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
 
                 tracker = open_trackers(checked.report_to, training_args, script_args, enabled=main_process)
                 model = native.train(model, tokenizer, train_rows, reward_funcs, checked.plan, metrics_logger,
-                                     recorder, tracker)
+                                     recorder, tracker, periodic_eval=periodic if main_process else None)
             else:
                 from grpo import trl_backend
 
                 model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
-                                          metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t))
+                                          metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t),
+                                          periodic_eval=periodic if main_process else None)
     except KeyboardInterrupt:
         if metrics_logger.enabled:
             save_interrupted(model, tokenizer, out, live.get("trainer"))

@@ -153,16 +153,20 @@ def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
                            extra_files={"adapter": lambda p: model.save_pretrained(p)})
 
 
-PANELS = [  # (title, metric names or a prefix ending in "/")
-    ("reward (weighted sum)", ["reward"]),
-    ("each reward function (mean)", ["rewards/"]),
-    ("KL to reference", ["kl"]),
-    ("completion length (tokens)", ["completions/mean_length"]),
+PANELS = [  # (title, metric names or a prefix ending in "/", what an empty panel means)
+    ("reward (weighted sum)", ["reward"], "no reward logged"),
+    ("each reward function (mean)", ["rewards/"], "no reward logged"),
+    ("periodic evaluation (held-out train problems)", ["eval/accuracy", "eval/format_rate"],
+     "off in this run (periodic_eval_steps: 0)"),
+    ("completion length (tokens)", ["completions/mean_length"], "not logged in this run"),
+    ("share of completions cut at max_completion_length", ["completions/clipped_ratio"], "not logged in this run"),
+    ("KL to reference", ["kl"], "not computed: beta = 0 loads no reference model"),
 ]
 
 
 def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
-    """Draw ``curves.png`` from metrics.jsonl: reward, each reward function, KL, completion length.
+    """Draw ``curves.png`` from metrics.jsonl: reward, each reward function, the periodic evaluation's accuracy
+    and format rate, completion length, clipped share, KL (a panel says why when its metric is absent).
 
     Returns:
         The PNG path, or None when there is nothing to plot.
@@ -171,30 +175,29 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     if metrics is None:
         metrics = MetricsLogger(output_dir).read()
-    metrics = [m for m in metrics if "reward" in m]
-    if not metrics:
+    metrics = [m for m in metrics if "reward" in m or "eval/accuracy" in m]
+    if not any("reward" in m for m in metrics):
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    steps = [m["step"] for m in metrics]
-    for ax, (title, names) in zip(axes.flat, PANELS):
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
+    for ax, (title, names, empty) in zip(axes.flat, PANELS):
         if names[0].endswith("/"):
             names = sorted({k for m in metrics for k in m if k.startswith(names[0]) and k.endswith("/mean")})
         for name in names:
-            ys = [m.get(name) for m in metrics]
-            if any(y is not None for y in ys):
-                label = name.removeprefix("rewards/").removesuffix("/mean")
-                ax.plot(steps, [math.nan if y is None else y for y in ys], marker=".", label=label)
-        if not ax.lines:  # e.g. kl with beta = 0: TRL loads no reference model and logs no KL
-            ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes, color="gray")
+            points = [(m["step"], m[name]) for m in metrics if m.get(name) is not None]
+            if points:
+                label = name.removeprefix("rewards/").removesuffix("/mean").removeprefix("eval/")
+                ax.plot(*zip(*[(s, math.nan if not math.isfinite(y) else y) for s, y in points]), marker=".", label=label)
+        if not ax.lines:
+            ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="gray", wrap=True)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if len(names) > 1:
+        if len(ax.lines) > 1:
             ax.legend(fontsize=7)
     fig.suptitle(f"GRPO run: {output_dir.name}")
     fig.tight_layout()

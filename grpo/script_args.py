@@ -106,6 +106,12 @@ class ScriptArgs(ModelConfig, ScriptArguments):
     eval_max_new_tokens: int = field(default=320, metadata={
         "help": "Generation budget per evaluated problem, tokens (320 fits 99.9%% of real GSM8K solutions, formatted)."})
     eval_batch_size: int = field(default=16, metadata={"help": "Problems generated together during evaluation."})
+    periodic_eval_steps: int = field(default=0, metadata={
+        "help": "Every N GRPO steps (and before the first), answer periodic_eval_size problems greedily and log "
+                "eval/accuracy and eval/format_rate (metrics.jsonl, curves.png, the console table); 0 = off."})
+    periodic_eval_size: int = field(default=64, metadata={
+        "help": "Problems of the periodic evaluation, held out of the training split (not seen by warm-start or "
+                "GRPO; never the test split). 64 problems: a 95%% interval of about +-12 points, a trend only."})
     # Rewards
     reward_funcs: list[str] = field(default_factory=lambda: list(GSM8K_REWARDS), metadata={
         "help": "Reward specs: registry names (see `grpo rewards list`), file.py:function or package.module:function."})
@@ -179,6 +185,9 @@ class ScriptArgs(ModelConfig, ScriptArguments):
             raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'hash' set warm_start false")
         if self.eval_size < 0:
             raise UserError(f"eval_size={self.eval_size}: must be >= 0")
+        if self.periodic_eval_steps < 0 or (self.periodic_eval_steps and self.periodic_eval_size < 1):
+            raise UserError(f"periodic_eval_steps={self.periodic_eval_steps}, periodic_eval_size="
+                            f"{self.periodic_eval_size}: steps must be >= 0 (0 = off) and the size >= 1 when on")
         from grpo.quantization import validate_fields
 
         validate_fields(self)

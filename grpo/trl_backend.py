@@ -14,18 +14,32 @@ from grpo.diagnostics import warn_if_no_signal
 logger = logging.getLogger(__name__)
 
 
-def _metrics_callback(metrics_logger, recorder):
+def _metrics_callback(metrics_logger, recorder, periodic_eval=None):
     from transformers import TrainerCallback
 
     class MirrorMetrics(TrainerCallback):
-        """Copies each training log line into metrics.jsonl and flushes recorded samples."""
+        """Copies each training log line into metrics.jsonl, flushes recorded samples, and runs the periodic
+        evaluation (its ``eval/*`` metrics join the log line of the step it ran after; the step is forced to log)."""
 
         def __init__(self):
             self.history: list[dict] = []
+            self.evaluated: dict = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if periodic_eval is not None and state.global_step == 0 and state.is_world_process_zero:
+                metrics_logger.log(0, periodic_eval(model, 0))  # the curve's starting point
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if periodic_eval is not None and state.is_world_process_zero and periodic_eval.due(
+                    state.global_step, state.max_steps):
+                self.evaluated = periodic_eval(model, state.global_step)
+                control.should_log = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "reward" not in logs or not state.is_world_process_zero:
                 return
+            logs.update(self.evaluated)  # in place: the console's callback, called after this one, shows them too
+            self.evaluated = {}
             metrics_logger.log(state.global_step, logs)
             self.history.append(logs)
             warn_if_no_signal(self.history)
@@ -36,7 +50,7 @@ def _metrics_callback(metrics_logger, recorder):
 
 
 def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, metrics_logger, recorder=None,
-          report_to=(), on_trainer=None):
+          report_to=(), on_trainer=None, periodic_eval=None):
     """Run ``trl.GRPOTrainer``.
 
     Args:
@@ -51,6 +65,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
             at each log, or None (rewards validated by TRL only).
         report_to: the integrations, as :func:`grpo.tracking.configure` returned them (preflight).
         on_trainer: called with the ``GRPOTrainer`` once built (the caller saves its live model on Ctrl-C), or None.
+        periodic_eval: :class:`grpo.periodic_eval.PeriodicEval` run on the main process before training and when due
+            (its ``eval/*`` metrics join that step's log line), or None.
 
     Returns:
         The trained model: ``trainer.model``, or under FSDP / ZeRO-3 an unsharded copy on the main
@@ -72,7 +88,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         args=trainer_args(training_args, list(report_to)),
         train_dataset=train_dataset,
         processing_class=tokenizer,
-        callbacks=[_metrics_callback(metrics_logger, recorder)] + ([extras] if extras else []),
+        callbacks=[_metrics_callback(metrics_logger, recorder, periodic_eval)] + ([extras] if extras else []),
     )
     quiet_progress(trainer, "GRPO (trl)")
     if extras is not None:
