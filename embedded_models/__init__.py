@@ -45,7 +45,7 @@ INSTALL_HINT = {
 class EmbeddedModelError(Exception):
     """An ``embedded:`` spec cannot be resolved; the message names the spec and the command that fixes it.
 
-    ``grpo`` re-raises it as ``grpo.errors.UserError``, ``rewards`` as ``RewardConfigError``.
+    ``grpo`` re-raises it as ``grpo.common.errors.UserError``, ``rewards`` as ``RewardConfigError``.
     """
 
 

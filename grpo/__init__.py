@@ -2,11 +2,11 @@
 
 ``import grpo`` is cheap (no torch); the pieces load when used::
 
-    from grpo.pipeline import run_training     # the whole exercise from (ScriptArgs, GRPOConfig)
-    from grpo.script_args import ScriptArgs
-    from grpo.evaluate import evaluate
-    from grpo.models import load_model
-    from grpo.data import load_gsm8k
+    from grpo.cli.pipeline import run_training     # the whole exercise from (ScriptArgs, GRPOConfig)
+    from grpo.config.script_args import ScriptArgs
+    from grpo.evaluation.evaluate import evaluate
+    from grpo.modeling.models import load_model
+    from grpo.data.loaders import load_gsm8k
 
 Command line: ``grpo --help``.
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 
 RECIPES = {
     "token_classification": "recipes.token_classification",

@@ -3,7 +3,7 @@
 ``model_card(*, task, base_model, pipeline_tag, metrics_before, metrics_after, train_data, eval_data,
 args, training_args, command, usage="", baselines=None) -> str`` and
 ``format_metric_table(before, after, baselines=None)``. The card follows the shared layout of
-:mod:`grpo.model_card`; the checkpoint itself is written by :func:`grpo.checkpoint_io.save_checkpoint`.
+:mod:`grpo.runs.model_card`; the checkpoint itself is written by :func:`grpo.common.checkpoint_io.save_checkpoint`.
 Re-exported by :mod:`recipes._common`, which the recipes use.
 """
 
@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 
-from grpo.model_card import front_matter, render_card
+from grpo.runs.model_card import front_matter, render_card
 
 # Training settings reported in the model card (when present on the TrainingArguments object).
 _CARD_TRAINING_FIELDS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",

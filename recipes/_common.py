@@ -3,17 +3,17 @@
 Task logic (preprocessing, metrics, post-processing) stays in each recipe file. Stable API:
 
 ``parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None) -> (args, training_args)``
-    :func:`grpo.config.parse_dataclasses` over ``(args_cls, training_args_cls or TrainingArguments)``:
+    :func:`grpo.config.parser.parse_dataclasses` over ``(args_cls, training_args_cls or TrainingArguments)``:
     ``--config file.yaml`` then ``--key value`` overrides; unknown/abbreviated keys -> :class:`UserError` (with a did-you-mean).
     Defaults: :data:`CPU_TRAINING_DEFAULTS`, then ``training_defaults``, then YAML, then the CLI.
-    ``report_to`` (default none) is prepared by :func:`grpo.tracking.configure` (offline wandb).
+    ``report_to`` (default none) is prepared by :func:`grpo.runs.tracking.configure` (offline wandb).
 ``load_model_and_tokenizer(spec, task, *, seed=42, require_fast=False, **kwargs) -> (model, tokenizer)``
-    :func:`grpo.models.load_model` after ``set_seed(seed)``; ``require_fast`` refuses slow tokenizers.
+    :func:`grpo.modeling.models.load_model` after ``set_seed(seed)``; ``require_fast`` refuses slow tokenizers.
 ``resolve_data_path(spec) -> str``: ``recipes/data/<file>`` is the shipped file, whatever the CWD.
 ``load_splits(dataset, eval_dataset, *, columns, train_split="train", eval_split="validation",
               eval_fraction=0.1, max_train_samples=None, max_eval_samples=None, seed=42,
               keep_line=False) -> (train, eval)``
-    Rows via :func:`grpo.data.load_rows`, ``columns`` checked by :func:`grpo.data.require_columns`.
+    Rows via :func:`grpo.data.loaders.load_rows`, ``columns`` checked by :func:`grpo.data.loaders.require_columns`.
     No ``eval_dataset``: a shipped ``<x>_train.jsonl`` uses its shipped ``<x>_validation|test.jsonl``,
     a ``pkg:<name>`` source (:mod:`recipes.sources`) its validation split, a hub id its ``eval_split``,
     any other local file a held-out ``eval_fraction``.
@@ -23,7 +23,7 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
 ``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
-``model_card(...) -> str``: from :mod:`recipes._checkpoint`; ``save_checkpoint(...)``: :func:`grpo.checkpoint_io.save_checkpoint`.
+``model_card(...) -> str``: from :mod:`recipes._checkpoint`; ``save_checkpoint(...)``: :func:`grpo.common.checkpoint_io.save_checkpoint`.
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
          argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
@@ -37,9 +37,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from grpo.checkpoint_io import save_checkpoint
-from grpo.config import parse_dataclasses
-from grpo.errors import UserError
+from grpo.common.checkpoint_io import save_checkpoint
+from grpo.config.parser import parse_dataclasses
+from grpo.common.errors import UserError
 from recipes import sources
 from recipes._checkpoint import format_metric_table, model_card
 
@@ -64,7 +64,7 @@ CPU_TRAINING_DEFAULTS = {
 def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=None):
     """Parse ``--config file.yaml`` and ``--key value`` flags into ``(args, training_args)``.
 
-    :func:`grpo.config.parse_dataclasses` does the parsing (the one YAML + CLI parser). ``argv``
+    :func:`grpo.config.parser.parse_dataclasses` does the parsing (the one YAML + CLI parser). ``argv``
     excludes the program name (None = ``sys.argv[1:]``); a relative ``--config`` path that does not
     exist from the CWD is looked up next to the ``recipes`` package. ``training_defaults`` (e.g.
     ``{"output_dir": "runs/ner"}``) apply on top of :data:`CPU_TRAINING_DEFAULTS`.
@@ -80,9 +80,9 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
     defaults = {k: v for k, v in {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}.items() if k in known}
     args, training_args = parse_dataclasses(argv, (args_cls, training_args_cls), defaults=defaults,
                                             search_dir=PACKAGE_DIR.parent)
-    from grpo.tracking import configure, trainer_args
+    from grpo.runs.tracking import configure, trainer_args
 
-    # report_to spelled out (offline wandb unless asked, logs under output_dir: grpo.tracking), on a copy
+    # report_to spelled out (offline wandb unless asked, logs under output_dir: grpo.runs.tracking), on a copy
     return args, trainer_args(training_args, configure(training_args))
 
 
@@ -91,7 +91,7 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
 
 
 def load_model_and_tokenizer(spec: str, task: str, *, seed: int = 42, require_fast: bool = False, **kwargs):
-    """Model + tokenizer for a model spec via :func:`grpo.models.load_model` (``**kwargs`` go to
+    """Model + tokenizer for a model spec via :func:`grpo.modeling.models.load_model` (``**kwargs`` go to
     ``from_pretrained``: ``id2label``...). ``seed`` seeds the fresh head; ``require_fast`` refuses
     slow tokenizers (word ids / offset mappings need a fast one).
 
@@ -100,7 +100,7 @@ def load_model_and_tokenizer(spec: str, task: str, *, seed: int = 42, require_fa
     """
     import transformers
 
-    from grpo.models import load_model
+    from grpo.modeling.models import load_model
 
     transformers.set_seed(seed)
     model, tokenizer = load_model(spec, task=task, **kwargs)
@@ -130,14 +130,14 @@ def _shipped_sibling(spec: str) -> str | None:
 
 
 def load_any(spec: str, split: str):
-    """Raw rows of a spec: ``pkg:<name>`` (:mod:`recipes.sources`) or whatever :func:`grpo.data.load_rows` reads."""
-    from grpo.data import load_rows
+    """Raw rows of a spec: ``pkg:<name>`` (:mod:`recipes.sources`) or whatever :func:`grpo.data.loaders.load_rows` reads."""
+    from grpo.data.loaders import load_rows
 
     return sources.load(spec, split) if sources.is_source(spec) else load_rows(resolve_data_path(spec), split)
 
 
 def drop_bookkeeping(ds):
-    """Remove the ``_line`` column :func:`grpo.data.load_rows` adds to local JSONL rows."""
+    """Remove the ``_line`` column :func:`grpo.data.loaders.load_rows` adds to local JSONL rows."""
     return ds.remove_columns("_line") if ds is not None and "_line" in ds.column_names else ds
 
 
@@ -156,7 +156,7 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
     Raises:
         UserError: unreadable spec, missing columns (named), too few rows to hold out.
     """
-    from grpo.data import require_columns
+    from grpo.data.loaders import require_columns
 
     dataset = resolve_data_path(dataset)
     train = load_any(dataset, train_split)

@@ -41,7 +41,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 import embedded_models
 from recipes import _common
 from recipes.baselines import unigram_perplexity
@@ -127,7 +127,7 @@ def load_texts(args: CausalLMArgs, seed: int):
             raise UserError(f"dataset={STDLIB!r} has the column 'content', not text_column={args.text_column!r}")
         full = datasets.Dataset.from_list(stdlib_rows(args.stdlib_files, args.max_chars_per_file))
         if args.eval_dataset:
-            from grpo.data import require_columns
+            from grpo.data.loaders import require_columns
 
             evaluation = _common.load_any(args.eval_dataset, "validation")
             require_columns(evaluation, [args.text_column], args.eval_dataset)
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     """Parse the config, build tokenizer/model/data, train, evaluate before/after, save. Returns the exit code."""
     from transformers import DataCollatorForLanguageModeling, Trainer
 
-    from grpo.models import load_tokenizer
+    from grpo.modeling.models import load_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, training_args = _common.parse_args(CausalLMArgs, argv)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import embedded_models
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common
 from recipes.baselines import unigram_perplexity
 

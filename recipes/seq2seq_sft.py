@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def is_encoder_decoder(spec: str) -> bool:
     """Whether the model spec names an encoder-decoder checkpoint (reads only its config)."""
     from transformers import AutoConfig
 
-    from grpo.models import resolve_model_path
+    from grpo.modeling.models import resolve_model_path
 
     try:
         return bool(AutoConfig.from_pretrained(resolve_model_path(spec)).is_encoder_decoder)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 import embedded_models
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common
 from recipes.baselines import entity_lookup
 

@@ -5,7 +5,7 @@ unknown reward name, a bad parameter, a missing dataset column) and for user rew
 break the contract (raise, or return the wrong number of values) -- see
 :func:`rewards.registry.call_reward`.
 
-They deliberately do not subclass ``grpo.errors.UserError`` (``rewards`` must not import
+They deliberately do not subclass ``grpo.common.errors.UserError`` (``rewards`` must not import
 ``grpo``); the CLI catches :class:`RewardError` next to ``UserError``.
 """
 

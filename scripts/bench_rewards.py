@@ -39,7 +39,7 @@ def load_solutions(limit: int) -> list[tuple[str, str]]:
             rows = [json.loads(line) for line, _ in zip(f, range(limit))]
         source = str(GSM8K)
     else:
-        from grpo.synthetic import generate
+        from grpo.data.synthetic import generate
 
         rows, source = generate(limit, seed=0), "synthetic:gsm8k"
     print(f"solutions: {len(rows)} from {source}")

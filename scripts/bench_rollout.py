@@ -1,4 +1,4 @@
-"""Rollout throughput: our sampler (grpo.sampler.generate) against model.generate, same batch.
+"""Rollout throughput: our sampler (grpo.generation.sampler.generate) against model.generate, same batch.
 
 Both contenders get the same P prompts x G generations (model.generate sees the P*G rows TRL's
 transformers path gives it: each prompt repeated G times, left-padded), the same sampling
@@ -9,9 +9,9 @@ and per second of this process's CPU time (with --threads 1 the CPU-time figure 
 done, and is much less noisy on a shared machine than wall time); a completion's tokens are
 counted up to and including its first stop token. With --lora the policy is the LoRA-wrapped
 model the trainers use (r=16, all linear layers): model.generate runs the adapter forward,
-the sampler a merged copy (grpo.inference_copy). "(hf decode step)" is the bf16 sampler with
-grpo.decoder switched off (fast_decode=False): a plain bf16 copy decoded through transformers' forward
-with its DynamicCache -- the path the sampler falls back to if grpo.decoder's start-up self-check fails.
+the sampler a merged copy (grpo.generation.inference_copy). "(hf decode step)" is the bf16 sampler with
+grpo.generation.decoder switched off (fast_decode=False): a plain bf16 copy decoded through transformers' forward
+with its DynamicCache -- the path the sampler falls back to if grpo.generation.decoder's start-up self-check fails.
 
 Run (the README figures; add --threads 1 on a busy machine):
     python scripts/bench_rollout.py --lora --dataset ../shared/data/gsm8k/train.jsonl --rounds 4 --modes sample
@@ -32,11 +32,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from grpo.data import load_gsm8k
-from grpo.inference_copy import inference_copy
-from grpo.models import EMBEDDED_SMOLLM2, load_model
-from grpo.rollout import stop_ids_for
-from grpo.sampler import generate
+from grpo.data.loaders import load_gsm8k
+from grpo.generation.inference_copy import inference_copy
+from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model
+from grpo.generation.rollout import stop_ids_for
+from grpo.generation.sampler import generate
 
 
 def bf16_is_fast() -> bool:
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
     model, tokenizer = load_model(args.model)
     if args.lora:
-        from grpo.models import apply_lora
+        from grpo.modeling.models import apply_lora
 
         model = apply_lora(model, r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
     model.eval()
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     print(f"# model={args.model} prompts={args.prompts} (lengths {[len(p) for p in prompts]}) "
           f"x generations={args.generations}, max_new_tokens={args.max_new_tokens}, rounds={args.rounds}, "
           f"threads={torch.get_num_threads()}, lora={args.lora}, bf16 hardware={bf16}, torch {torch.__version__}")
-    from grpo.hardware import describe
+    from grpo.common.hardware import describe
 
     print(f"# hardware: {describe()}")
 

@@ -37,11 +37,11 @@ def worker(opts) -> None:
     import torch
     from trl import GRPOConfig
 
-    from grpo.script_args import GSM8K_REWARDS
-    from grpo.data import load_gsm8k
-    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.pipeline import load_reward_funcs
-    from grpo.run_dir import MetricsLogger
+    from grpo.config.script_args import GSM8K_REWARDS
+    from grpo.data.loaders import load_gsm8k
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
+    from grpo.cli.pipeline import load_reward_funcs
+    from grpo.runs.run_dir import MetricsLogger
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -58,12 +58,12 @@ def worker(opts) -> None:
     funcs = load_reward_funcs(GSM8K_REWARDS, None)
     start = time.perf_counter()
     if opts.backend == "native":
-        from grpo.native import train
-        from grpo.native_plan import build_plan
+        from grpo.training.native import train
+        from grpo.training.native_plan import build_plan
 
         train(model, tokenizer, rows, funcs, build_plan(args), MetricsLogger(opts.out))
     else:
-        from grpo.trl_backend import train
+        from grpo.training.trl_backend import train
 
         train(model, tokenizer, rows, funcs, args, None, MetricsLogger(opts.out))
     Path(opts.out, "wall.json").write_text(json.dumps({"wall": time.perf_counter() - start}))
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     if opts.worker:
         worker(opts)
         return 0
-    from grpo.hardware import describe
+    from grpo.common.hardware import describe
 
     print(f"# hardware: {describe()}", flush=True)
     results = {}

@@ -6,7 +6,7 @@ How: build a real `trl.GRPOTrainer` around a tiny randomly initialised Llama and
 word-level tokenizer (no hub access), then replace only its model forward
 (`_get_per_token_logps_and_entropies`) by one returning given per-token log-probs. TRL's loss
 code then runs unmodified on our (logps, old logps, ref logps, advantages, mask); the native
-`grpo.loss.grpo_loss` gets the same tensors. Loss values and input gradients must agree for
+`grpo.maths.loss.grpo_loss` gets the same tensors. Loss values and input gradients must agree for
 every loss_type, with and without KL, at token and sequence importance level, and TRL's logged
 clip/kl metrics must match ours. Prints one line per case and exits 1 on any mismatch.
 
@@ -93,7 +93,7 @@ def make_batch(seed: int = 0, batch: int = 4, length: int = MAX_COMPLETION_LENGT
 
 def compare(case: dict, seed: int = 0, output_dir: str | None = None) -> dict:
     """Run TRL's `_compute_loss` and ours on one batch; return both losses, grads and metrics."""
-    from grpo.loss import grpo_loss
+    from grpo.maths.loss import grpo_loss
 
     beta, lt, lvl, ga = case["beta"], case["loss_type"], case["importance_sampling_level"], case["grad_accum"]
     logps, old, ref, adv, mask, entropies = make_batch(seed)

@@ -59,17 +59,17 @@ VLLM=(--use_vllm true --vllm_mode colocate --vllm_gpu_memory_utilization 0.3 --v
 # `grpo train` in this process, then: did anything run on the GPU, and did the native backend train its model there?
 ON_GPU_PY='
 import sys, torch
-import grpo.native
-from grpo.cli import main
+import grpo.training.native
+from grpo.cli.commands import main
 
-devices, train = [], grpo.native.train
+devices, train = [], grpo.training.native.train
 
 def recording_train(*args, **kwargs):
     model = train(*args, **kwargs)
     devices.append(next(model.parameters()).device)
     return model
 
-grpo.native.train = recording_train  # the pipeline imports it when the run starts
+grpo.training.native.train = recording_train  # the pipeline imports it when the run starts
 code = main(sys.argv[1:])
 peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
 print(f"gpu_smoke: peak CUDA memory allocated by this process: {peak / 2**20:.0f} MiB; native backend trained on: {devices}")
@@ -148,7 +148,7 @@ two_gpu_commands() {
 
 Needs two GPUs (not covered above; run by hand and look for a finished run directory):
   server-mode weight sync (GPU 0 serves, GPU 1 trains and pushes its weights over NCCL):
-    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model \$($PYTHON -c 'from grpo.models import resolve_model_path as r; print(r("$MODEL"))') &
+    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model \$($PYTHON -c 'from grpo.modeling.models import resolve_model_path as r; print(r("$MODEL"))') &
     CUDA_VISIBLE_DEVICES=1 $PYTHON -m grpo.cli train $base--output_dir $OUT/server_native --warm_start false --backend native --use_vllm true --vllm_mode server
     CUDA_VISIBLE_DEVICES=1 $PYTHON -m grpo.cli train $base--output_dir $OUT/server_trl --warm_start false --backend trl --use_vllm true --vllm_mode server
   ZeRO-3 end of run (the main process alone builds the merged copy; the others have returned) and the warm-start reload:
@@ -185,9 +185,9 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from trl import GRPOConfig
 
-from grpo.config import check_sampling, parse_config
+from grpo.config.parser import check_sampling, parse_config
 
-from grpo.script_args import ScriptArgs
+from grpo.config.script_args import ScriptArgs
 
 failed = 0
 for path in sorted(Path(sys.argv[1]).iterdir()):

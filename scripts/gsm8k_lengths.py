@@ -4,7 +4,7 @@
     python scripts/gsm8k_lengths.py --model HuggingFaceTB/SmolLM2-135M-Instruct --splits train
 
 For every row of the vendored GSM8K split (``--dataset gsm8k``), the solution is rewritten as the
-warm-start SFT writes it (:func:`grpo.data.to_reasoning_format`: calculator marks removed,
+warm-start SFT writes it (:func:`grpo.data.loaders.to_reasoning_format`: calculator marks removed,
 ``<reasoning>...</reasoning>\\n<answer>N</answer>``) and measured three ways, with percentiles:
 
 * ``answer+eot``: the target's tokens plus the end-of-turn token -- what a model must generate
@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo.data import load_gsm8k, to_reasoning_format  # noqa: E402
-from grpo.models import load_tokenizer  # noqa: E402
+from grpo.data.loaders import load_gsm8k, to_reasoning_format  # noqa: E402
+from grpo.modeling.models import load_tokenizer  # noqa: E402
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def smollm2():
     """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, converted once into the user cache."""
-    from grpo.models import load_model
+    from grpo.modeling.models import load_model
 
     model, tokenizer = load_model("embedded:smollm2-135m-instruct")
     return model, tokenizer

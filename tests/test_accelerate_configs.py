@@ -5,7 +5,7 @@ Run: pytest -q tests/test_accelerate_configs.py      (seconds; no process is lau
 Each config is loaded with ``load_config_from_file`` (the class `accelerate launch` uses) and turned
 into the environment `accelerate launch` would give its children (its own ``_validate_launch_command``
 and ``prepare_*_env``). From that environment we build accelerate's FSDP / DeepSpeed plugins and
-run :func:`grpo.launch.check_launch` as a child would on a machine without CUDA: the GPU configs must
+run :func:`grpo.training.launch.check_launch` as a child would on a machine without CUDA: the GPU configs must
 stop there with one clear line, the CPU config must pass. tests/test_accelerate_launch.py (slow)
 launches them for real.
 """
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from grpo.errors import UserError
-from grpo.launch import CPU_CONFIG, accelerate_mode, check_launch
+from grpo.common.errors import UserError
+from grpo.training.launch import CPU_CONFIG, accelerate_mode, check_launch
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "grpo" / "configs" / "accelerate"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
-# name -> (distributed_type, mixed_precision, the child's mode as grpo.launch reads it)
+# name -> (distributed_type, mixed_precision, the child's mode as grpo.training.launch reads it)
 EXPECTED = {
     "cpu_2proc": ("MULTI_CPU", "no", "MULTI_CPU"),
     "ddp": ("MULTI_GPU", "bf16", "MULTI_GPU"),
@@ -189,7 +189,7 @@ def test_deepspeed_plugin_from_config(name, stage, clean_env):
 @pytest.mark.parametrize("name, refused", [("ddp", False), ("fsdp", True), ("deepspeed_zero2", True),
                                            ("deepspeed_zero3", True)])
 def test_native_backend_refuses_sharding_configs(name, refused, clean_env):
-    from grpo.launch import check_native_launch
+    from grpo.training.launch import check_native_launch
 
     for key, value in child_env(CONFIG_DIR / f"{name}.yaml", "--num_processes", "2").items():
         clean_env.setenv(key, value)

@@ -43,7 +43,7 @@ DRIVER = textwrap.dedent("""
         return result
 
     setattr(module, attr, spy)
-    from grpo.cli import main
+    from grpo.cli.commands import main
     sys.exit(main(argv))
 """)
 
@@ -76,7 +76,7 @@ def _driven(tmp_path, module: str, attr: str, what: str, argv: list[str], launch
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     args = [str(driver), str(tmp_path), module, attr, what, *argv]
-    if launcher == "torchrun":  # no accelerate: grpo.launch must still make it one gloo run, not two rank-0 runs
+    if launcher == "torchrun":  # no accelerate: grpo.training.launch must still make it one gloo run, not two rank-0 runs
         return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                                *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
     return _launch("cpu_2proc.yaml", args)
@@ -97,9 +97,9 @@ needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="accele
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher, backend, module", [
-    pytest.param("accelerate", "trl", "grpo.trl_backend", marks=needs_mpirun),
-    pytest.param("accelerate", "native", "grpo.native", marks=needs_mpirun),
-    ("torchrun", "trl", "grpo.trl_backend"),  # without grpo.launch both ranks thought they were rank 0
+    pytest.param("accelerate", "trl", "grpo.training.trl_backend", marks=needs_mpirun),
+    pytest.param("accelerate", "native", "grpo.training.native", marks=needs_mpirun),
+    ("torchrun", "trl", "grpo.training.trl_backend"),  # without grpo.training.launch both ranks thought they were rank 0
 ])
 def test_grpo_train_two_cpu_processes(launcher, backend, module, tmp_path):
     (tmp_path / "reward.py").write_text(REWARD)
@@ -127,7 +127,7 @@ def test_warm_start_two_cpu_processes_one_writer(tmp_path):
     out = tmp_path / "run"
     argv = [a for a in TINY_GRPO]
     argv[argv.index("--warm_start") + 1] = "true"
-    proc = _driven(tmp_path, "grpo.trl_backend", "train", "result",
+    proc = _driven(tmp_path, "grpo.training.trl_backend", "train", "result",
                    ["train", *argv, "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
                     "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], "torchrun")
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grpo.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.maths.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 
 NAN = float("nan")
 

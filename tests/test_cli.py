@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo.cli import main
+from grpo.cli.commands import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "gsm8k"
@@ -216,8 +216,8 @@ def test_subprocess_help_exit_zero():
 
 def test_importing_grpo_modules_stays_light():
     """STYLE 14: heavy dependencies load inside the functions that need them, so `grpo --help` is instant."""
-    code = ("import sys, grpo, grpo.cli, grpo.config, grpo.models, grpo.data, grpo.synthetic, grpo.run_dir, "
-            "grpo.evaluate, grpo.pipeline, grpo.trl_backend, grpo.sft, grpo.hub, grpo.diagnostics; "
+    code = ("import sys, grpo, grpo.cli.commands, grpo.config.parser, grpo.modeling.models, grpo.data.loaders, grpo.data.synthetic, grpo.runs.run_dir, "
+            "grpo.evaluation.evaluate, grpo.cli.pipeline, grpo.training.trl_backend, grpo.training.sft, grpo.modeling.hub, grpo.training.diagnostics; "
             "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'matplotlib') "
             "if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -1,4 +1,4 @@
-"""grpo.config: ScriptArgs + trl.GRPOConfig parsed from YAML and --key value overrides; clear errors.
+"""grpo.config.parser: ScriptArgs + trl.GRPOConfig parsed from YAML and --key value overrides; clear errors.
 
 Run: ``pytest -q tests/test_config.py`` (``-m slow`` adds a one-step run of a config written for ``trl grpo``).
 """
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from grpo.config import parse_config
+from grpo.config.parser import parse_config
 
-from grpo.script_args import GSM8K_REWARDS, ScriptArgs
-from grpo.errors import UserError
+from grpo.config.script_args import GSM8K_REWARDS, ScriptArgs
+from grpo.common.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +237,7 @@ def test_a_trl_grpo_yaml_trains_one_step(tmp_path):
     """`grpo train --config <a YAML for trl grpo>` runs: one GRPO step of the embedded model on CPU."""
     import json
 
-    from grpo import cli
+    from grpo.cli import commands as cli
 
     run = tmp_path / "run"
     code = cli.main(["train", "--config", str(TRL_YAML), "--output_dir", str(run), "--eval_size", "0",

@@ -75,7 +75,7 @@ def test_header_command_targets_exist(path):
             assert recipe.group(1) in RECIPES, command
         sub = re.match(r"grpo (\w+)", command)
         if sub:
-            from grpo.cli import COMMANDS
+            from grpo.cli.commands import COMMANDS
 
             assert sub.group(1) in COMMANDS, command
 
@@ -84,9 +84,9 @@ def test_header_command_targets_exist(path):
 def test_grpo_config_parses_and_resolves(path, tmp_path):
     from trl import GRPOConfig
 
-    from grpo.config import parse_config
+    from grpo.config.parser import parse_config
 
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     import torch
 
@@ -107,7 +107,7 @@ def test_grpo_config_parses_and_resolves(path, tmp_path):
             assert got == ("trl" if torch.cuda.is_available() else "native")
         elif key not in {"report_to", "lr_scheduler_type"}:  # TRL normalises these to lists/enums
             assert got == value or str(got) == str(value), (key, got, value)
-    from grpo.pipeline import load_reward_funcs
+    from grpo.cli.pipeline import load_reward_funcs
 
     funcs = load_reward_funcs(script.reward_funcs, training.reward_weights, script.reward_kwargs)
     assert len(funcs) == len(script.reward_funcs) and all(callable(f) for f in funcs)
@@ -133,11 +133,11 @@ VERL_SETTINGS = {
 def test_gpu_recipe_mirrors_verl(tmp_path):
     from trl import GRPOConfig
 
-    from grpo.config import parse_config
+    from grpo.config.parser import parse_config
 
-    from grpo.script_args import ScriptArgs
-    from grpo.data import make_prompt
-    from grpo.pipeline import load_reward_funcs
+    from grpo.config.script_args import ScriptArgs
+    from grpo.data.loaders import make_prompt
+    from grpo.cli.pipeline import load_reward_funcs
 
     script, training = parse_config(["--config", str(QWEN_GPU), "--output_dir", str(tmp_path), "--bf16", "false",
                                      "--use_vllm", "false"], (ScriptArgs, GRPOConfig))
@@ -166,7 +166,7 @@ def test_gpu_recipe_stops_with_a_clear_error_here(overrides, expected, tmp_path,
     (On a CPU whose bf16 is slow, bf16 without a GPU is refused; GRPO_TOOLKIT_BF16=0 makes this one.)"""
     import torch
 
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

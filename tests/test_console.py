@@ -1,9 +1,9 @@
-"""Tests for grpo/console.py: the terminal shows one bar and a compact table, not raw metric dicts.
+"""Tests for grpo/common/console.py: the terminal shows one bar and a compact table, not raw metric dicts.
 
 Run: pytest tests/test_console.py
 """
 
-from grpo.console import StepProgress
+from grpo.common.console import StepProgress
 
 
 def test_table_has_a_header_once_and_a_row_per_logged_step(capsys):

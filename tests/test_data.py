@@ -1,4 +1,4 @@
-"""grpo.data: GSM8K loading from hand-written fixture files, error locations, prompt format, splits.
+"""grpo.data.loaders: GSM8K loading from hand-written fixture files, error locations, prompt format, splits.
 
 Run: ``pytest -q tests/test_data.py``. Fixtures: ``tests/fixtures/gsm8k/`` (written by hand for
 these tests; ``good.jsonl`` has a blank line 3 on purpose, so rows sit on lines 1, 2, 4, 5).
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo import data
-from grpo.errors import UserError
+from grpo.data import loaders as data
+from grpo.common.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gsm8k"
 GOOD = str(FIXTURES / "good.jsonl")

@@ -1,4 +1,4 @@
-"""Tests for grpo/decoder.py: the hand-written decode step computes what the plain bf16 model computes.
+"""Tests for grpo/generation/decoder.py: the hand-written decode step computes what the plain bf16 model computes.
 
 Run: pytest tests/test_decoder.py   (tiny random Llama and Qwen2 models, seconds)
 """
@@ -10,9 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from grpo import decoder
-from grpo.inference_copy import inference_copy
-from grpo.sampler import generate
+from grpo.generation import decoder
+from grpo.generation.inference_copy import inference_copy
+from grpo.generation.sampler import generate
 from test_inference_copy import BF16_KERNELS, plain_bf16, tiny
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -150,7 +150,7 @@ def test_failed_self_check_falls_back_to_transformers_with_one_warning(monkeypat
     calls = []
     monkeypatch.setattr(decoder, "decode_step", lambda *a, **k: calls.append(1))
     try:
-        with caplog.at_level("WARNING", logger="grpo.decoder"):
+        with caplog.at_level("WARNING", logger="grpo.generation.decoder"):
             ours = generate(model, None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
             again = generate(model, None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16)
         theirs = generate(plain_bf16(model), None, PROMPTS, 2, 20, do_sample=False, stop_token_ids=[3])

@@ -1,4 +1,4 @@
-"""Tests for grpo/distributed.py: every collective runs on the device it is given, with that device's backend.
+"""Tests for grpo/common/distributed.py: every collective runs on the device it is given, with that device's backend.
 
 No second process and no GPU: ``torch.distributed``'s collectives are replaced by recording stand-ins,
 and the device is ``meta`` (a device other than the CPU tensors' own, which is what NCCL needs checked).
@@ -8,7 +8,7 @@ Run: pytest tests/test_distributed.py   (under a second)
 import torch
 import torch.distributed as dist
 
-from grpo.distributed import all_gather_cat, all_sum, init_distributed
+from grpo.common.distributed import all_gather_cat, all_sum, init_distributed
 
 META = torch.device("meta")
 
@@ -29,7 +29,7 @@ def test_collectives_receive_tensors_on_the_given_device(monkeypatch):
 
 def test_the_backend_follows_the_training_device_not_the_machine(monkeypatch):
     """`use_cpu` on a CUDA machine used to join NCCL and then hand it CPU tensors."""
-    from grpo.distributed import backend_for
+    from grpo.common.distributed import backend_for
 
     assert backend_for("cuda:1") == "nccl" and backend_for(torch.device("cuda")) == "nccl"
     assert backend_for("cpu") == "gloo"

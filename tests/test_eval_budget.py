@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import yaml
 
-from grpo.data import load_gsm8k, to_reasoning_format
+from grpo.data.loaders import load_gsm8k, to_reasoning_format
 
 CONFIGS = Path(__file__).resolve().parents[1] / "grpo" / "configs"
 
@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "grpo" / "configs"
 @pytest.fixture(scope="module")
 def solution_tokens():
     """Tokens a model must generate to write each real test solution in the target format and stop."""
-    from grpo.models import load_tokenizer
+    from grpo.modeling.models import load_tokenizer
 
     tokenizer = load_tokenizer("embedded:smollm2-135m-instruct")
     rows = load_gsm8k("gsm8k", split="test")

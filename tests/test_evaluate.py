@@ -1,4 +1,4 @@
-"""grpo.evaluate: scoring hand-written completions, intervals, paired comparison, the tables, and
+"""grpo.evaluation.evaluate: scoring hand-written completions, intervals, paired comparison, the tables, and
 evaluate() on a tiny random model.
 
 Run: ``pytest -q tests/test_evaluate.py``.
@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from grpo.errors import UserError
-from grpo.evaluate import compare, compare_columns, format_comparisons, format_table, score_completions
+from grpo.common.errors import UserError
+from grpo.evaluation.evaluate import compare, compare_columns, format_comparisons, format_table, score_completions
 
 Z95 = 1.959963984540054  # the 0.975 normal quantile
 
@@ -137,7 +137,7 @@ AFTER = report_of([FORMATTED_RIGHT, FORMATTED_WRONG] + [FORMATTED_RIGHT] * 6)
 
 
 def test_compare_counts_difference_and_mcnemar():
-    from grpo.stats import newcombe_paired_interval
+    from grpo.maths.stats import newcombe_paired_interval
 
     result = compare(BEFORE, AFTER)
     assert result["n"] == 8
@@ -203,7 +203,7 @@ def test_format_comparisons_names_a_pair_it_cannot_compare():
 
 
 def test_closing_table_prints_paired_rows(capsys):
-    from grpo.cli import _print_closing_table
+    from grpo.cli.commands import _print_closing_table
 
     _print_closing_table({"base": BEFORE, "after warm-start": None, "after GRPO": AFTER})
     out = capsys.readouterr().out
@@ -218,7 +218,7 @@ def tiny_model_and_tokenizer():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from grpo.models import EMBEDDED_SMOLLM2, load_tokenizer
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
 
     tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
     torch.manual_seed(0)
@@ -229,8 +229,8 @@ def tiny_model_and_tokenizer():
 
 
 def test_evaluate_on_tiny_model(tiny_model_and_tokenizer):
-    from grpo.data import load_gsm8k
-    from grpo.evaluate import evaluate
+    from grpo.data.loaders import load_gsm8k
+    from grpo.evaluation.evaluate import evaluate
 
     model, tokenizer = tiny_model_and_tokenizer
     rows = load_gsm8k("synthetic:gsm8k:3", split="test")
@@ -255,8 +255,8 @@ def test_evaluate_on_tiny_model(tiny_model_and_tokenizer):
 
 
 def test_generate_greedy_is_deterministic_and_batch_independent(tiny_model_and_tokenizer):
-    from grpo.data import make_prompt
-    from grpo.evaluate import generate_greedy
+    from grpo.data.loaders import make_prompt
+    from grpo.evaluation.evaluate import generate_greedy
 
     model, tokenizer = tiny_model_and_tokenizer
     prompts = [make_prompt("What is 2 + 2?"), make_prompt("A much longer question about apples and pears?")]
@@ -272,8 +272,8 @@ def test_generate_greedy_reports_clipping(tiny_model_and_tokenizer):
     """A completion is clipped when it hits max_new_tokens without eos, not when it ends on eos."""
     import torch
 
-    from grpo.data import make_prompt
-    from grpo.evaluate import generate_greedy
+    from grpo.data.loaders import make_prompt
+    from grpo.evaluation.evaluate import generate_greedy
 
     model, tokenizer = tiny_model_and_tokenizer
     prompts = [make_prompt("What is 2 + 2?")]

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 
 PROMPT = "Natalia sold clips to 48 of her friends in April, and then half as many in May."
 
@@ -103,7 +103,7 @@ def local_hub(monkeypatch, tmp_path):
     """Online mode pointed at a :class:`LocalHub` (the hub-reachability probe is re-run against it)."""
     import huggingface_hub.constants
 
-    from grpo.hub import hub_reachable
+    from grpo.modeling.hub import hub_reachable
 
     hubs = []
 
@@ -135,7 +135,7 @@ def logits(model, tokenizer):
 def test_export_merges_the_adapter_into_a_standalone_checkpoint(adapter, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from grpo.export import export
+    from grpo.modeling.export import export
 
     peft_model, tokenizer, directory = adapter
     dest = export(directory, tmp_path / "merged")
@@ -154,8 +154,8 @@ def test_export_merges_the_adapter_into_a_standalone_checkpoint(adapter, tmp_pat
 
 
 def test_load_model_merges_an_adapter_whose_base_is_an_embedded_spec(adapter):
-    """grpo.models.load_model resolves ``embedded:`` in adapter_config.json as export does (one reader)."""
-    from grpo.models import load_model
+    """grpo.modeling.models.load_model resolves ``embedded:`` in adapter_config.json as export does (one reader)."""
+    from grpo.modeling.models import load_model
 
     peft_model, tokenizer, directory = adapter
     model, _ = load_model(str(directory))
@@ -166,8 +166,8 @@ def test_load_model_merges_an_adapter_whose_base_is_an_embedded_spec(adapter):
 def test_export_of_a_run_dir_uses_its_adapter_and_dtype(adapter, tmp_path, capsys):
     from safetensors import safe_open
 
-    from grpo.cli import main
-    from grpo.run_dir import save_final_checkpoint
+    from grpo.cli.commands import main
+    from grpo.runs.run_dir import save_final_checkpoint
 
     peft_model, tokenizer, _ = adapter
     run = tmp_path / "run"
@@ -182,8 +182,8 @@ def test_export_of_a_run_dir_uses_its_adapter_and_dtype(adapter, tmp_path, capsy
 
 
 def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
-    from grpo.cli import main
-    from grpo.export import find_source
+    from grpo.cli.commands import main
+    from grpo.modeling.export import find_source
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("hi")
@@ -195,10 +195,10 @@ def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
 
 
 def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
-    from grpo.script_args import ScriptArgs
-    from grpo.hub import plan_run_upload, repo_ids
-    from grpo.checkpoint_io import write_json_atomic
-    from grpo.run_dir import save_final_checkpoint, write_model_card
+    from grpo.config.script_args import ScriptArgs
+    from grpo.modeling.hub import plan_run_upload, repo_ids
+    from grpo.common.checkpoint_io import write_json_atomic
+    from grpo.runs.run_dir import save_final_checkpoint, write_model_card
 
     peft_model, tokenizer, _ = adapter
     run = tmp_path / "run"
@@ -240,7 +240,7 @@ def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
 @pytest.fixture
 def finished_run(adapter, tmp_path):
     """A run directory as `grpo train` leaves it (checkpoint/ + checkpoint/adapter/ + a card)."""
-    from grpo.run_dir import save_final_checkpoint
+    from grpo.runs.run_dir import save_final_checkpoint
 
     peft_model, tokenizer, _ = adapter
     run = tmp_path / "run"
@@ -250,7 +250,7 @@ def finished_run(adapter, tmp_path):
 
 
 def test_grpo_push_uploads_the_adapter(finished_run, local_hub, capsys, monkeypatch):
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     run = finished_run
     hub = local_hub()
@@ -270,8 +270,8 @@ def test_grpo_push_uploads_the_adapter(finished_run, local_hub, capsys, monkeypa
 @pytest.mark.slow
 def test_push_run_uploads_adapter_and_merged_model(finished_run, tmp_path, local_hub, monkeypatch):
     """Both repos, byte for byte, and ``grpo export --push_to_hub`` (about 0.5 GB each through the local server)."""
-    from grpo.cli import main
-    from grpo.hub import push_run
+    from grpo.cli.commands import main
+    from grpo.modeling.hub import push_run
 
     run = finished_run
     hub = local_hub()
@@ -288,7 +288,7 @@ def test_push_run_uploads_adapter_and_merged_model(finished_run, tmp_path, local
 
 
 def test_failed_upload_keeps_the_run_and_says_how_to_retry(finished_run, local_hub):
-    from grpo.hub import push_run
+    from grpo.modeling.hub import push_run
 
     run = finished_run
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
@@ -300,7 +300,7 @@ def test_failed_upload_keeps_the_run_and_says_how_to_retry(finished_run, local_h
 
 
 def test_push_of_an_unfinished_run_is_refused(tmp_path):
-    from grpo.hub import plan_run_upload
+    from grpo.modeling.hub import plan_run_upload
 
     (tmp_path / "run").mkdir()
     with pytest.raises(UserError, match="no finished checkpoint"):
@@ -308,8 +308,8 @@ def test_push_of_an_unfinished_run_is_refused(tmp_path):
 
 
 def test_push_offline_fails_with_the_command_to_push_later(tmp_path, monkeypatch, capsys):
-    from grpo.cli import main
-    from grpo.hub import push_run
+    from grpo.cli.commands import main
+    from grpo.modeling.hub import push_run
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE") as err:
@@ -321,7 +321,7 @@ def test_push_offline_fails_with_the_command_to_push_later(tmp_path, monkeypatch
 
 
 def test_train_with_push_to_hub_offline_stops_before_training(tmp_path, monkeypatch, capsys):
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     run = tmp_path / "run"
@@ -340,7 +340,7 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     run dir gives a checkpoint whose logits equal the run's own merged checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     hub = local_hub()
     run = tmp_path / "run"

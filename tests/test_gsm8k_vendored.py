@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo import data
-from grpo.errors import UserError
+from grpo.data import loaders as data
+from grpo.common.errors import UserError
 
 ROOT = Path(__file__).parents[1]
 RESOURCES = ROOT / "grpo" / "resources" / "gsm8k"
@@ -124,10 +124,10 @@ def test_split_in_the_spec_is_refused_with_the_fix():
 def test_openai_gsm8k_still_goes_to_the_hub_with_config_main(monkeypatch):
     import datasets
 
-    import grpo.hub
+    import grpo.modeling.hub
 
     calls = []
-    monkeypatch.setattr(grpo.hub, "require_hub", lambda *args: None)
+    monkeypatch.setattr(grpo.modeling.hub, "require_hub", lambda *args: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kw: calls.append((args, kw)) or "hub rows")
     assert data.load_rows("openai/gsm8k", "test") == "hub rows"
     assert calls == [(("openai/gsm8k", "main"), {"split": "test"})]

@@ -103,8 +103,8 @@ def test_relative_imports_resolve(tmp_path):
 
 def test_grpo_modules_import_each_other_without_cycles():
     graph = import_graph("grpo")
-    assert {"grpo.inference_copy", "grpo.rollout"} <= graph["grpo.vllm_engine"]  # the walk sees top-level imports
-    assert "grpo.placement" in graph["grpo.models"]  # ... and function-level ones
+    assert {"grpo.generation.inference_copy", "grpo.generation.rollout"} <= graph["grpo.generation.vllm_engine"]  # the walk sees top-level imports
+    assert "grpo.common.placement" in graph["grpo.modeling.models"]  # ... and function-level ones
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle among grpo modules: " + " -> ".join(cycle)
 
@@ -118,3 +118,37 @@ def test_rewards_imports_nothing_from_grpo():
         if bad:
             offenders[name] = bad
     assert offenders == {}
+
+
+# The layers of grpo/, lowest first: a module may import its own layer and the ones below, never one above
+# (README "Layout"). grpo/__init__.py sits outside the layers and imports nothing.
+LAYERS = ["common", "maths", "modeling", "data", "config", "generation", "evaluation", "runs", "training", "cli"]
+
+
+def layer_of(module: str) -> str | None:
+    """``grpo.training.native`` -> ``training``; None for ``grpo`` itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) >= 2 else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """The edges of ``graph`` (module -> imported modules) that go from a layer to a higher one."""
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    return sorted(f"{source} -> {target}" for source, targets in graph.items() if layer_of(source)
+                  for target in targets if layer_of(target) and rank[layer_of(target)] > rank[layer_of(source)])
+
+
+def test_every_grpo_module_sits_in_a_layer():
+    stray = sorted(name for name in module_names("grpo") if name != "grpo" and layer_of(name) not in LAYERS)
+    assert stray == [], f"modules outside the layer packages {LAYERS}: {stray}"
+    assert import_graph("grpo")["grpo"] == set(), "grpo/__init__.py imports nothing: `import grpo` stays cheap"
+
+
+def test_upward_imports_are_found():
+    graph = {"grpo.common.errors": set(), "grpo.cli.commands": {"grpo.common.errors", "grpo.training.native"},
+             "grpo.training.native": {"grpo.cli.config"}, "grpo.cli.config": set()}
+    assert upward_imports(graph) == ["grpo.training.native -> grpo.cli.config"]
+
+
+def test_grpo_imports_only_go_down_the_layers():
+    assert upward_imports(import_graph("grpo")) == []

@@ -1,4 +1,4 @@
-"""Tests for grpo/inference_copy.py: the bf16 decoding copy computes what the plain bf16 model computes.
+"""Tests for grpo/generation/inference_copy.py: the bf16 decoding copy computes what the plain bf16 model computes.
 
 Run: pytest tests/test_inference_copy.py   (tiny random Llama and Qwen2 models, seconds)
 """
@@ -12,10 +12,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from grpo import decoder
-from grpo.inference_copy import (FusedAttention, FusedGatedMLP, FusedRMSNorm, PackedLinear, bf16_cpu_kernels,
+from grpo.generation import decoder
+from grpo.generation.inference_copy import (FusedAttention, FusedGatedMLP, FusedRMSNorm, PackedLinear, bf16_cpu_kernels,
                                  inference_copy)
-from grpo.sampler import generate
+from grpo.generation.sampler import generate
 
 BF16_KERNELS = bf16_cpu_kernels()  # the same test the copy uses before rewiring
 needs_bf16 = pytest.mark.skipif(not BF16_KERNELS, reason="this CPU has no oneDNN bf16 kernels: the copy is not rewired")
@@ -100,6 +100,6 @@ def test_copy_in_other_dtypes_is_not_rewired():
 @needs_bf16
 def test_rewired_copy_refuses_transformers_forward():
     fast = inference_copy(tiny("llama", seed=5), torch.bfloat16)
-    with pytest.raises(RuntimeError, match="grpo.decoder"):
+    with pytest.raises(RuntimeError, match="grpo.generation.decoder"):
         fast(input_ids=torch.tensor([[5, 6]]))
     assert type(inference_copy(tiny("llama", seed=5), torch.bfloat16, rewire=False).model.layers[0].mlp).__name__ == "LlamaMLP"

@@ -55,7 +55,7 @@ def test_sigint_keeps_checkpoint_and_exits_130(tmp_path):
     adapter_cfg = json.loads((first / "adapter_config.json").read_text())
     assert adapter_cfg["r"] == 16
     assert json.loads((first / "trainer_state.json").read_text())["global_step"] == 1
-    from grpo.models import load_model
+    from grpo.modeling.models import load_model
 
     model, _ = load_model(str(first))  # base + adapter, merged
     assert not hasattr(model, "peft_config")

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grpo.loss import (
+from grpo.maths.loss import (
     aggregate_loss,
     clipped_surrogate,
     grpo_loss,

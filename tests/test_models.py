@@ -1,4 +1,4 @@
-"""grpo.models: model-spec resolution (embedded, local, hub offline), errors, LoRA, adapter merging.
+"""grpo.modeling.models: model-spec resolution (embedded, local, hub offline), errors, LoRA, adapter merging.
 
 Run: ``pytest -q tests/test_models.py`` (the fresh-cache conversion test is ``-m slow``).
 Fast tests reuse the embedded SmolLM2 conversion in the user cache (made once, ~1 min) and
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import embedded_models
-from grpo import models
-from grpo.errors import UserError
-from grpo.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
+from grpo.modeling import models
+from grpo.common.errors import UserError
+from grpo.modeling.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
 
 
 def _convert_at_most_once(monkeypatch):

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from grpo.errors import UserError
-from grpo.run_dir import MetricsLogger
+from grpo.common.errors import UserError
+from grpo.runs.run_dir import MetricsLogger
 
 TRL_NAMES = ["reward", "reward_std", "rewards/word_reward/mean", "rewards/word_reward/std", "entropy",
              "completions/mean_length", "completions/clipped_ratio", "clip_ratio/low_mean", "clip_ratio/high_mean",
@@ -66,8 +66,8 @@ def config(tmp_path, **overrides):
 
 
 def run(tmp_path, model=None, script_args=None, reward_funcs=(word_reward,), **overrides):
-    from grpo.native import train
-    from grpo.native_plan import build_plan
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
 
     model = model or tiny_model()
     log = MetricsLogger(tmp_path)
@@ -147,25 +147,25 @@ def test_ctrl_c_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch, caplog):
-    import grpo.native as native
+    import grpo.training.native as native
 
     real = native.grpo_loss
     monkeypatch.setattr(native, "grpo_loss", lambda *a, **k: (lambda out: (out[0] * math.nan, out[1]))(real(*a, **k)))
     model = tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
-    with caplog.at_level(logging.WARNING, logger="grpo.native"):
+    with caplog.at_level(logging.WARNING, logger="grpo.training.native"):
         _, metrics = run(tmp_path, model=model, max_steps=1)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert metrics[0]["nonfinite_skipped"] == 1.0 and "skipping the update" in caplog.text
 
 
 def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     def constant(completions, **kwargs):
         return [1.0] * len(completions)
 
-    with caplog.at_level(logging.WARNING, logger="grpo.diagnostics"):
+    with caplog.at_level(logging.WARNING, logger="grpo.training.diagnostics"):
         _, metrics = run(tmp_path / "flat", reward_funcs=[constant], max_steps=3)
     assert all(m["frac_reward_zero_std"] == 1.0 for m in metrics)
     assert "No learning signal" in caplog.text
@@ -175,7 +175,7 @@ def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
 
 
 def test_refuses_unsupported_settings(tmp_path):
-    from grpo.native_config import check_supported
+    from grpo.training.native_config import check_supported
 
     check_supported(config(tmp_path))
     with pytest.raises(UserError, match="top_entropy_quantile"):
@@ -186,9 +186,9 @@ def test_refuses_unsupported_settings(tmp_path):
 
 @pytest.mark.slow
 def test_two_steps_on_embedded_smollm2(tmp_path):
-    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.native import train
-    from grpo.native_plan import build_plan
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
 
     model, tok = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model)
@@ -211,8 +211,8 @@ def test_two_steps_on_embedded_smollm2(tmp_path):
 def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
     from datasets import Dataset
 
-    from grpo.native import train
-    from grpo.native_plan import build_plan
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
 
     tok = tiny_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
@@ -223,7 +223,7 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
         seen.append((completions[0], prompts[0]))
         return [word_reward([c[0]["content"]])[0] for c in completions]
 
-    class Recorder:  # what grpo.run_dir.SampleRecorder offers the native backend
+    class Recorder:  # what grpo.runs.run_dir.SampleRecorder offers the native backend
         def __init__(self):
             self.flushed, self.recorded = [], []
 
@@ -244,8 +244,8 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
 def test_shared_prompt_forward_equals_one_forward_per_row():
     from peft import LoraConfig, get_peft_model
 
-    from grpo.loss import token_logprobs
-    from grpo.native_rollout import collate, completion_logps
+    from grpo.maths.loss import token_logprobs
+    from grpo.training.native_rollout import collate, completion_logps
 
     model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # non-zero adapters so their gradient flows through both paths
@@ -274,8 +274,8 @@ def test_shared_prompt_forward_equals_one_forward_per_row():
 
 def test_use_vllm_goes_to_the_vllm_engine(tmp_path, monkeypatch):
     """On CPU the engine refuses with its own UserError; with a stand-in engine the loop uses its rollouts."""
-    import grpo.vllm_engine
-    from grpo.sampler import generate
+    import grpo.generation.vllm_engine
+    from grpo.generation.sampler import generate
 
     check_calls = []
 
@@ -290,7 +290,7 @@ def test_use_vllm_goes_to_the_vllm_engine(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(UserError):
             run(tmp_path / "cpu", use_vllm=True, max_steps=1)
-    monkeypatch.setattr(grpo.vllm_engine, "VLLMEngine", FakeEngine)
+    monkeypatch.setattr(grpo.generation.vllm_engine, "VLLMEngine", FakeEngine)
     _, metrics = run(tmp_path / "fake", use_vllm=True, max_steps=1)
     assert len(check_calls) == 1 and metrics[0]["completions/mean_length"] > 0
 
@@ -302,7 +302,7 @@ class OffsetEngine:
         pass
 
     def generate(self, model, tokenizer, prompt_ids, seed=None, **kwargs):
-        from grpo.sampler import generate
+        from grpo.generation.sampler import generate
 
         kwargs.pop("generator")
         out = generate(model, tokenizer, prompt_ids, generator=torch.Generator().manual_seed(seed), **kwargs)
@@ -313,9 +313,9 @@ class OffsetEngine:
 def test_vllm_importance_sampling_correction_weights_the_loss(tmp_path, monkeypatch):
     """token_truncate weights every token by e^0.5 here, so the dapo loss of the same rollouts is
     e^0.5 times the uncorrected one; switched off, only the log-prob gap is logged."""
-    import grpo.vllm_engine
+    import grpo.generation.vllm_engine
 
-    monkeypatch.setattr(grpo.vllm_engine, "VLLMEngine", OffsetEngine)
+    monkeypatch.setattr(grpo.generation.vllm_engine, "VLLMEngine", OffsetEngine)
     common = dict(use_vllm=True, max_steps=1, loss_type="dapo", vllm_importance_sampling_mode="token_truncate")
     _, on = run(tmp_path / "on", **common)
     _, off = run(tmp_path / "off", vllm_importance_sampling_correction=False, **common)
@@ -328,7 +328,7 @@ def test_vllm_importance_sampling_correction_weights_the_loss(tmp_path, monkeypa
 
 
 def test_bf16_rollouts_log_the_gap_and_correct_on_request(tmp_path):
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     _, plain = run(tmp_path / "plain", bf16=True, max_steps=1)
     assert 0 < plain[0]["sampling/sampling_logp_difference/mean"] < 0.5  # bf16 copy vs the policy under autocast
@@ -366,10 +366,10 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
     back twice, all_reduce doubles): every tensor given to a collective, and the sampler's generator, is on the device."""
     import torch.distributed as dist
 
-    import grpo.native
-    import grpo.sampler
+    import grpo.training.native
+    import grpo.generation.sampler
 
-    seen, generators, sample = [], [], grpo.sampler.generate
+    seen, generators, sample = [], [], grpo.generation.sampler.generate
 
     def all_reduce(x, *args, **kwargs):
         seen.append(("all_reduce", x.device))
@@ -386,8 +386,8 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
 
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     monkeypatch.setattr(dist, "all_gather", all_gather)
-    monkeypatch.setattr(grpo.native, "init_distributed", lambda device: (0, 2))
-    monkeypatch.setattr(grpo.sampler, "generate", recording_generate)
+    monkeypatch.setattr(grpo.training.native, "init_distributed", lambda device: (0, 2))
+    monkeypatch.setattr(grpo.generation.sampler, "generate", recording_generate)
     _, metrics = run(tmp_path, max_steps=2, loss_type="dapo")
     assert len(metrics) == 2 and all(math.isfinite(m["loss"]) for m in metrics)
     cpu = torch.device("cpu")

@@ -20,9 +20,9 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
     from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
-    from grpo.native import train
-    from grpo.native_plan import build_plan
-    from grpo.run_dir import MetricsLogger
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
+    from grpo.runs.run_dir import MetricsLogger
 
     rank = int(os.environ["RANK"])
     out = {out!r}

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
 
-from grpo.console import StepProgress
-from grpo.errors import UserError
-from grpo.periodic_eval import PeriodicEval
-from grpo.run_dir import MetricsLogger, plot_curves
+from grpo.common.console import StepProgress
+from grpo.common.errors import UserError
+from grpo.evaluation.periodic_eval import PeriodicEval
+from grpo.runs.run_dir import MetricsLogger, plot_curves
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,7 +28,7 @@ def test_due_every_n_steps_and_at_the_last_step_once():
 
 
 def test_script_args_refuse_a_negative_interval():
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     with pytest.raises(UserError, match="periodic_eval_steps=-1"):
         ScriptArgs(periodic_eval_steps=-1)
@@ -37,9 +37,9 @@ def test_script_args_refuse_a_negative_interval():
 
 
 def test_periodic_holdout_is_disjoint_from_training_rows():
-    from grpo.data import load_gsm8k
-    from grpo.pipeline import periodic_holdout
-    from grpo.script_args import ScriptArgs
+    from grpo.data.loaders import load_gsm8k
+    from grpo.cli.pipeline import periodic_holdout
+    from grpo.config.script_args import ScriptArgs
 
     rows = load_gsm8k("gsm8k", split="train", limit=40)
     kept, held = periodic_holdout(rows, ScriptArgs(periodic_eval_steps=5, periodic_eval_size=8), seed=1)
@@ -65,8 +65,8 @@ class CountingEval:
 
 
 def test_native_loop_evaluates_before_training_and_when_due(tmp_path):
-    from grpo.native import train
-    from grpo.native_plan import build_plan
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
 
     counting, log = CountingEval(every=2), MetricsLogger(tmp_path)
     train(tiny_model(), tiny_tokenizer(), dataset(), [word_reward],
@@ -80,8 +80,8 @@ def test_native_loop_evaluates_before_training_and_when_due(tmp_path):
 
 
 def test_real_periodic_eval_on_smollm2_keeps_the_training_mode():
-    from grpo.data import load_gsm8k
-    from grpo.models import EMBEDDED_SMOLLM2, load_model
+    from grpo.data.loaders import load_gsm8k
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model
 
     model, tok = load_model(EMBEDDED_SMOLLM2)
     model.train()

@@ -1,4 +1,4 @@
-"""Tests for grpo/placement.py: the model on the training device, evaluation on the main process, copies outside ZeRO-3.
+"""Tests for grpo/common/placement.py: the model on the training device, evaluation on the main process, copies outside ZeRO-3.
 
 No GPU and no deepspeed here: the training device is the CPU (or ``meta`` where only a device check
 matters), other ranks are played by setting ``process_index``, and DeepSpeed ZeRO-3 is a stand-in
@@ -17,8 +17,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.integrations import is_deepspeed_zero3_enabled, set_hf_deepspeed_config, unset_hf_deepspeed_config
 
-from grpo.errors import UserError
-from grpo.placement import eval_placement, evaluate_on_main, place_model, zero3_init_disabled
+from grpo.common.errors import UserError
+from grpo.common.placement import eval_placement, evaluate_on_main, place_model, zero3_init_disabled
 from test_quantization import _tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,7 +78,7 @@ def test_partitioned_weights_skip_the_evaluation_with_one_warning(caplog):
     next(model.parameters()).ds_id = 0  # what deepspeed.zero.Init leaves on every parameter
     called = []
     for rank in (0, 1):
-        with caplog.at_level(logging.WARNING, logger="grpo.placement"):
+        with caplog.at_level(logging.WARNING, logger="grpo.common.placement"):
             report = evaluate_on_main(SimpleNamespace(process_index=rank, device=CPU), model, called.append,
                                       barrier=lambda: None)
         assert report is None
@@ -99,22 +99,22 @@ def test_run_training_evaluates_on_the_main_process_only(tmp_path, monkeypatch):
     """Process 1 of a launch neither evaluates nor skips the barrier (it used to evaluate on the CPU in every process)."""
     from trl import GRPOConfig
 
-    import grpo.loading
-    import grpo.native
-    import grpo.pipeline
-    import grpo.placement
-    from grpo.script_args import ScriptArgs
+    import grpo.modeling.loading
+    import grpo.training.native
+    import grpo.cli.pipeline
+    import grpo.common.placement
+    from grpo.config.script_args import ScriptArgs
 
     evaluated, waits = [], []
-    monkeypatch.setattr(grpo.loading, "load_for_training", lambda spec, args: (tiny_model(), _tiny_tokenizer()))
-    monkeypatch.setattr(grpo.pipeline, "run_eval", lambda model, *args, **kwargs: evaluated.append(model))
-    monkeypatch.setattr(grpo.placement, "_wait_for_everyone", lambda: waits.append(1))
-    monkeypatch.setattr(grpo.native, "train", lambda model, *args, **kwargs: model)
+    monkeypatch.setattr(grpo.modeling.loading, "load_for_training", lambda spec, args: (tiny_model(), _tiny_tokenizer()))
+    monkeypatch.setattr(grpo.cli.pipeline, "run_eval", lambda model, *args, **kwargs: evaluated.append(model))
+    monkeypatch.setattr(grpo.common.placement, "_wait_for_everyone", lambda: waits.append(1))
+    monkeypatch.setattr(grpo.training.native, "train", lambda model, *args, **kwargs: model)
     script_args = ScriptArgs(backend="native", dataset_name="synthetic:gsm8k:12", eval_size=4, warm_start=False)
     training_args = GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False, max_steps=1,
                                num_generations=2, per_device_train_batch_size=2, save_strategy="no")
     monkeypatch.setattr(GRPOConfig, "process_index", property(lambda self: 1))  # this process plays rank 1
-    result = grpo.pipeline.run_training(script_args, training_args)
+    result = grpo.cli.pipeline.run_training(script_args, training_args)
     assert evaluated == [] and waits == [1] and result["eval_before"] is None
 
 
@@ -147,16 +147,16 @@ def base_dir(tmp_path):
 
 @pytest.fixture
 def loads(monkeypatch):
-    """Every grpo.models.load_model call, with whether transformers saw ZeRO-3 (zero.Init) at that moment."""
-    import grpo.models
+    """Every grpo.modeling.models.load_model call, with whether transformers saw ZeRO-3 (zero.Init) at that moment."""
+    import grpo.modeling.models
 
-    seen, load = [], grpo.models.load_model
+    seen, load = [], grpo.modeling.models.load_model
 
     def recording_load(*args, **kwargs):
         seen.append(is_deepspeed_zero3_enabled())
         return load(*args, **kwargs)
 
-    monkeypatch.setattr(grpo.models, "load_model", recording_load)
+    monkeypatch.setattr(grpo.modeling.models, "load_model", recording_load)
     return seen
 
 
@@ -176,9 +176,9 @@ def test_zero3_init_disabled_clears_and_restores_the_deepspeed_config(zero3):
 def test_end_of_run_copies_are_built_outside_zero3_init(zero3, base_dir, loads):
     """The main process alone rebuilds the sharded model (sharded.py -> models.py): under zero.Init it would hang;
     here, without deepspeed installed, it would fail to import it."""
-    from grpo.script_args import ScriptArgs
-    from grpo.models import apply_lora
-    from grpo.sharded import load_into_fresh_copy
+    from grpo.config.script_args import ScriptArgs
+    from grpo.modeling.models import apply_lora
+    from grpo.modeling.sharded import load_into_fresh_copy
 
     script_args = ScriptArgs(model_name_or_path=str(base_dir))
     with zero3_init_disabled():  # the trained models themselves (a real run has them from the engine)
@@ -197,8 +197,8 @@ def test_warm_start_reload_is_built_outside_zero3_init(zero3, base_dir, tmp_path
     """A resumed run reloads sft_checkpoint in every process; under zero.Init the copies would be partitions."""
     import shutil
 
-    from grpo.script_args import ScriptArgs
-    from grpo.sft import warm_start
+    from grpo.config.script_args import ScriptArgs
+    from grpo.training.sft import warm_start
 
     shutil.copytree(base_dir, tmp_path / "run" / "sft_checkpoint")
     model = warm_start(None, None, None, ScriptArgs(warm_start=True), None, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""grpo.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
+"""grpo.modeling.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
 
 Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps on the
 embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama) and ``pytest -q -m slow
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 
 bnb = pytest.importorskip("bitsandbytes", reason="pip install 'grpo-toolkit[quant]'")
 GSM8K_YAML = str(Path(__file__).resolve().parents[1] / "grpo" / "configs" / "gsm8k.yaml")
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def parse(*overrides, output_dir="/tmp/unused-quant-test"):
     from trl import GRPOConfig
 
-    from grpo.config import parse_config
+    from grpo.config.parser import parse_config
 
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     return parse_config(["--config", GSM8K_YAML, "--output_dir", output_dir, *overrides], (ScriptArgs, GRPOConfig))
 
@@ -49,7 +49,7 @@ def test_bad_quantization_fields_are_refused_at_parse_time(overrides, message):
 
 def test_trl_model_config_names_and_defaults():
     script_args, _ = parse("--load_in_4bit", "true", "--use_bnb_nested_quant", "true", "--warm_start", "false")
-    from grpo.quantization import build_bnb_config
+    from grpo.modeling.quantization import build_bnb_config
 
     cfg = build_bnb_config(script_args)
     assert cfg.load_in_4bit and not cfg.load_in_8bit
@@ -59,7 +59,7 @@ def test_trl_model_config_names_and_defaults():
     assert build_bnb_config(script_args).load_in_8bit
     script_args, _ = parse()
     assert build_bnb_config(script_args) is None  # nothing asked, nothing built
-    from grpo.quantization import load_kwargs
+    from grpo.modeling.quantization import load_kwargs
 
     assert load_kwargs(script_args) == {}
     script_args, _ = parse("--load_in_4bit", "true", "--warm_start", "false")
@@ -70,7 +70,7 @@ def test_trl_model_config_names_and_defaults():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="paged optimizers work with CUDA")
 @pytest.mark.parametrize("backend", ["trl", "native"])
 def test_paged_optimizer_without_cuda_says_what_to_set(backend):
-    from grpo.quantization import check_quantization_supported
+    from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = parse("--optim", "paged_adamw_8bit", "--backend", backend)
     with pytest.raises(UserError, match="optim=paged_adamw_8bit .* no CUDA GPU .* set optim adamw_8bit"):
@@ -78,7 +78,7 @@ def test_paged_optimizer_without_cuda_says_what_to_set(backend):
 
 
 def test_missing_bitsandbytes_names_the_install(monkeypatch):
-    from grpo.quantization import check_quantization_supported
+    from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = parse("--load_in_4bit", "true", "--warm_start", "false")
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
@@ -90,7 +90,7 @@ def test_missing_bitsandbytes_names_the_install(monkeypatch):
 
 
 def test_grpo_sft_without_bitsandbytes_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     out = tmp_path / "run"
@@ -101,7 +101,7 @@ def test_grpo_sft_without_bitsandbytes_is_refused_before_any_work(tmp_path, caps
 
 
 def test_quantized_weights_with_vllm_are_refused():
-    from grpo.quantization import check_quantization_supported
+    from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = parse("--load_in_4bit", "true", "--warm_start", "false")
     training_args.use_vllm = True  # set after parsing: GRPOConfig itself checks that vllm is importable
@@ -112,8 +112,8 @@ def test_quantized_weights_with_vllm_are_refused():
 def test_adapter_dir_with_quantization_is_refused(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from grpo.models import apply_lora, load_model
-    from grpo.quantization import build_bnb_config
+    from grpo.modeling.models import apply_lora, load_model
+    from grpo.modeling.quantization import build_bnb_config
 
     base = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                         num_attention_heads=2, num_key_value_heads=2))
@@ -144,8 +144,8 @@ def _lm_loss(model, tokenizer):
 def test_8bit_adamw_trains_lora_on_embedded_smollm2():
     from trl import GRPOConfig
 
-    from grpo.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.optim import make_optimizer
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
+    from grpo.training.optim import make_optimizer
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model, r=8, lora_dropout=0.0)
@@ -196,10 +196,10 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from grpo.native import train
-    from grpo.native_config import check_supported
-    from grpo.native_plan import build_plan
-    from grpo.run_dir import MetricsLogger
+    from grpo.training.native import train
+    from grpo.training.native_config import check_supported
+    from grpo.training.native_plan import build_plan
+    from grpo.runs.run_dir import MetricsLogger
 
     config, tiny_tokenizer, word_reward = _config, _tiny_tokenizer, _word_reward
     dataset = Dataset.from_dict({"prompt": [f"w{3 + i % 10} w{4 + i % 7}" for i in range(8)]})
@@ -228,13 +228,13 @@ def _check_4bit_lora_gradients(spec, tokenizer_texts):
     """LoRA gradients of a 4-bit model (after an eval pass) == those of a float model holding its dequantized weights.
 
     bitsandbytes repacks 4-bit weights for inference on their first eval-mode forward on CPU, after
-    which their matmul has no backward; grpo.models.load_model must prevent that.
+    which their matmul has no backward; grpo.modeling.models.load_model must prevent that.
     """
     import bitsandbytes.functional as F
     from peft import LoraConfig, get_peft_model
 
-    from grpo.models import load_model
-    from grpo.quantization import build_bnb_config, prepare_for_training
+    from grpo.modeling.models import load_model
+    from grpo.modeling.quantization import build_bnb_config, prepare_for_training
 
     script_args, _ = parse("--load_in_4bit", "true", "--bnb_4bit_compute_dtype", "float32", "--warm_start", "false")
     quant, tokenizer = load_model(spec, quantization_config=build_bnb_config(script_args))
@@ -276,7 +276,7 @@ def test_4bit_lora_gradients_match_the_dequantized_model_after_an_eval_pass(tmp_
 
 @pytest.mark.slow
 def test_4bit_lora_gradients_on_embedded_smollm2():
-    from grpo.models import EMBEDDED_SMOLLM2
+    from grpo.modeling.models import EMBEDDED_SMOLLM2
 
     _check_4bit_lora_gradients(EMBEDDED_SMOLLM2, ["Natalia sold clips to 48 of her friends in April."])
 
@@ -290,8 +290,8 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     """2 GRPO steps on 4-bit SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start)."""
     from safetensors.torch import load_file
 
-    from grpo.cli import main
-    from grpo.models import EMBEDDED_SMOLLM2, resolve_model_path
+    from grpo.cli.commands import main
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, resolve_model_path
 
     out = tmp_path / backend
     code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",

@@ -23,7 +23,7 @@ RECIPE_RUNS = {
 @pytest.mark.parametrize("recipe", sorted(RECIPE_RUNS))
 def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
     import recipes
-    from grpo import cli
+    from grpo.cli import commands as cli
 
     checkpoint = tmp_path / "recipe"
     assert recipes.get(recipe).main([*RECIPE_RUNS[recipe], "--output_dir", str(checkpoint), "--max_steps", "1",

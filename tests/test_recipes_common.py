@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import recipes
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common, sources
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_save_checkpoint_atomic_reloadable_and_keeps_trainer_dirs(tmp_path):
     import torch
     from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
-    from grpo.models import load_tokenizer
+    from grpo.modeling.models import load_tokenizer
 
     tokenizer = load_tokenizer("embedded:minilm-l6")
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,

@@ -1,4 +1,4 @@
-"""``grpo rewards list`` / ``grpo rewards try`` through ``grpo.rewards_cli.main`` on fixture files.
+"""``grpo rewards list`` / ``grpo rewards try`` through ``grpo.cli.rewards_cmd.main`` on fixture files.
 
 Run: pytest tests/test_rewards_cli.py -q
 """
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo.rewards_cli import main
+from grpo.cli.rewards_cmd import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
 COMPLETIONS = str(FIXTURES / "completions.jsonl")

@@ -128,7 +128,7 @@ def test_group_indices_edge_cases():
 
 
 def test_list_marks_group_aware(capsys):
-    from grpo.rewards_cli import main
+    from grpo.cli.rewards_cmd import main
 
     assert main(["list"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("group_length "))

@@ -1,4 +1,4 @@
-"""grpo.run_dir and grpo.checkpoint_io: metrics/samples logs, atomic JSON and checkpoints, curves.png, model card.
+"""grpo.runs.run_dir and grpo.common.checkpoint_io: metrics/samples logs, atomic JSON and checkpoints, curves.png, model card.
 
 Run: ``pytest -q tests/test_run_dir.py``. Uses a tiny fake model (anything with ``save_pretrained``).
 """
@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from grpo import run_dir
-from grpo.checkpoint_io import save_checkpoint
-from grpo.checkpoint_io import write_json_atomic
-from grpo.run_dir import MetricsLogger, plot_curves, write_model_card
+from grpo.runs import run_dir
+from grpo.common.checkpoint_io import save_checkpoint
+from grpo.common.checkpoint_io import write_json_atomic
+from grpo.runs.run_dir import MetricsLogger, plot_curves, write_model_card
 
 
 class FakeModel:
@@ -200,7 +200,7 @@ def test_plot_curves_nothing_to_plot(tmp_path):
 
 
 def test_model_card_contains_the_numbers(tmp_path):
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     (tmp_path / "run").mkdir()
     script = ScriptArgs(lora_r=8, lora_alpha=16, warm_start=True)

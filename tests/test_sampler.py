@@ -1,4 +1,4 @@
-"""Tests for grpo/sampler.py: greedy equality with HF generate, sampling filters, stop tokens, LoRA.
+"""Tests for grpo/generation/sampler.py: greedy equality with HF generate, sampling filters, stop tokens, LoRA.
 
 Run: pytest tests/test_sampler.py            (fast, tiny random models, seconds)
      pytest tests/test_sampler.py -m slow    (embedded SmolLM2 greedy equality)
@@ -13,9 +13,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from grpo import hf_compat
-from grpo.rollout import stop_ids_for
-from grpo.sampler import generate, sample_next
+from grpo.common import hf_compat
+from grpo.generation.rollout import stop_ids_for
+from grpo.generation.sampler import generate, sample_next
 
 VOCAB = 64
 
@@ -259,7 +259,7 @@ def test_peft_lora_greedy_matches_hf_and_restores_train_mode():
 
 @pytest.mark.slow
 def test_smollm2_greedy_matches_hf_generate():
-    from grpo.models import EMBEDDED_SMOLLM2, load_model
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     texts = ["What is 7 times 8?", "Write one short sentence about the sea, then stop."]
@@ -278,7 +278,7 @@ def test_smollm2_greedy_matches_hf_generate():
 def test_two_level_draw_frequencies_on_a_large_vocabulary():
     """Vocabularies of >= 1024 entries are drawn block first, then inside the block; 3001 is not a
     multiple of the block. Mass sits in three blocks (one straddling a block edge), zeros elsewhere."""
-    from grpo.sampler import _BLOCK, _draw
+    from grpo.generation.sampler import _BLOCK, _draw
 
     vocab, n = 3001, 60000
     probs = torch.zeros(vocab)

@@ -1,4 +1,4 @@
-"""Tests for grpo/sharded.py: the final model of an FSDP / ZeRO-3 run rebuilt from its gathered state dict.
+"""Tests for grpo/modeling/sharded.py: the final model of an FSDP / ZeRO-3 run rebuilt from its gathered state dict.
 
 The gathering itself (accelerate's ``get_state_dict`` across GPUs) cannot run here; a stand-in
 accelerator hands over the state dict a real one would. Everything after that runs for real.
@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grpo.script_args import ScriptArgs
-from grpo.models import apply_lora
-from grpo.sharded import is_sharded, load_into_fresh_copy, unsharded_model
+from grpo.config.script_args import ScriptArgs
+from grpo.modeling.models import apply_lora
+from grpo.modeling.sharded import is_sharded, load_into_fresh_copy, unsharded_model
 from test_quantization import _tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -110,7 +110,7 @@ def test_unsharded_model_gathers_only_when_parameters_are_sharded(base_dir):
 
 
 def test_ctrl_c_saves_the_live_model_but_not_a_shard(base_dir, tmp_path, caplog):
-    from grpo.pipeline import save_interrupted
+    from grpo.cli.pipeline import save_interrupted
 
     model = trained_lora(base_dir)
     path = save_interrupted(None, None, tmp_path / "run_a", trainer=stand_in_trainer(model)[0])

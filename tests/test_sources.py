@@ -6,7 +6,7 @@ known rows, split rules, and how ``pkg:`` specs flow through ``_common.load_spli
 
 import pytest
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common, sources
 from recipes.sources import news, ner, po
 

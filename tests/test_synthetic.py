@@ -1,4 +1,4 @@
-"""grpo.synthetic: determinism, and every answer correct by construction (re-checked independently).
+"""grpo.data.synthetic: determinism, and every answer correct by construction (re-checked independently).
 
 Run: ``pytest -q tests/test_synthetic.py``.
 """
@@ -7,7 +7,7 @@ import ast
 import operator
 import re
 
-from grpo.synthetic import generate
+from grpo.data.synthetic import generate
 
 MARK = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}

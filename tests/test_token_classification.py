@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common
 from recipes import token_classification as tc
 
@@ -23,7 +23,7 @@ def _offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from grpo.models import load_tokenizer
+    from grpo.modeling.models import load_tokenizer
 
     return load_tokenizer("embedded:minilm-l6")
 

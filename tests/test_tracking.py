@@ -1,4 +1,4 @@
-"""report_to wandb / trackio / tensorboard (grpo/tracking.py): offline by default, logs under output_dir.
+"""report_to wandb / trackio / tensorboard (grpo/runs/tracking.py): offline by default, logs under output_dir.
 
 Run: pytest tests/test_tracking.py            (fast: env rules + a 3-step native run of a tiny random Llama)
      pytest -m slow tests/test_tracking.py    (SmolLM2 on both backends, grpo sft, one recipe; ~1-2 min each)
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo import tracking
-from grpo.errors import UserError
+from grpo.runs import tracking
+from grpo.common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = """
@@ -28,11 +28,11 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
-from grpo import tracking
-from grpo.script_args import ScriptArgs
-from grpo.native import train
-from grpo.native_plan import build_plan
-from grpo.run_dir import MetricsLogger
+from grpo.runs import tracking
+from grpo.config.script_args import ScriptArgs
+from grpo.training.native import train
+from grpo.training.native_plan import build_plan
+from grpo.runs.run_dir import MetricsLogger
 out = sys.argv[1]
 args = config(out, report_to="wandb,trackio,tensorboard", max_steps=3, logging_steps=2, run_name="tiny",
               project="grpo-tracking-test")
@@ -187,7 +187,7 @@ def test_trackio_dir_and_no_table_switch_without_a_table_tracker(env, tmp_path):
 
 
 def test_native_refuses_an_integration_it_does_not_implement(tmp_path, capsys):
-    from grpo.cli import main
+    from grpo.cli.commands import main
 
     code = main(["train", "--config", "grpo/configs/gsm8k.yaml", "--backend", "native", "--report_to", "mlflow",
                  "--output_dir", str(tmp_path / "run")])

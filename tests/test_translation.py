@@ -10,13 +10,13 @@ import json
 
 import pytest
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes import _common, seq2seq_sft, translation
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from grpo.models import EMBEDDED_SMOLLM2, load_tokenizer
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
 
     return load_tokenizer(EMBEDDED_SMOLLM2)
 

@@ -29,9 +29,9 @@ def text_checksum_reward(completions, **kwargs):
 def tiny_args(tmp_path, *extra):
     from trl import GRPOConfig
 
-    from grpo.config import parse_config
+    from grpo.config.parser import parse_config
 
-    from grpo.script_args import ScriptArgs
+    from grpo.config.script_args import ScriptArgs
 
     reward_file = tmp_path / "spread_reward.py"
     reward_file.write_text(SPREAD_REWARD)
@@ -53,7 +53,7 @@ def tiny_args(tmp_path, *extra):
 
 @pytest.fixture(scope="module")
 def two_step_run(tmp_path_factory):
-    from grpo.pipeline import run_training
+    from grpo.cli.pipeline import run_training
 
     tmp_path = tmp_path_factory.mktemp("trl_run")
     script_args, training_args = tiny_args(tmp_path)
@@ -142,7 +142,7 @@ def test_checkpoint_reloads_and_lora_moved(two_step_run):
     # peft initialises lora_B to zeros: any non-zero entry means the optimizer moved the adapter
     assert any(t.abs().max() > 0 for t in lora_b)
     # and the merged checkpoint differs from the base model accordingly
-    from grpo.models import load_model
+    from grpo.modeling.models import load_model
 
     base, tokenizer = load_model("embedded:smollm2-135m-instruct")
     ids = torch.tensor([tokenizer("Mia has 3 bags of 4 apples.")["input_ids"]])
@@ -153,7 +153,7 @@ def test_checkpoint_reloads_and_lora_moved(two_step_run):
 def test_warm_start_then_one_grpo_step(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from grpo.pipeline import run_training
+    from grpo.cli.pipeline import run_training
 
     script_args, training_args = tiny_args(tmp_path, "--warm_start", "true", "--sft_examples", "4",
                                            "--sft_batch_size", "4", "--max_steps", "1", "--eval_size", "0")

@@ -1,4 +1,4 @@
-"""Tests for grpo/vllm_engine.py that run without a GPU: the guard, SamplingParams kwargs,
+"""Tests for grpo/generation/vllm_engine.py that run without a GPU: the guard, SamplingParams kwargs,
 the LoRA weight-sync name mapping, and turning vLLM outputs into a Rollout.
 
 Run: pytest tests/test_vllm_engine.py   (the real-vLLM test runs only where CUDA and vllm exist)
@@ -15,11 +15,11 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grpo import vllm_engine
-from grpo.errors import UserError
-from grpo.inference_copy import inference_copy, merged_named_weights
-from grpo.sampler import generate
-from grpo.vllm_engine import VLLMEngine, require_vllm, rollout_from_outputs, sampling_params_kwargs
+from grpo.generation import vllm_engine
+from grpo.common.errors import UserError
+from grpo.generation.inference_copy import inference_copy, merged_named_weights
+from grpo.generation.sampler import generate
+from grpo.generation.vllm_engine import VLLMEngine, require_vllm, rollout_from_outputs, sampling_params_kwargs
 
 HAVE_GPU_VLLM = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
 
@@ -169,7 +169,7 @@ def test_rollout_from_outputs_prompt_major():
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_GPU_VLLM, reason="needs CUDA and vllm")
 def test_vllm_greedy_matches_sampler_on_gpu():
-    from grpo.models import EMBEDDED_SMOLLM2, load_model, resolve_model_path
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model, resolve_model_path
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     model = model.cuda()

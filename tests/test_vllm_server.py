@@ -15,9 +15,9 @@ import pytest
 import torch
 from trl import GRPOConfig
 
-from grpo.cli import main
-from grpo.errors import UserError
-from grpo.vllm_server import check_vllm_setup, rollout_from_server, server_url, wait_for_server
+from grpo.cli.commands import main
+from grpo.common.errors import UserError
+from grpo.generation.vllm_server import check_vllm_setup, rollout_from_server, server_url, wait_for_server
 
 NO_CUDA = not torch.cuda.is_available()
 
@@ -106,7 +106,7 @@ def test_cli_colocate_without_cuda(tmp_path, capsys):
 
 
 def test_native_accepts_the_server_fields(tmp_path):
-    from grpo.native_config import check_supported
+    from grpo.training.native_config import check_supported
 
     check_supported(config(tmp_path, vllm_mode="server", vllm_server_host="10.0.0.5", vllm_server_port=8001,
                            vllm_server_timeout=30.0, vllm_group_port=51300))
@@ -132,8 +132,8 @@ def test_weight_push_streams_tensors_on_the_training_device(tmp_path, monkeypatc
     ``meta`` stands in for the CUDA device (a device other than the model's)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import grpo.vllm_server
-    from grpo.vllm_server import VLLMServerEngine, make_engine
+    import grpo.generation.vllm_server
+    from grpo.generation.vllm_server import VLLMServerEngine, make_engine
 
     streamed = []
 
@@ -153,6 +153,6 @@ def test_weight_push_streams_tensors_on_the_training_device(tmp_path, monkeypatc
     assert len(streamed) == len(engine._metadata) > 0
     assert all(device == torch.device("meta") for _, device in streamed)
     made = []
-    monkeypatch.setattr(grpo.vllm_server, "VLLMServerEngine", lambda *args: made.append(args))
+    monkeypatch.setattr(grpo.generation.vllm_server, "VLLMServerEngine", lambda *args: made.append(args))
     make_engine(config(tmp_path, vllm_mode="server"), "model", 0, 2, torch.device("cuda:1"))
     assert made[0][-3:] == (0, 2, torch.device("cuda:1"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 
 PREFIX = "pkg:"
 SPLITS = ("train", "validation")

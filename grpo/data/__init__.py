@@ -1,0 +1,1 @@
+"""Datasets: the vendored GSM8K, local files and the hub, prompt formats, synthetic problems."""

@@ -1,0 +1,1 @@
+"""Greedy evaluation on GSM8K-style problems with intervals and paired comparisons."""

@@ -1,0 +1,254 @@
+"""A frozen inference copy of the policy for fast rollouts: LoRA merged, weights cast, CPU bf16 kernels.
+
+:func:`inference_copy` builds the copy once per (policy, dtype) and refreshes its weights in place
+on later calls, so it follows the policy across optimizer steps; the weights come from
+:func:`merged_named_weights` (LoRA merged on the fly), which the vLLM engines push as well. On a
+CPU with bf16 support (oneDNN, AVX512-BF16 / AMX) the copy of a Llama-family model (llama, qwen2)
+is also rewired for decoding, where each step is many small kernels and the per-call overhead
+dominates:
+
+* every ``nn.Linear`` runs on a weight pre-packed for oneDNN (what torch.compile's CPU backend
+  does), and the projections that read the same input are fused: q/k/v into one matmul,
+  gate/up into one;
+* RMSNorm is one ``torch.nn.functional.rms_norm`` call instead of six elementwise ones;
+* attention is not run here: the sampler runs such a copy with :mod:`grpo.generation.decoder` (its own
+  prefill and decode step over contiguous KV buffers), never through transformers' forward.
+
+Measured on SmolLM2-135M, 16 rows: see ``scripts/bench_rollout.py``. Outputs agree with the plain
+bf16 model to bf16 rounding (tests/test_inference_copy.py), so sampling is unchanged in
+distribution; greedy decoding in the policy's own dtype (no copy) stays token-exact with
+``model.generate``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import weakref
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FusedAttention", "FusedGatedMLP", "FusedRMSNorm", "PackedLinear", "bf16_cpu_kernels", "inference_copy",
+    "merged_named_weights",
+]
+
+_FUSABLE_MODEL_TYPES = {"llama", "qwen2"}
+
+
+class PackedLinear(torch.nn.Module):
+    """One or several ``nn.Linear`` reading the same input, as a single oneDNN-packed bf16 matmul.
+
+    The output is the concatenation of the linears' outputs along the last dim. The original
+    linears stay registered (their parameters are what :func:`inference_copy` refreshes);
+    :meth:`repack` rebuilds the packed weight from them. Packing alone measured 25 % (576x1536)
+    to 40 % (the 49152-row lm_head) less CPU time at batch 16.
+    """
+
+    def __init__(self, *linears: torch.nn.Linear):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(linears)
+        self.sizes = [lin.out_features for lin in linears]
+        self.repack()
+
+    @property
+    def weight(self) -> torch.Tensor:  # what code that inspects a single linear looks for
+        return self.parts[0].weight
+
+    def repack(self) -> None:
+        """Rebuild the packed weight (and bias) from the current weights of the wrapped linears."""
+        weights = [lin.weight for lin in self.parts]
+        weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+        biases = [lin.bias for lin in self.parts]
+        if all(b is None for b in biases):
+            self.bias = None
+        else:
+            self.bias = torch.cat([b if b is not None else weight.new_zeros(n) for b, n in zip(biases, self.sizes)])
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16)  # 16 = typical rows per step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+class FusedRMSNorm(torch.nn.Module):
+    """Llama RMSNorm with the normalisation as one fused fp32 call (transformers' rounding order:
+    normalise in fp32, round to the input dtype, then scale). ``F.rms_norm`` straight on bf16
+    input is not a substitute: SmolLM2's residual stream reaches the hundreds and the bf16 sum
+    of squares moves the logits by >10."""
+
+    def __init__(self, norm: torch.nn.Module):
+        super().__init__()
+        self.weight = norm.weight
+        self.eps = norm.variance_epsilon
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, None, self.eps).to(x.dtype)
+
+
+class FusedGatedMLP(torch.nn.Module):
+    """``down(silu(gate(x)) * up(x))`` with gate and up fused into one packed matmul."""
+
+    def __init__(self, mlp: torch.nn.Module):
+        super().__init__()
+        self.gate_up = PackedLinear(mlp.gate_proj, mlp.up_proj)
+        self.down_proj = PackedLinear(mlp.down_proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).split(self.gate_up.sizes, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class FusedAttention(torch.nn.Module):
+    """Llama/Qwen2 self-attention weights with q/k/v fused into one packed matmul.
+
+    A container for :mod:`grpo.generation.decoder`, which runs the attention itself (prefill and decode);
+    the rewired copy is never called through transformers' forward, so nothing here depends on
+    the keyword names or cache classes transformers passes between its modules.
+    """
+
+    def __init__(self, attn: torch.nn.Module, config):
+        super().__init__()
+        self.layer_idx = attn.layer_idx
+        self.head_dim, self.scaling = attn.head_dim, attn.scaling
+        self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.qkv = PackedLinear(attn.q_proj, attn.k_proj, attn.v_proj)
+        self.o_proj = PackedLinear(attn.o_proj)
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("the rewired inference copy runs through grpo.generation.decoder (prefill / decode_step), "
+                           "not transformers' forward")
+
+
+def bf16_cpu_kernels() -> bool:
+    """Whether this torch build and CPU have oneDNN bf16 kernels (AVX512-BF16 / AMX; emulated otherwise)."""
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (RuntimeError, AttributeError):  # op missing in this torch build
+        return False
+
+
+def _bf16_cpu_kernels(model: torch.nn.Module) -> bool:
+    p = next(model.parameters())
+    return p.device.type == "cpu" and p.dtype == torch.bfloat16 and bf16_cpu_kernels()
+
+
+def _fusable(model: torch.nn.Module) -> bool:
+    config = model.config
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    return (getattr(config, "model_type", None) in _FUSABLE_MODEL_TYPES and config.hidden_act == "silu"
+            and layer_types == {"full_attention"} and not getattr(config, "use_sliding_window", False))
+
+
+def _rewire_for_decoding(model: torch.nn.Module) -> None:
+    """Swap modules of a bf16 CPU model for the packed / fused ones above; a no-op where unsupported."""
+    if not _bf16_cpu_kernels(model):
+        return
+    try:
+        if _fusable(model):
+            for layer in model.model.layers:
+                layer.self_attn = FusedAttention(layer.self_attn, model.config)
+                layer.mlp = FusedGatedMLP(layer.mlp)
+                layer.input_layernorm = FusedRMSNorm(layer.input_layernorm)
+                layer.post_attention_layernorm = FusedRMSNorm(layer.post_attention_layernorm)
+            model.model.norm = FusedRMSNorm(model.model.norm)
+        packed = {id(lin) for m in model.modules() if isinstance(m, PackedLinear) for lin in m.parts}
+        for parent in list(model.modules()):  # the remaining linears (lm_head; all of them if not fusable)
+            for child_name, child in parent.named_children():
+                if type(child) is torch.nn.Linear and id(child) not in packed:
+                    setattr(parent, child_name, PackedLinear(child))
+    except (RuntimeError, AttributeError) as err:
+        logger.debug("oneDNN weight packing unavailable: %s", err)
+
+
+# ---------------------------------------------------------------------------- the policy's weights, LoRA merged
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "base_model")
+
+
+def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, tensor)`` for every weight of the policy as the plain (non-peft) model names it.
+
+    For a peft LoRA model each adapted weight is ``W + scaling * B @ A`` summed over the active
+    adapters, computed into a new tensor; the trained model is never modified (no merge/unmerge
+    rounding drift). LoRA matrices and the frozen originals of ``modules_to_save`` are skipped.
+    A plain model yields its own ``named_parameters()`` (shared, not copied). LoRA variants
+    (DoRA, lora_bias) fall back to merging a deep copy. Names match
+    ``model.merge_and_unload().named_parameters()``; tied weights appear once. What refreshes an
+    :func:`inference_copy` and what the vLLM engines push (:func:`grpo.generation.vllm_engine.vllm_named_weights`).
+    """
+    if not _is_peft(model):
+        for name, param in model.named_parameters():
+            yield name, param.detach()
+        return
+    from peft.tuners.lora import LoraLayer
+
+    lora = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    if any(getattr(m, "lora_variant", None) or any(getattr(m, "lora_bias", {}).values()) for m in lora.values()):
+        for name, param in copy.deepcopy(model).merge_and_unload().named_parameters():
+            yield name, param.detach()
+        return
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".lora_" in name or ".original_module." in name:
+                continue
+            tensor = param.detach()
+            module = lora.get(name.removesuffix(".base_layer.weight"))
+            if module is not None and not module.disable_adapters and not module.merged:
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        tensor = tensor + module.get_delta_weight(adapter).to(tensor.dtype)
+            name = name.removeprefix("base_model.model.")
+            yield name.replace(".base_layer.", ".").replace(".modules_to_save.default.", "."), tensor
+
+
+# ---------------------------------------------------------------------------- the copy
+
+
+_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+@torch.inference_mode()
+def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.Module:
+    """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
+
+    Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
+    place from :func:`merged_named_weights` on every call (~0.2 s), so it
+    follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision.
+    bf16 on a CPU with bf16 kernels and ``rewire``: rewired for :mod:`grpo.generation.decoder` (see the module
+    docstring; such a copy only runs through the decoder). Otherwise a plain transformers model.
+    Inference only: its tensors are inference-mode tensors.
+
+    Args:
+        model: a causal LM or a peft wrapper of one (left unchanged).
+        dtype: parameter dtype of the copy, e.g. ``torch.bfloat16``.
+        rewire: allow the rewiring (False: a plain copy that transformers' forward runs).
+
+    Returns:
+        The copy (the same object on every call for this model, dtype and ``rewire``).
+    """
+    copies = _COPIES.setdefault(model, {})
+    clone = copies.get((dtype, rewire))
+    if clone is None:
+        clone = copy.deepcopy(model)
+        if hasattr(clone, "merge_and_unload"):  # peft
+            clone = clone.merge_and_unload()
+        for p in clone.parameters():
+            p.data = p.data.to(dtype)
+            p.requires_grad_(False)
+        clone.grpo_params = dict(clone.named_parameters())  # names before rewiring renames them
+        if rewire:
+            _rewire_for_decoding(clone)
+        copies[(dtype, rewire)] = clone.eval()
+        return clone
+    for name, tensor in merged_named_weights(model):
+        clone.grpo_params[name].copy_(tensor)
+    for module in clone.modules():
+        if isinstance(module, PackedLinear):
+            module.repack()
+    return clone

@@ -1,0 +1,117 @@
+"""What a native GRPO run will do, derived once from the parsed config: :class:`NativePlan`.
+
+``build_plan(training_args, script_args)`` runs in :func:`grpo.cli.pipeline.preflight`, before any data or
+model is touched, and is handed to :func:`grpo.training.native.train`. Every check of the config against the
+native backend (:func:`grpo.training.native_config.check_supported`, whole groups per process, reward weights)
+and every value the loop derives from it (batch sizes, precision, reference model, importance
+sampling, loss options) lives here, so the loop itself reads no config defaults. Test it with
+``pytest tests/test_native.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from grpo.config.script_args import ScriptArgs
+from grpo.common.errors import UserError
+from grpo.training.native_config import check_supported
+
+
+@dataclass(frozen=True)
+class NativePlan:
+    """The native loop's settings: the two parsed configs plus everything derived from them.
+
+    Attributes:
+        args: the ``trl.GRPOConfig`` (read, never changed).
+        script_args: :class:`grpo.config.script_args.ScriptArgs` (defaults when the caller gave none).
+        num_generations: G, completions per prompt.
+        micro_batch_size: completions per forward/backward (``per_device_train_batch_size``).
+        grad_accum_steps: micro-batches per optimizer step (``gradient_accumulation_steps``).
+        prompts_per_generation: prompts this process rolls out per generation batch.
+        completions_per_generation: completions per process per generation batch (= micro * accumulation).
+        autocast_dtype: ``torch.bfloat16`` under ``bf16`` (training forwards), else None (fp32).
+        rollout_dtype: the sampler's weight copy dtype (bf16 under ``bf16``), None = the model's own.
+        needs_reference: ``beta != 0``: reference log-probs are computed (frozen copy, or LoRA disabled).
+        stores_old_logps: ``num_iterations > 1``: the generating policy's log-probs are stored.
+        reward_weights: (F,) float32 weights, or None (all 1.0).
+        correct_sampling: weight the loss by TRL's importance-sampling correction (vLLM's flag with
+            ``use_vllm``, else ``ScriptArgs.sampler_importance_sampling_correction``); only where the
+            rollout engine differs from the training forward (vLLM or the bf16 sampler copy).
+        correction: ``mode``/``clip_min``/``clip_max`` for :func:`grpo.maths.loss.sampling_correction`.
+        loss_kwargs: :func:`grpo.maths.loss.grpo_loss` options except ``num_processes`` (known at run time).
+        max_grad_norm: the clipping threshold (inf when ``max_grad_norm`` is 0 or unset).
+    """
+
+    args: object
+    script_args: ScriptArgs
+    num_generations: int
+    micro_batch_size: int
+    grad_accum_steps: int
+    prompts_per_generation: int
+    completions_per_generation: int
+    autocast_dtype: torch.dtype | None
+    rollout_dtype: torch.dtype | None
+    needs_reference: bool
+    stores_old_logps: bool
+    reward_weights: torch.Tensor | None
+    correct_sampling: bool
+    correction: dict
+    loss_kwargs: dict
+    max_grad_norm: float
+
+    @property
+    def approximate_rollouts(self) -> bool:
+        """Whether completions come from another engine than the training forward (vLLM, or the bf16 copy)."""
+        return self.args.use_vllm or self.rollout_dtype is not None
+
+    def max_steps(self, num_rows: int, world: int) -> int:
+        """Optimizer steps: ``max_steps`` when set, else enough for ``num_train_epochs`` over ``num_rows`` prompts."""
+        if self.args.max_steps > 0:
+            return self.args.max_steps
+        epochs = self.args.num_train_epochs * num_rows / (self.prompts_per_generation * world)
+        return self.args.num_iterations * math.ceil(epochs)
+
+
+def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards: int | None = None) -> NativePlan:
+    """Check ``training_args`` against the native backend and derive the loop's settings, once.
+
+    Args:
+        training_args: the parsed ``trl.GRPOConfig``; not modified.
+        script_args: :class:`grpo.config.script_args.ScriptArgs`; None = its defaults.
+        num_rewards: number of reward functions, to check ``reward_weights`` against (None skips it).
+
+    Returns:
+        The :class:`NativePlan`.
+
+    Raises:
+        UserError: a GRPOConfig field the backend does not implement (:func:`check_supported`), micro-batches
+            that do not hold whole groups, or ``reward_weights`` of the wrong length.
+    """
+    args = training_args
+    script_args = script_args if script_args is not None else ScriptArgs()
+    check_supported(args)
+    g, ga, micro = args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size
+    if (micro * ga) % g:
+        raise UserError(f"per_device_train_batch_size * gradient_accumulation_steps = {micro * ga} is not a "
+                        f"multiple of num_generations={g}: the native backend keeps whole groups on each process")
+    weights = None if args.reward_weights is None else torch.tensor(args.reward_weights, dtype=torch.float32)
+    if weights is not None and num_rewards is not None and len(weights) != num_rewards:
+        raise UserError(f"reward_weights has {len(weights)} values for {num_rewards} reward functions")
+    low = torch.bfloat16 if args.bf16 else None
+    correct = args.vllm_importance_sampling_correction if args.use_vllm else script_args.sampler_importance_sampling_correction
+    return NativePlan(
+        args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,
+        prompts_per_generation=micro * ga // g, completions_per_generation=micro * ga,
+        autocast_dtype=low, rollout_dtype=low, needs_reference=args.beta != 0.0, stores_old_logps=args.num_iterations > 1,
+        reward_weights=weights, correct_sampling=bool(correct) and (args.use_vllm or low is not None),
+        correction=dict(mode=args.vllm_importance_sampling_mode, clip_min=args.vllm_importance_sampling_clip_min,
+                        clip_max=args.vllm_importance_sampling_clip_max),
+        loss_kwargs=dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
+                         importance_sampling_level=args.importance_sampling_level, grad_accum_steps=ga,
+                         use_bias_correction_kl=args.use_bias_correction_kl,
+                         max_completion_length=args.max_completion_length),
+        max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf"),
+    )

@@ -1,0 +1,102 @@
+"""Backend ``trl``: translate our config into a ``trl.GRPOTrainer`` and run it.
+
+Nothing here changes TRL's algorithm. The additions are a ``TrainerCallback`` that mirrors
+TRL's per-step logs into the run directory's ``metrics.jsonl`` (same names, as TRL computes them)
+and watches for the zero-spread failure mode, and :mod:`grpo.runs.tracking`'s callback for ``report_to``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from grpo.training.diagnostics import warn_if_no_signal
+
+logger = logging.getLogger(__name__)
+
+
+def _metrics_callback(metrics_logger, recorder, periodic_eval=None):
+    from transformers import TrainerCallback
+
+    class MirrorMetrics(TrainerCallback):
+        """Copies each training log line into metrics.jsonl, flushes recorded samples, and runs the periodic
+        evaluation (its ``eval/*`` metrics join the log line of the step it ran after; the step is forced to log)."""
+
+        def __init__(self):
+            self.history: list[dict] = []
+            self.evaluated: dict = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if periodic_eval is not None and state.global_step == 0 and state.is_world_process_zero:
+                metrics_logger.log(0, periodic_eval(model, 0))  # the curve's starting point
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if periodic_eval is not None and state.is_world_process_zero and periodic_eval.due(
+                    state.global_step, state.max_steps):
+                self.evaluated = periodic_eval(model, state.global_step)
+                control.should_log = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
+                return
+            logs.update(self.evaluated)  # in place: the console's callback, called after this one, shows them too
+            self.evaluated = {}
+            metrics_logger.log(state.global_step, logs)
+            self.history.append(logs)
+            warn_if_no_signal(self.history)
+            if recorder is not None:
+                recorder.flush(state.global_step)
+
+    return MirrorMetrics()
+
+
+def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, metrics_logger, recorder=None,
+          report_to=(), on_trainer=None, periodic_eval=None):
+    """Run ``trl.GRPOTrainer``.
+
+    Args:
+        model: causal LM, LoRA already applied (peft) or full.
+        tokenizer: its tokenizer.
+        train_dataset: rows with ``prompt`` plus the columns the rewards read (``answer``).
+        reward_funcs: TRL-signature reward callables.
+        training_args: ``trl.GRPOConfig``; the Trainer gets a copy with ``report_to`` (:func:`grpo.runs.tracking.trainer_args`).
+        script_args: :class:`grpo.config.script_args.ScriptArgs` (the run config the trackers record; the unsharding of FSDP runs).
+        metrics_logger: :class:`grpo.runs.run_dir.MetricsLogger`; TRL's log lines are mirrored into metrics.jsonl.
+        recorder: :class:`grpo.runs.run_dir.SampleRecorder` wrapped around each reward (validating it) and flushed
+            at each log, or None (rewards validated by TRL only).
+        report_to: the integrations, as :func:`grpo.runs.tracking.configure` returned them (preflight).
+        on_trainer: called with the ``GRPOTrainer`` once built (the caller saves its live model on Ctrl-C), or None.
+        periodic_eval: :class:`grpo.evaluation.periodic_eval.PeriodicEval` run on the main process before training and when due
+            (its ``eval/*`` metrics join that step's log line), or None.
+
+    Returns:
+        The trained model: ``trainer.model``, or under FSDP / ZeRO-3 an unsharded copy on the main
+        process (:func:`grpo.modeling.sharded.unsharded_model`).
+
+    Raises:
+        KeyboardInterrupt: propagated after TRL stops; the caller saves what exists.
+    """
+    from trl import GRPOTrainer
+
+    from grpo.common.console import quiet_progress
+    from grpo.modeling.sharded import unsharded_model
+    from grpo.runs.tracking import trainer_args, trl_callback
+
+    extras = trl_callback(script_args, list(report_to))  # script args in the run config + tensorboard table
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[recorder.wrap(f) for f in reward_funcs] if recorder is not None else list(reward_funcs),
+        args=trainer_args(training_args, list(report_to)),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=[_metrics_callback(metrics_logger, recorder, periodic_eval)] + ([extras] if extras else []),
+    )
+    quiet_progress(trainer, "GRPO (trl)")
+    if extras is not None:
+        extras.trainer = trainer  # reads TRL's buffer of the last generation batch for the tensorboard table
+    if on_trainer is not None:
+        on_trainer(trainer)
+    resume = training_args.resume_from_checkpoint
+    if resume in {"latest", "true", "True"}:  # our spelling for "the newest checkpoint-N in output_dir"
+        resume = True
+    trainer.train(resume_from_checkpoint=resume)
+    return unsharded_model(trainer, script_args)  # FSDP / ZeRO-3: gathered into one module on the main process
