@@ -14,15 +14,30 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from grpo.data.loaders import split_holdout
+import rewards
+
+from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
 from grpo.common.errors import UserError
+from grpo.common.hardware import describe
+from grpo.common.memory import MemoryLog
+from grpo.common.placement import evaluate_on_main
+from grpo.data.loaders import load_gsm8k, split_holdout
+from grpo.evaluation.evaluate import eval_columns, evaluate, run_comparison
 from grpo.evaluation.periodic_eval import PeriodicEval
-from grpo.runs.run_dir import SampleRecorder
-
-if TYPE_CHECKING:
-    from grpo.training.native_plan import NativePlan
+from grpo.generation.vllm_server import check_vllm_setup
+from grpo.maths.stats import linear_trend
+from grpo.modeling.hub import push_run, require_push
+from grpo.modeling.loading import full_precision_copy, load_for_training
+from grpo.modeling.models import apply_lora
+from grpo.modeling.quantization import check_quantization_supported
+from grpo.modeling.sharded import is_sharded
+from grpo.runs.run_dir import MetricsLogger, plot_curves, SampleRecorder, save_final_checkpoint, write_model_card
+from grpo.runs.tracking import configure, open_trackers
+from grpo.training import native, trl_backend
+from grpo.training.launch import check_native_launch
+from grpo.training.native_plan import build_plan, NativePlan
+from grpo.training.sft import warm_start as run_warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +53,6 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
     Raises:
         UserError: unknown reward, bad parameters, unloadable file, or a weights list of the wrong length.
     """
-    import rewards
-
     reward_kwargs = reward_kwargs or {}
     unused = set(reward_kwargs) - set(specs)
     if unused:
@@ -57,8 +70,6 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
 
 def load_splits(script_args, seed: int):
     """Training rows and held-out evaluation rows, as :func:`grpo.data.loaders.load_gsm8k` returns them."""
-    from grpo.data.loaders import load_gsm8k, split_holdout
-
     fmt = script_args.prompt_format
     train = load_gsm8k(script_args.dataset_spec, split=script_args.dataset_train_split, prompt_format=fmt)
     if script_args.eval_dataset:
@@ -96,9 +107,6 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     Args:
         dtype: generate in this precision (:func:`eval_dtype`); None = the model's own.
     """
-    from grpo.evaluation.evaluate import evaluate
-    from grpo.common.checkpoint_io import write_json_atomic
-
     if heldout is None or len(heldout) == 0:
         return None
     if path.exists():
@@ -112,10 +120,8 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
 
 def reward_trend(metrics_logger) -> dict | None:
     """Slope of the mean total reward over the logged steps, with its 95 % interval (:func:`grpo.maths.stats.linear_trend`); None under 3 steps."""
-    from grpo.maths.stats import linear_trend
-
-    rewards = [m["reward"] for m in metrics_logger.read() if m.get("reward") is not None]
-    return linear_trend(rewards) if len(rewards) >= 3 else None
+    totals = [m["reward"] for m in metrics_logger.read() if m.get("reward") is not None]
+    return linear_trend(totals) if len(totals) >= 3 else None
 
 
 @dataclass(frozen=True)
@@ -144,25 +150,18 @@ def preflight(script_args, training_args) -> Preflight:
     Raises:
         UserError: naming the setting and what to set instead.
     """
-    from grpo.modeling.quantization import check_quantization_supported
-    from grpo.runs.tracking import configure
-
     plan = None
     if script_args.backend == "native":
-        from grpo.training.launch import check_native_launch
-        from grpo.training.native_plan import build_plan
 
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))
         check_native_launch()
     if training_args.use_vllm:
-        from grpo.generation.vllm_server import check_vllm_setup
 
         check_vllm_setup(training_args)
     report_to = configure(training_args, native=script_args.backend == "native")
     check_quantization_supported(script_args, training_args)
     push = training_args.push_to_hub
     if push:
-        from grpo.modeling.hub import require_push
 
         require_push(training_args.hub_model_id, training_args.hub_token, Path(training_args.output_dir))
         training_args.push_to_hub = False
@@ -181,10 +180,6 @@ def save_interrupted(model, tokenizer, out: Path, trainer=None) -> Path | None:
     Returns:
         The checkpoint directory, or None when the weights are sharded.
     """
-    from grpo.common.checkpoint_io import save_checkpoint
-    from grpo.runs.run_dir import plot_curves
-    from grpo.modeling.sharded import is_sharded
-
     plot_curves(out)
     if trainer is not None and is_sharded(trainer):
         logger.warning("Interrupted: the weights are sharded across processes (FSDP / ZeRO-3), so no "
@@ -217,7 +212,6 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
     """
     from contextlib import nullcontext
 
-    from grpo.common.placement import evaluate_on_main
 
     out = Path(training_args.output_dir)
     progress, dtype = not training_args.disable_tqdm, eval_dtype(training_args)
@@ -228,7 +222,6 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
             reports["eval_before"] = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, its device
                 m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype))
     if warm_start:
-        from grpo.training.sft import warm_start as run_warm_start
 
         with stage("warm_start"):
             model = run_warm_start(model, tokenizer, train_rows, script_args, training_args, out)
@@ -257,13 +250,6 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     """
     from transformers import set_seed
 
-    from grpo.evaluation.evaluate import eval_columns, run_comparison
-    from grpo.common.hardware import describe
-    from grpo.common.memory import MemoryLog
-    from grpo.modeling.models import apply_lora
-    from grpo.modeling.loading import load_for_training
-    from grpo.common.checkpoint_io import write_json_atomic
-    from grpo.runs.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
@@ -300,14 +286,11 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     try:
         with memory.stage("grpo"):
             if checked.plan is not None:
-                from grpo.training import native
-                from grpo.runs.tracking import open_trackers
 
                 tracker = open_trackers(checked.report_to, training_args, script_args, enabled=main_process)
                 model = native.train(model, tokenizer, train_rows, reward_funcs, checked.plan, metrics_logger,
                                      recorder, tracker, periodic_eval=periodic if main_process else None)
             else:
-                from grpo.training import trl_backend
 
                 model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
                                           metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t),
@@ -318,7 +301,6 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         raise
     if not metrics_logger.enabled:
         return result
-    from grpo.modeling.loading import full_precision_copy  # QLoRA: merge into the unquantized base, not the 4-bit one
 
     result["checkpoint"] = str(save_final_checkpoint(full_precision_copy(model, script_args), tokenizer, out))
     (out / "eval_after.json").unlink(missing_ok=True)
@@ -333,7 +315,6 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
     write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
     if checked.push:
-        from grpo.modeling.hub import push_run
 
         result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,
                                  training_args.hub_token, script_args.push_merged)
