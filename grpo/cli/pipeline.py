@@ -140,9 +140,10 @@ def preflight(script_args, training_args) -> Preflight:
     Refuses settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
     and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
     trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
-    do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` it switches the
-    Trainer's own push off: the finished run is pushed by :func:`grpo.modeling.hub.push_run` (the Trainer would
-    upload every adapter-only ``checkpoint-N``).
+    do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
+    pushed by :func:`grpo.modeling.hub.push_run`; the TRL backend hands its Trainer a copy of the config with
+    ``push_to_hub`` off (the Trainer would upload every adapter-only ``checkpoint-N``). Nothing here changes
+    the parsed config.
 
     Returns:
         The :class:`Preflight`.
@@ -152,19 +153,15 @@ def preflight(script_args, training_args) -> Preflight:
     """
     plan = None
     if script_args.backend == "native":
-
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))
         check_native_launch()
     if training_args.use_vllm:
-
         check_vllm_setup(training_args)
     report_to = configure(training_args, native=script_args.backend == "native")
     check_quantization_supported(script_args, training_args)
     push = training_args.push_to_hub
     if push:
-
         require_push(training_args.hub_model_id, training_args.hub_token, Path(training_args.output_dir))
-        training_args.push_to_hub = False
     return Preflight(push, report_to, plan)
 
 
@@ -222,7 +219,6 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
             reports["eval_before"] = evaluate_on_main(training_args, model, lambda m: run_eval(  # main process, its device
                 m, tokenizer, heldout, script_args, out / "eval_before.json", progress, dtype))
     if warm_start:
-
         with stage("warm_start"):
             model = run_warm_start(model, tokenizer, train_rows, script_args, training_args, out)
         with stage("eval_after_sft"):
@@ -286,12 +282,10 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     try:
         with memory.stage("grpo"):
             if checked.plan is not None:
-
                 tracker = open_trackers(checked.report_to, training_args, script_args, enabled=main_process)
                 model = native.train(model, tokenizer, train_rows, reward_funcs, checked.plan, metrics_logger,
                                      recorder, tracker, periodic_eval=periodic if main_process else None)
             else:
-
                 model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
                                           metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t),
                                           periodic_eval=periodic if main_process else None)
@@ -315,7 +309,6 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
     write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
     if checked.push:
-
         result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,
                                  training_args.hub_token, script_args.push_merged)
     return result

@@ -119,14 +119,17 @@ def configure(args, native: bool = False, output_dir=None) -> list[str]:
     return report_to
 
 
-def trainer_args(args, report_to: list[str]):
+def trainer_args(args, report_to: list[str], push_to_hub: bool | None = None):
     """The arguments to hand a HF/TRL Trainer: a shallow copy of ``args`` (the parsed config stays as parsed)
     with ``report_to`` as :func:`configure` returned it and, on a TRL GRPOConfig with wandb or trackio,
     ``log_completions`` on (TRL's switch for the completions table) without console printing
-    (``num_completions_to_print`` 0) unless the user set them.
+    (``num_completions_to_print`` 0) unless the user set them. ``push_to_hub`` (when not None) overrides
+    the Trainer's own push (the GRPO pipeline pushes the finished run itself: :func:`grpo.modeling.hub.push_run`).
     """
     out = copy.copy(args)
     out.report_to = list(report_to)
+    if push_to_hub is not None:
+        out.push_to_hub = push_to_hub
     if {"wandb", "trackio"} & set(report_to) and hasattr(out, "log_completions") and not out.log_completions:
         out.log_completions = True
         if out.num_completions_to_print is None:

@@ -85,7 +85,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[recorder.wrap(f) for f in reward_funcs] if recorder is not None else list(reward_funcs),
-        args=trainer_args(training_args, list(report_to)),
+        args=trainer_args(training_args, list(report_to), push_to_hub=False),  # the pipeline pushes the finished run
         train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=[_metrics_callback(metrics_logger, recorder, periodic_eval)] + ([extras] if extras else []),
