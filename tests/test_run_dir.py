@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from grpo.runs import run_dir
-from grpo.common.checkpoint_io import save_checkpoint
-from grpo.common.checkpoint_io import write_json_atomic
-from grpo.runs.run_dir import MetricsLogger, plot_curves, write_model_card
+from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
+from grpo.runs.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
 
 
 class FakeModel:
@@ -135,6 +134,26 @@ def test_save_checkpoint_atomic_replaces_only_when_complete(tmp_path):
     assert (dest / "weights.txt").read_text() == "new"
     assert (dest / "extra.txt").read_bytes() == b"old extra"  # entries the new save does not write are kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_save_checkpoint_replace_drops_what_the_new_save_does_not_write(tmp_path):
+    dest = tmp_path / "checkpoint"
+    save_checkpoint(FakeModel("old"), None, dest, extra_files={"adapter/adapter_config.json": {"r": 8}})
+    save_checkpoint(FakeModel("new"), None, dest, replace=True)
+    assert sorted(p.name for p in dest.iterdir()) == ["weights.txt"]  # no stale adapter/ from the earlier run
+    assert (dest / "weights.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_final_checkpoint_of_a_plain_model_after_a_lora_run_has_no_adapter(tmp_path):
+    from test_native import tiny_model
+
+    from grpo.modeling.models import apply_lora
+
+    save_final_checkpoint(apply_lora(tiny_model(), r=2, lora_alpha=4), None, tmp_path)
+    assert (tmp_path / "checkpoint" / "adapter").is_dir()
+    save_final_checkpoint(tiny_model(), None, tmp_path)  # the same output_dir reused without LoRA
+    assert not (tmp_path / "checkpoint" / "adapter").exists()  # `grpo export` would have merged the stale adapter
 
 
 def test_save_checkpoint_keeps_other_entries_and_gives_them_back_on_failure(tmp_path, monkeypatch):

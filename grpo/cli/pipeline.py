@@ -183,7 +183,8 @@ def save_interrupted(model, tokenizer, out: Path, trainer=None) -> Path | None:
                        "checkpoint-interrupted is written; resume from the newest %s/checkpoint-N with "
                        "--resume_from_checkpoint latest", out)
         return None
-    path = save_checkpoint(trainer.model if trainer is not None else model, tokenizer, out / "checkpoint-interrupted")
+    path = save_checkpoint(trainer.model if trainer is not None else model, tokenizer, out / "checkpoint-interrupted",
+                           replace=True)
     logger.warning("Interrupted: weights saved to %s", path)
     return path
 

@@ -84,7 +84,7 @@ def _write_entry(target: Path, content) -> None:
         target.write_text(json.dumps(content, indent=2, default=_jsonable) + "\n", encoding="utf-8")
 
 
-def save_checkpoint(model, tokenizer, dest_dir, extra_files: dict | None = None) -> Path:
+def save_checkpoint(model, tokenizer, dest_dir, extra_files: dict | None = None, replace: bool = False) -> Path:
     """Save ``model`` (+ tokenizer, extra files) to ``dest_dir`` atomically, so ``from_pretrained(dest_dir)`` reloads it.
 
     The checkpoint is built in a temp dir beside ``dest_dir`` and swapped in by ``os.replace``.
@@ -92,7 +92,10 @@ def save_checkpoint(model, tokenizer, dest_dir, extra_files: dict | None = None)
     config, tokenizer files, ``extra_files``; a directory entry is replaced as a whole) and keeps
     every other entry (a Trainer's ``checkpoint-*`` dirs, logs, files the user put there): the
     writer never deletes what it did not write. Files left by an earlier save that this one does
-    not write (say ``adapter/`` of an earlier LoRA run) therefore stay too.
+    not write (say ``adapter/`` of an earlier LoRA run, or the shards of a larger model) therefore
+    stay too -- unless ``replace``: then ``dest_dir`` is swapped for the new checkpoint as a whole,
+    which is what a directory this toolkit owns wants (a run's ``checkpoint``, ``checkpoint-N``,
+    ``sft_checkpoint``, ``checkpoint-interrupted``).
 
     Args:
         model: anything with ``save_pretrained`` (a peft model saves its adapter).
@@ -100,6 +103,7 @@ def save_checkpoint(model, tokenizer, dest_dir, extra_files: dict | None = None)
         dest_dir: the checkpoint directory (created with its parents).
         extra_files: ``{relative_name: content}`` written inside the checkpoint; content is
             ``bytes``, ``str`` (UTF-8), a ``callable(path)`` that writes ``path`` itself, or a JSON-able object.
+        replace: drop every entry of an existing ``dest_dir`` (once the new checkpoint is complete).
 
     Returns:
         ``Path(dest_dir)``.
@@ -119,7 +123,7 @@ def save_checkpoint(model, tokenizer, dest_dir, extra_files: dict | None = None)
         for name, content in (extra_files or {}).items():
             _write_entry(tmp / name, content)
         if dest.exists():
-            for entry in dest.iterdir():
+            for entry in [] if replace else dest.iterdir():
                 if not (tmp / entry.name).exists():
                     os.replace(entry, tmp / entry.name)
                     kept.append(entry.name)

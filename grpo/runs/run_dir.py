@@ -145,12 +145,12 @@ def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
     peft model, its LoRA adapter in ``checkpoint/adapter``."""
     is_peft = hasattr(model, "peft_config")
     if not is_peft:
-        return save_checkpoint(model, tokenizer, Path(output_dir) / "checkpoint")
+        return save_checkpoint(model, tokenizer, Path(output_dir) / "checkpoint", replace=True)  # no stale adapter/
     import copy
 
     merged = copy.deepcopy(model).merge_and_unload()
     return save_checkpoint(merged, tokenizer, Path(output_dir) / "checkpoint",
-                           extra_files={"adapter": lambda p: model.save_pretrained(p)})
+                           extra_files={"adapter": lambda p: model.save_pretrained(p)}, replace=True)
 
 
 PANELS = [  # (title, metric names or a prefix ending in "/", what an empty panel means)

@@ -92,7 +92,7 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, loop_sta
     trainable = {n: t.contiguous() for n, t in trainable_state(model).items()}
     dest = save_checkpoint(model, tokenizer, Path(output_dir) / f"checkpoint-{step}",
                            extra_files={STATE_FILE: lambda p: torch.save(payload, p),
-                                        TRAINABLE_FILE: lambda p: save_file(trainable, str(p))})
+                                        TRAINABLE_FILE: lambda p: save_file(trainable, str(p))}, replace=True)
     logger.info("saved checkpoint %s", dest)
     if save_total_limit:
         for old in list_checkpoints(output_dir)[:-save_total_limit]:

@@ -109,7 +109,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     if main:  # one writer; the other processes load what it wrote
         merged = full_precision_copy(trained, script_args).merge_and_unload()  # QLoRA: into the unquantized base
         merged.train()
-        save_checkpoint(merged, tokenizer, done)
+        save_checkpoint(merged, tokenizer, done, replace=True)
     trainer.accelerator.wait_for_everyone()
     if main and not is_quantized(script_args):
         return merged
