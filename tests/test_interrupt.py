@@ -26,7 +26,7 @@ def _complete(checkpoint: Path) -> bool:
 
 def test_sigint_keeps_checkpoint_and_exits_130(tmp_path):
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "grpo.cli", "train",
+    argv = [sys.executable, "-m", "grpo.cli", "train", "--backend", "trl",  # TRL's Ctrl-C path (native: test_native)
             "--output_dir", str(out), "--dataset_name", "synthetic:gsm8k:40", "--eval_size", "0",
             "--warm_start", "false", "--max_steps", "200", "--num_generations", "2",
             "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--logging_steps", "1",

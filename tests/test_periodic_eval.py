@@ -46,6 +46,8 @@ def test_periodic_holdout_is_disjoint_from_training_rows():
     assert len(held) == 8 and len(kept) == 32
     assert not set(held["question"]) & set(kept["question"])
     assert periodic_holdout(rows, ScriptArgs(), seed=1) == (rows, None)  # off by default
+    with pytest.raises(UserError, match="too few to hold out periodic_eval_size=64"):
+        periodic_holdout(rows, ScriptArgs(periodic_eval_steps=5), seed=1)
 
 
 class CountingEval:

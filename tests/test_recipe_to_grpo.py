@@ -33,7 +33,7 @@ def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
     run = tmp_path / "grpo"
     code = cli.main(["train", "--config", "grpo/configs/gsm8k.yaml", "--model_name_or_path", str(checkpoint),
                      "--output_dir", str(run), "--warm_start", "false", "--dataset_name", "synthetic:gsm8k:16",
-                     "--eval_size", "0", "--max_steps", "1", "--num_generations", "2",
+                     "--eval_size", "0", "--periodic_eval_steps", "0", "--max_steps", "1", "--num_generations", "2",
                      "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "0",
                      "--disable_tqdm", "true"])
     assert code == 0

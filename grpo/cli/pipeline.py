@@ -91,6 +91,10 @@ def periodic_holdout(train_rows, script_args, seed: int):
     """
     if not script_args.periodic_eval_steps:
         return train_rows, None
+    if len(train_rows) <= script_args.periodic_eval_size:
+        raise UserError(f"{len(train_rows)} training rows: too few to hold out periodic_eval_size="
+                        f"{script_args.periodic_eval_size} for the periodic evaluation; lower it or set "
+                        f"periodic_eval_steps 0")
     return split_holdout(train_rows, script_args.periodic_eval_size, seed=seed)
 
 
