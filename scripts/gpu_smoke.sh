@@ -51,6 +51,7 @@ fi
 
 # Every GRPO step: the offline GSM8K config, shrunk to 2 optimizer steps of 4 completions x 32 tokens, bf16.
 COMMON=(--config grpo/configs/gsm8k.yaml --model_name_or_path "$MODEL" --dataset_name synthetic:gsm8k --train_limit 32
+        --periodic_eval_steps 0
         --eval_size 8 --eval_max_new_tokens 32 --eval_batch_size 8 --max_steps 2 --num_generations 4
         --per_device_train_batch_size 4 --gradient_accumulation_steps 1 --max_completion_length 32
         --logging_steps 1 --save_strategy no --report_to none --disable_tqdm true --bf16 true)

@@ -58,6 +58,7 @@ REWARD = textwrap.dedent("""
 """)
 
 TINY_GRPO = ["--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0", "--warm_start", "false",
+             "--periodic_eval_steps", "0",
              "--num_generations", "2", "--per_device_train_batch_size", "2", "--max_completion_length", "16",
              "--save_steps", "2", "--disable_tqdm", "true", "--learning_rate", "1e-3"]
 

@@ -345,7 +345,7 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     hub = local_hub()
     run = tmp_path / "run"
     argv = ["train", "--config", "grpo/configs/gsm8k.yaml", "--output_dir", str(run), "--max_steps", "2",
-            "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false", "--num_generations", "2",
+            "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false", "--num_generations", "2",
             "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "2",
             "--push_to_hub", "true", "--hub_model_id", "me/tiny-run", "--hub_token", "hf_not_a_real_token"]
     assert main(argv) == 0
