@@ -38,8 +38,8 @@ import sys
 from pathlib import Path
 
 from grpo.common.checkpoint_io import save_checkpoint
-from grpo.config.parser import parse_dataclasses
 from grpo.common.errors import UserError
+from grpo.config.parser import parse_dataclasses
 from recipes import sources
 from recipes._checkpoint import format_metric_table, model_card
 

@@ -34,9 +34,9 @@ import torch
 
 from grpo.data.loaders import load_gsm8k
 from grpo.generation.inference_copy import inference_copy
-from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model
 from grpo.generation.rollout import stop_ids_for
 from grpo.generation.sampler import generate
+from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model
 
 
 def bf16_is_fast() -> bool:

@@ -9,8 +9,8 @@ import pytest
 
 from grpo.config.parser import parse_config
 
-from grpo.config.script_args import GSM8K_REWARDS, ScriptArgs
 from grpo.common.errors import UserError
+from grpo.config.script_args import GSM8K_REWARDS, ScriptArgs
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo.data import loaders as data
 from grpo.common.errors import UserError
+from grpo.data import loaders as data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gsm8k"
 GOOD = str(FIXTURES / "good.jsonl")

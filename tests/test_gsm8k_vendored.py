@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo.data import loaders as data
 from grpo.common.errors import UserError
+from grpo.data import loaders as data
 
 ROOT = Path(__file__).parents[1]
 RESOURCES = ROOT / "grpo" / "resources" / "gsm8k"

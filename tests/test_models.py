@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import embedded_models
-from grpo.modeling import models
 from grpo.common.errors import UserError
+from grpo.modeling import models
 from grpo.modeling.models import EMBEDDED_MINILM, EMBEDDED_SMOLLM2, resolve_model_path
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from grpo.training import native_checkpoint as ckpt
 from grpo.common.errors import UserError
+from grpo.training import native_checkpoint as ckpt
 
 
 class _Tiny(torch.nn.Module):

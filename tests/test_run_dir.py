@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grpo.runs import run_dir
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
+from grpo.runs import run_dir
 from grpo.runs.run_dir import MetricsLogger, plot_curves, save_final_checkpoint, write_model_card
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo.runs import tracking
 from grpo.common.errors import UserError
+from grpo.runs import tracking
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = """
@@ -28,11 +28,11 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
-from grpo.runs import tracking
 from grpo.config.script_args import ScriptArgs
+from grpo.runs import tracking
+from grpo.runs.run_dir import MetricsLogger
 from grpo.training.native import train
 from grpo.training.native_plan import build_plan
-from grpo.runs.run_dir import MetricsLogger
 out = sys.argv[1]
 args = config(out, report_to="wandb,trackio,tensorboard", max_steps=3, logging_steps=2, run_name="tiny",
               project="grpo-tracking-test")

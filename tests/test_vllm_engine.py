@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grpo.generation import vllm_engine
 from grpo.common.errors import UserError
+from grpo.generation import vllm_engine
 from grpo.generation.inference_copy import inference_copy, merged_named_weights
 from grpo.generation.sampler import generate
 from grpo.generation.vllm_engine import VLLMEngine, require_vllm, rollout_from_outputs, sampling_params_kwargs

@@ -18,9 +18,9 @@ import json
 import logging
 from pathlib import Path
 
+from grpo.common.checkpoint_io import save_checkpoint
 from grpo.common.errors import UserError
 from grpo.modeling.models import adapter_base
-from grpo.common.checkpoint_io import save_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -191,7 +191,7 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
             points = [(m["step"], m[name]) for m in metrics if m.get(name) is not None]
             if points:
                 label = name.removeprefix("rewards/").removesuffix("/mean").removeprefix("eval/")
-                ax.plot(*zip(*[(s, math.nan if not math.isfinite(y) else y) for s, y in points]), marker=".", label=label)
+                ax.plot(*zip(*points), marker=".", label=label)  # non-finite values were logged as null
         if not ax.lines:
             ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="gray", wrap=True)
         ax.set_title(title)

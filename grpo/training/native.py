@@ -31,16 +31,15 @@ from contextlib import nullcontext
 
 import torch
 
-from grpo.training import native_checkpoint as ckpt
-
-from grpo.runs import tracking
 from grpo.common.console import StepProgress
-from grpo.training.diagnostics import warn_if_no_signal
 from grpo.common.distributed import all_sum, init_distributed
+from grpo.common.placement import place_model
 from grpo.maths.loss import grpo_loss, sampling_correction
+from grpo.runs import tracking
+from grpo.training import native_checkpoint as ckpt
+from grpo.training.diagnostics import warn_if_no_signal
 from grpo.training.native_plan import NativePlan
 from grpo.training.native_rollout import GenerationBatch, ScoredRollout, completion_logps, make_generation_batch
-from grpo.common.placement import place_model
 from grpo.training.optim import make_optimizer
 
 log = logging.getLogger(__name__)

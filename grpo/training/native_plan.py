@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from grpo.config.script_args import ScriptArgs
 from grpo.common.errors import UserError
+from grpo.config.script_args import ScriptArgs
 from grpo.training.native_config import check_supported
 
 

@@ -20,11 +20,11 @@ import torch
 
 from grpo.common import hf_compat
 
-from grpo.generation import sampler
-from grpo.maths.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 from grpo.common.distributed import all_gather_cat, all_sum
-from grpo.maths.loss import logprobs_from_hidden
+from grpo.generation import sampler
 from grpo.generation.sampler import Rollout
+from grpo.maths.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.maths.loss import logprobs_from_hidden
 from rewards import call_reward
 
 

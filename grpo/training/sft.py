@@ -21,12 +21,12 @@ import logging
 import math
 from pathlib import Path
 
+from grpo.common.checkpoint_io import save_checkpoint
 from grpo.common.console import quiet_progress
 from grpo.data.loaders import to_reasoning_format
 from grpo.modeling.loading import full_precision_copy, load_for_training
 from grpo.modeling.models import lora_config
 from grpo.modeling.quantization import is_quantized
-from grpo.common.checkpoint_io import save_checkpoint
 from grpo.modeling.sharded import unsharded_model
 from grpo.runs.tracking import configure, finish_wandb, trainer_args
 
