@@ -24,7 +24,7 @@ needs_bf16 = pytest.mark.skipif(not BF16_KERNELS, reason="this CPU has no oneDNN
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny(kind: str, seed: int = 0):
+def tiny(kind: str, seed: int = 0, tie: bool = False):
     torch.manual_seed(seed)
     common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1, eos_token_id=3, pad_token_id=0)
@@ -35,7 +35,7 @@ def tiny(kind: str, seed: int = 0):
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                     proj.bias.normal_(0, 0.5)
         return model.eval()
-    model = LlamaForCausalLM(LlamaConfig(**common))
+    model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=tie))
     with torch.no_grad():  # norms at their init (all ones) would hide a mis-wired weight
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -103,3 +103,33 @@ def test_rewired_copy_refuses_transformers_forward():
     with pytest.raises(RuntimeError, match="grpo.generation.decoder"):
         fast(input_ids=torch.tensor([[5, 6]]))
     assert type(inference_copy(tiny("llama", seed=5), torch.bfloat16, rewire=False).model.layers[0].mlp).__name__ == "LlamaMLP"
+
+
+@needs_bf16
+def test_rewired_copy_holds_each_weight_once_and_keeps_tied_ones():
+    model = tiny("llama", seed=6, tie=True)  # lm_head reads the embedding's weight, as in SmolLM2
+    fast = inference_copy(model, torch.bfloat16)
+    qkv = fast.model.layers[0].self_attn.qkv
+    assert qkv.released and all(lin.weight.numel() == 0 for lin in qkv.parts)  # only the packed copy is left
+    assert not fast.lm_head.released and fast.lm_head.weight is fast.model.embed_tokens.weight  # the embedding reads it
+    with torch.no_grad():  # a refresh must rebuild released modules from the policy's weights, tied ones too
+        model.model.layers[0].self_attn.k_proj.weight.mul_(3.0)
+        model.model.embed_tokens.weight.add_(0.1)
+    inference_copy(model, torch.bfloat16)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        assert torch.equal(prefill_logits(fast, ids), plain_bf16(model)(input_ids=ids).logits[:, -1].float())
+
+
+def test_copy_in_the_policys_own_dtype_leaves_the_policy_untouched():
+    """The copy is built from cast parameters (no full-precision duplicate); in the policy's own dtype the cast is
+    a no-op, so the copy must still own its tensors: merging LoRA into it must not write into the policy."""
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(tiny("llama", seed=8), peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                                     target_modules="all-linear"))
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    merged = inference_copy(lora, torch.float32)
+    assert all(torch.equal(p, before[n]) for n, p in lora.named_parameters())
+    expected = copy.deepcopy(lora).merge_and_unload()
+    for name, p in expected.named_parameters():
+        assert torch.equal(dict(merged.named_parameters())[name], p), name

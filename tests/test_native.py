@@ -394,3 +394,43 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
     assert {name for name, *_ in seen} == {"all_reduce", "all_gather"}
     assert all(d == cpu for _, *devices in seen for d in devices)
     assert generators and all(g == m == cpu for g, m in generators)
+
+
+def test_padded_widths_leave_logprobs_and_gradients_unchanged():
+    """pad_to_multiple_of rounds both widths up (bounded shapes for oneDNN on CPU); the padding is masked out."""
+    from peft import LoraConfig, get_peft_model
+
+    from grpo.training.native_rollout import collate, completion_logps
+
+    model = get_peft_model(tiny_model(seed=2), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    completions = [[8, 9], [3, 4, 5, 1], [9], [7, 7, 7, 7, 7]]
+    results = {}
+    for multiple in (1, 8):
+        batch = collate([[5, 6, 7], [4, 9]], [0, 0, 1, 1], completions, [False] * 4, None, torch.zeros(4), 0, False,
+                        pad_to_multiple_of=multiple)
+        logps, _ = completion_logps(model, batch, 0.7, lambda: torch.autocast("cpu", enabled=False))
+        (logps * batch.completion_mask).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        results[multiple] = (batch, logps.detach(), grads)
+    (exact, logps1, grads1), (padded, logps8, grads8) = results[1], results[8]
+    assert exact.prompt_ids.shape[1] == 3 and exact.completion_ids.shape[1] == 5
+    assert padded.prompt_ids.shape[1] == 8 and padded.completion_ids.shape[1] == 8
+    assert padded.completion_mask[:, 5:].sum() == 0 and torch.equal(padded.completion_mask[:, :5], exact.completion_mask)
+    assert torch.allclose(logps8[:, :5][exact.completion_mask.bool()], logps1[exact.completion_mask.bool()], atol=1e-5)
+    for n in grads1:
+        assert torch.allclose(grads1[n], grads8[n], atol=1e-5), n
+
+
+def test_pad_to_multiple_of_defaults_to_32_on_cpu_and_can_be_turned_off(tmp_path):
+    from grpo.common.hardware import CPU_PAD_TO_MULTIPLE_OF
+    from grpo.training.native_plan import build_plan
+
+    assert build_plan(config(tmp_path)).pad_to_multiple_of == CPU_PAD_TO_MULTIPLE_OF == 32  # use_cpu, TRL's auto = None
+    assert build_plan(config(tmp_path, pad_to_multiple_of=1)).pad_to_multiple_of == 1
+    with pytest.raises(UserError, match="pad_to_multiple_of"):
+        build_plan(config(tmp_path, pad_to_multiple_of=0))

@@ -46,8 +46,18 @@ def test_periodic_holdout_is_disjoint_from_training_rows():
     assert len(held) == 8 and len(kept) == 32
     assert not set(held["question"]) & set(kept["question"])
     assert periodic_holdout(rows, ScriptArgs(), seed=1) == (rows, None)  # off by default
-    with pytest.raises(UserError, match="too few to hold out periodic_eval_size=64"):
+    with pytest.raises(UserError, match="not enough to hold out periodic_eval_size=64 for the periodic evaluation"):
         periodic_holdout(rows, ScriptArgs(periodic_eval_steps=5), seed=1)
+
+
+def test_eval_size_zero_skips_the_evaluation_with_an_eval_dataset_too():
+    """eval_size 0 means no before/after evaluation (ScriptArgs' help), not the whole test split."""
+    from grpo.cli.pipeline import load_splits
+    from grpo.config.script_args import ScriptArgs
+
+    train, heldout = load_splits(ScriptArgs(dataset_name="gsm8k", eval_dataset="gsm8k", eval_size=0), seed=0)
+    assert heldout is None and len(train) == 7473
+    assert len(load_splits(ScriptArgs(dataset_name="gsm8k", eval_dataset="gsm8k", eval_size=5), seed=0)[1]) == 5
 
 
 class CountingEval:

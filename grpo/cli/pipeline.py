@@ -25,6 +25,7 @@ from grpo.common.placement import evaluate_on_main
 from grpo.data.loaders import load_gsm8k, split_holdout
 from grpo.evaluation.evaluate import eval_columns, evaluate, run_comparison
 from grpo.evaluation.periodic_eval import PeriodicEval
+from grpo.generation.inference_copy import release_copies
 from grpo.generation.vllm_server import check_vllm_setup
 from grpo.maths.stats import linear_trend
 from grpo.modeling.hub import push_run, require_push
@@ -72,8 +73,10 @@ def load_splits(script_args, seed: int):
     """Training rows and held-out evaluation rows, as :func:`grpo.data.loaders.load_gsm8k` returns them."""
     fmt = script_args.prompt_format
     train = load_gsm8k(script_args.dataset_spec, split=script_args.dataset_train_split, prompt_format=fmt)
-    if script_args.eval_dataset:
-        heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size or None, prompt_format=fmt)
+    if script_args.eval_dataset and script_args.eval_size == 0:  # 0 = skip, as with a held-out slice
+        heldout = None
+    elif script_args.eval_dataset:
+        heldout = load_gsm8k(script_args.eval_dataset, split="test", limit=script_args.eval_size, prompt_format=fmt)
     else:
         train, heldout = split_holdout(train, script_args.eval_size, seed=seed)
     if script_args.train_limit is not None:
@@ -91,11 +94,8 @@ def periodic_holdout(train_rows, script_args, seed: int):
     """
     if not script_args.periodic_eval_steps:
         return train_rows, None
-    if len(train_rows) <= script_args.periodic_eval_size:
-        raise UserError(f"{len(train_rows)} training rows: too few to hold out periodic_eval_size="
-                        f"{script_args.periodic_eval_size} for the periodic evaluation; lower it or set "
-                        f"periodic_eval_steps 0")
-    return split_holdout(train_rows, script_args.periodic_eval_size, seed=seed)
+    return split_holdout(train_rows, script_args.periodic_eval_size, seed=seed, setting="periodic_eval_size",
+                         purpose=" for the periodic evaluation (or set periodic_eval_steps 0)")
 
 
 def eval_dtype(training_args):
@@ -118,6 +118,7 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
         return json.loads(path.read_text())
     report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress,
                       prompt_format=script_args.prompt_format, dtype=dtype)
+    release_copies(model)  # the GRPO stage rolls out from its own copy of the peft model
     write_json_atomic(path, report)
     return report
 

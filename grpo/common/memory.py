@@ -59,8 +59,11 @@ class MemoryLog:
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Measure the enclosed block as stage ``name`` (written even when the block raises)."""
+        """Measure the enclosed block as stage ``name`` (written even when the block raises): its peak, the
+        resident size it started from (what earlier stages left: models, caches) and its duration."""
+        release_memory()  # the start figure counts what is kept, not garbage or free heap pages
         peak = [rss_bytes()]
+        start_rss = peak[0]
         done = threading.Event()
 
         def sample():
@@ -77,7 +80,7 @@ class MemoryLog:
             thread.join()
             peak[0] = max(peak[0], rss_bytes())
             release_memory()
-            self.stages[name] = {"peak_rss_mb": round(peak[0] / 2**20, 1),
+            self.stages[name] = {"peak_rss_mb": round(peak[0] / 2**20, 1), "start_rss_mb": round(start_rss / 2**20, 1),
                                  "seconds": round(time.perf_counter() - start, 1)}
             self.write()
 

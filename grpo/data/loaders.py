@@ -261,8 +261,11 @@ def load_gsm8k(spec: str, split: str = "train", limit: int | None = None, system
     return datasets.Dataset.from_list(rows)
 
 
-def split_holdout(dataset, eval_size: int, seed: int = 0):
+def split_holdout(dataset, eval_size: int, seed: int = 0, setting: str = "eval_size", purpose: str = ""):
     """Shuffle with ``seed`` and split off the last ``eval_size`` rows: ``(train, heldout)``.
+
+    Args:
+        setting, purpose: the config field ``eval_size`` came from and what the rows are for, named in the error.
 
     Raises:
         UserError: when fewer than ``eval_size + 1`` rows are available.
@@ -270,7 +273,8 @@ def split_holdout(dataset, eval_size: int, seed: int = 0):
     if eval_size <= 0:
         return dataset, None
     if len(dataset) <= eval_size:
-        raise UserError(f"dataset has {len(dataset)} rows, not enough to hold out eval_size={eval_size}")
+        raise UserError(f"dataset has {len(dataset)} rows, not enough to hold out {setting}={eval_size}"
+                        f"{purpose}: lower {setting}")
     shuffled = dataset.shuffle(seed=seed)
     cut = len(shuffled) - eval_size
     return shuffled.select(range(cut)), shuffled.select(range(cut, len(shuffled)))

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FusedAttention", "FusedGatedMLP", "FusedRMSNorm", "PackedLinear", "bf16_cpu_kernels", "inference_copy",
-    "merged_named_weights",
+    "merged_named_weights", "release_copies",
 ]
 
 _FUSABLE_MODEL_TYPES = {"llama", "qwen2"}
@@ -44,9 +44,11 @@ class PackedLinear(torch.nn.Module):
     """One or several ``nn.Linear`` reading the same input, as a single oneDNN-packed bf16 matmul.
 
     The output is the concatenation of the linears' outputs along the last dim. The original
-    linears stay registered (their parameters are what :func:`inference_copy` refreshes);
-    :meth:`repack` rebuilds the packed weight from them. Packing alone measured 25 % (576x1536)
-    to 40 % (the 49152-row lm_head) less CPU time at batch 16.
+    linears stay registered (their parameter names are what :func:`inference_copy` refreshes), but
+    once packed their own weights are dropped (:meth:`release`) unless another module shares them
+    (the tied lm_head reads the embedding's): the copy then holds each weight once, packed (SmolLM2-135M:
+    ~520 -> ~300 MB). :meth:`repack` rebuilds the packed weight from given tensors or the linears'.
+    Packing alone measured 25 % (576x1536) to 40 % (the 49152-row lm_head) less CPU time at batch 16.
     """
 
     def __init__(self, *linears: torch.nn.Linear):
@@ -59,9 +61,11 @@ class PackedLinear(torch.nn.Module):
     def weight(self) -> torch.Tensor:  # what code that inspects a single linear looks for
         return self.parts[0].weight
 
-    def repack(self) -> None:
-        """Rebuild the packed weight (and bias) from the current weights of the wrapped linears."""
-        weights = [lin.weight for lin in self.parts]
+    def repack(self, weights: list[torch.Tensor] | None = None) -> None:
+        """Rebuild the packed weight (and bias) from ``weights`` (one (out_i, in) tensor per wrapped linear, cast to
+        the copy's dtype) or, when None, from the wrapped linears' current weights."""
+        weights = [lin.weight for lin in self.parts] if weights is None else [
+            w.to(lin.weight.dtype) for w, lin in zip(weights, self.parts)]
         weight = weights[0] if len(weights) == 1 else torch.cat(weights)
         biases = [lin.bias for lin in self.parts]
         if all(b is None for b in biases):
@@ -69,6 +73,16 @@ class PackedLinear(torch.nn.Module):
         else:
             self.bias = torch.cat([b if b is not None else weight.new_zeros(n) for b, n in zip(biases, self.sizes)])
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 16)  # 16 = typical rows per step
+
+    @property
+    def released(self) -> bool:
+        """Whether the wrapped linears' own weights were dropped (:meth:`release`): refresh with :meth:`repack` (weights)."""
+        return self.parts[0].weight.numel() == 0
+
+    def release(self) -> None:
+        """Drop the wrapped linears' weights (the packed copy is the only one used); shapes stay in ``out_features``."""
+        for lin in self.parts:
+            lin.weight.data = lin.weight.data.new_empty(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
@@ -162,6 +176,13 @@ def _rewire_for_decoding(model: torch.nn.Module) -> None:
                     setattr(parent, child_name, PackedLinear(child))
     except (RuntimeError, AttributeError) as err:
         logger.debug("oneDNN weight packing unavailable: %s", err)
+        return
+    linears = {id(lin) for m in model.modules() if isinstance(m, PackedLinear) for lin in m.parts}
+    shared = {id(p) for m in model.modules() if id(m) not in linears and not isinstance(m, PackedLinear)
+              for p in m.parameters(recurse=False)}  # e.g. the embedding a tied lm_head reads
+    for m in model.modules():
+        if isinstance(m, PackedLinear) and not any(id(lin.weight) in shared for lin in m.parts):
+            m.release()
 
 
 # ---------------------------------------------------------------------------- the policy's weights, LoRA merged
@@ -213,6 +234,13 @@ def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
 _COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
+def release_copies(model) -> None:
+    """Forget the inference copies built for ``model`` (freed unless the caller still holds one): after an
+    evaluation of a model that is not trained next, whose copy would otherwise live as long as the model
+    (the warm-started base lives on inside the GRPO stage's peft model: ~300 MB for SmolLM2-135M)."""
+    _COPIES.pop(model, None)
+
+
 @torch.inference_mode()
 def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.Module:
     """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
@@ -235,20 +263,42 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
     copies = _COPIES.setdefault(model, {})
     clone = copies.get((dtype, rewire))
     if clone is None:
-        clone = copy.deepcopy(model)
-        if hasattr(clone, "merge_and_unload"):  # peft
+        # deep copy with every plain parameter already cast: the full-precision duplicate a plain deepcopy makes
+        # first (+540 MB for SmolLM2-135M in fp32, transient) never exists
+        memo = {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False)
+                for p in model.parameters() if type(p) is torch.nn.Parameter and p.is_floating_point()}
+        clone = copy.deepcopy(model, memo)
+        del memo
+        peft = hasattr(clone, "merge_and_unload")
+        if peft:  # merged in `dtype` here; overwritten below by the weights merged in full precision
             clone = clone.merge_and_unload()
         for p in clone.parameters():
-            p.data = p.data.to(dtype)
+            if p.dtype != dtype:
+                p.data = p.data.to(dtype)
             p.requires_grad_(False)
         clone.grpo_params = dict(clone.named_parameters())  # names before rewiring renames them
         if rewire:
             _rewire_for_decoding(clone)
+        owners = {id(lin.weight): (m, i) for m in clone.modules() if isinstance(m, PackedLinear) and m.released
+                  for i, lin in enumerate(m.parts)}
+        clone.grpo_packed = {name: owners[id(p)] for name, p in clone.grpo_params.items() if id(p) in owners}
         copies[(dtype, rewire)] = clone.eval()
-        return clone
+        if not peft:
+            return clone
+    pending: dict[int, dict[int, torch.Tensor]] = {}  # released PackedLinear -> its parts' new weights so far
     for name, tensor in merged_named_weights(model):
-        clone.grpo_params[name].copy_(tensor)
+        if name in clone.grpo_packed:  # a dropped weight: repack its module once all of its parts have arrived
+            module, part = clone.grpo_packed[name]
+            parts = pending.setdefault(id(module), {})
+            parts[part] = tensor
+            if len(parts) == len(module.parts):
+                module.repack([parts[i] for i in range(len(module.parts))])
+                del pending[id(module)]
+        else:
+            clone.grpo_params[name].copy_(tensor)
     for module in clone.modules():
-        if isinstance(module, PackedLinear):
+        if isinstance(module, PackedLinear) and not module.released:  # reads a weight refreshed above (tied lm_head)
             module.repack()
+    if pending:
+        raise RuntimeError(f"inference_copy: {len(pending)} packed modules got only part of their weights")
     return clone

@@ -23,7 +23,7 @@ SUPPORTED = set("""
     vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu vllm_mode
     vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
     vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_importance_sampling_clip_min
-    vllm_importance_sampling_clip_max vllm_importance_sampling_cap""".split())
+    vllm_importance_sampling_clip_max vllm_importance_sampling_cap pad_to_multiple_of""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `completion_logps` shares), and the
 # best-model fields (no evaluation during native training; HF derives them from lr_scheduler_type).
@@ -37,7 +37,7 @@ IGNORED = set("""
     dataloader_in_order remove_unused_columns local_rank ddp_backend ddp_timeout ddp_find_unused_parameters
     ddp_bucket_cap_mb ddp_broadcast_buffers ddp_static_graph do_train do_eval do_predict skip_memory_metrics
     save_on_each_node save_only_model per_device_eval_batch_size num_generations_eval accelerator_config
-    model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen pad_to_multiple_of ignore_data_skip
+    model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen ignore_data_skip
     gradient_checkpointing_kwargs activation_checkpointing_kwargs torch_empty_cache_steps cast_lm_head_to_fp32
     debug metric_for_best_model greater_is_better""".split())
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from grpo.common.errors import UserError
+from grpo.common.hardware import pad_to_multiple_of
 from grpo.config.script_args import ScriptArgs
 from grpo.training.native_config import check_supported
 
@@ -43,6 +44,9 @@ class NativePlan:
         correction: ``mode``/``clip_min``/``clip_max`` for :func:`grpo.maths.loss.sampling_correction`.
         loss_kwargs: :func:`grpo.maths.loss.grpo_loss` options except ``num_processes`` (known at run time).
         max_grad_norm: the clipping threshold (inf when ``max_grad_norm`` is 0 or unset).
+        pad_to_multiple_of: prompt and completion widths of a micro-batch are padded to a multiple of this
+            (TRL's field; unset = 32 on CPU, where oneDNN keeps a kernel and its memory per shape, else 1:
+            :func:`grpo.common.hardware.pad_to_multiple_of`).
     """
 
     args: object
@@ -61,6 +65,7 @@ class NativePlan:
     correction: dict
     loss_kwargs: dict
     max_grad_norm: float
+    pad_to_multiple_of: int = 1
 
     @property
     def approximate_rollouts(self) -> bool:
@@ -101,6 +106,10 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     if weights is not None and num_rewards is not None and len(weights) != num_rewards:
         raise UserError(f"reward_weights has {len(weights)} values for {num_rewards} reward functions")
     low = torch.bfloat16 if args.bf16 else None
+    try:
+        pad = pad_to_multiple_of(args.pad_to_multiple_of, args.use_cpu)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     correct = args.vllm_importance_sampling_correction if args.use_vllm else script_args.sampler_importance_sampling_correction
     return NativePlan(
         args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,
@@ -114,4 +123,5 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
                          use_bias_correction_kl=args.use_bias_correction_kl,
                          max_completion_length=args.max_completion_length),
         max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf"),
+        pad_to_multiple_of=pad,
     )

@@ -199,7 +199,7 @@ class GenerationBatch:
 
 def collate(prompt_ids: list[list[int]], prompt_index: list[int], completion_ids: list[list[int]],
             truncated: list[bool], sampling_logps: list[list[float]] | None, advantages: torch.Tensor, pad_id: int,
-            mask_truncated: bool) -> Experience:
+            mask_truncated: bool, pad_to_multiple_of: int = 1) -> Experience:
     """Pad one micro-batch into an :class:`Experience` (CPU tensors).
 
     Args:
@@ -207,9 +207,12 @@ def collate(prompt_ids: list[list[int]], prompt_index: list[int], completion_ids
         completion_ids: B completions (token ids). truncated: B flags. sampling_logps: B lists of the engine's
             log-probs, or None. advantages: (B,). pad_id: the tokenizer's pad id.
         mask_truncated: leave truncated completions out of the loss (``mask_truncated_completions``).
+        pad_to_multiple_of: round both widths (P, T) up to a multiple of this, as TRL's field: the padding is
+            masked out, and on CPU it bounds the input shapes oneDNN compiles and keeps memory for.
     """
     u, b = len(prompt_ids), len(completion_ids)
     width_p, width_c = max(map(len, prompt_ids)), max(1, max(map(len, completion_ids)))
+    width_p, width_c = (-(-w // pad_to_multiple_of) * pad_to_multiple_of for w in (width_p, width_c))
     p_ids, p_mask = torch.full((u, width_p), pad_id), torch.zeros(u, width_p, dtype=torch.long)  # (U, P)
     for i, p in enumerate(prompt_ids):
         p_ids[i, width_p - len(p):], p_mask[i, width_p - len(p):] = torch.tensor(p), 1
@@ -316,7 +319,7 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
         batch = collate(out.prompt_ids[first_prompt : last_prompt + 1], [out.prompt_index[r] - first_prompt for r in rows],
                         [out.completion_ids[r] for r in rows], [out.is_truncated[r] for r in rows],
                         [out.logprobs[r] for r in rows], advantages[i : i + step], tokenizer.pad_token_id,
-                        args.mask_truncated_completions).to(device)
+                        args.mask_truncated_completions, plan.pad_to_multiple_of).to(device)
         if plan.stores_old_logps:  # later iterations need the sampling policy's log-probs
             with torch.no_grad():
                 batch.old_per_token_logps = completion_logps(model, batch, args.temperature, autocast)[0]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from grpo.common.checkpoint_io import save_checkpoint
 from grpo.common.console import quiet_progress
+from grpo.common.hardware import pad_to_multiple_of
 from grpo.data.loaders import to_reasoning_format
 from grpo.modeling.loading import full_precision_copy, load_for_training
 from grpo.modeling.models import lora_config
@@ -94,6 +95,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         use_cpu=training_args.use_cpu,
         gradient_checkpointing=False,  # a 135M model fits easily; checkpointing only costs time on CPU
         max_length=512,
+        pad_to_multiple_of=pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu),  # bounded shapes
         disable_tqdm=training_args.disable_tqdm,
     )
     lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
