@@ -19,9 +19,9 @@ __all__ = ["CPU_PAD_TO_MULTIPLE_OF", "bf16_is_fast", "bf16_speedup", "cpu_name",
 
 # oneDNN (torch's CPU matmuls) builds and caches a kernel, with its scratch memory, per input shape: ~20 MB
 # per new (rows x width) shape for a SmolLM2 LoRA forward + backward, never freed while the cache has room
-# (1,024 entries). Training on every completion length as it comes grew a GRPO run by ~55 MB a step (8.8 GB
-# peak after 100 steps); padding widths to a multiple of 32 bounds the shapes to a few dozen, for ~5-10 %
-# more tokens per forward (scripts/bench_memory.py measures both).
+# (1,024 entries). Training on every completion length as it comes grew a GRPO run by ~55 MB a step (the
+# one-hour config's GRPO stage had reached 8.8 GB after 100 steps); padding widths to a multiple of 32
+# bounds the shapes to a few dozen, for ~5-10 % more tokens per forward (scripts/bench_memory.py).
 CPU_PAD_TO_MULTIPLE_OF = 32
 
 
