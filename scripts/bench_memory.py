@@ -1,9 +1,11 @@
-"""Resident memory of the native GRPO loss forward + backward as completion lengths vary: padded widths vs exact.
+"""Resident memory of the native GRPO loss forward + backward as completion lengths vary: padded widths vs exact,
+and frozen weights cast by autocast in every forward vs once (grpo.training.frozen_casts).
 
 Run (CPU, ~2 min; each setting runs in its own child process, one after the other):
 
     python scripts/bench_memory.py
     python scripts/bench_memory.py --micro_batch 2 --steps 24 --multiples 1 16 32
+    python scripts/bench_memory.py --multiples 32 --casts forward once
 
 Setup: embedded SmolLM2-135M-Instruct with LoRA (r16, all-linear, dropout off as ``disable_dropout``),
 bf16 autocast where the CPU has bf16 kernels (:func:`grpo.common.hardware.bf16_is_fast`), one prompt of 150
@@ -11,7 +13,9 @@ tokens and ``micro_batch`` completions per forward, the completion width drawn f
 step (seeded; the same draws for every setting), each width padded to ``pad_to_multiple_of`` as
 :func:`grpo.training.native_rollout.collate` pads it. For each multiple it prints the resident set after
 the first step and after the last (freed heap handed back with ``malloc_trim``: what the process keeps),
-the peak, and the mean seconds per step, side by side.
+the peak, and the mean seconds per step, side by side. ``--casts``: ``forward`` lets autocast cast each frozen
+weight in every forward (and keep the cast for backward), ``once`` casts them once around the pass, as the
+native loop does around a step's micro-batches (without bf16 autocast there is nothing to cast: the two agree).
 
 Why: oneDNN compiles a kernel per input shape and keeps it, with its scratch memory, in a cache of
 1,024 entries; a run that trains on every length as it comes grows by ~20 MB per new width (measured
@@ -41,13 +45,15 @@ def worker(opts) -> None:
 
     from grpo.common.hardware import bf16_is_fast
     from grpo.modeling.models import apply_lora, load_model
+    from grpo.training.frozen_casts import frozen_weights_cast
     from grpo.training.native_rollout import collate, completion_logps
 
     torch.set_num_threads(opts.threads)
     proc, libc = psutil.Process(), ctypes.CDLL("libc.so.6")
     model, _ = load_model("embedded:smollm2-135m-instruct")
     model = apply_lora(model, lora_dropout=0.0).train()
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16_is_fast() else nullcontext
+    low = torch.bfloat16 if bf16_is_fast() else None
+    autocast = (lambda: torch.autocast("cpu", dtype=low)) if low is not None else nullcontext
     draws = random.Random(0)
     widths = [draws.randint(60, 256) for _ in range(opts.steps)]
     prompt = [draws.randint(100, 40000) for _ in range(150)]
@@ -69,14 +75,16 @@ def worker(opts) -> None:
         batch = collate([prompt], [0] * opts.micro_batch, completions, [False] * opts.micro_batch, None,
                         torch.randn(opts.micro_batch), 0, False, opts.multiple)
         start = time.perf_counter()
-        logps, _ = completion_logps(model, batch, 1.0, autocast)
-        (logps * batch.advantages[:, None] * batch.completion_mask).sum().backward()
+        with frozen_weights_cast(model, low if opts.casts == ["once"] else None):  # worker: one --casts value
+            logps, _ = completion_logps(model, batch, 1.0, autocast)
+            (logps * batch.advantages[:, None] * batch.completion_mask).sum().backward()
         model.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
         del logps
         kept.append(kept_mb())
     done.set()
-    print(json.dumps({"multiple": opts.multiple, "first_mb": kept[0], "last_mb": kept[-1], "peak_mb": peak[0] / 2**20,
+    print(json.dumps({"multiple": opts.multiple, "casts": opts.casts[0], "first_mb": kept[0], "last_mb": kept[-1],
+                      "peak_mb": peak[0] / 2**20,
                       "s_per_step": sum(times[1:]) / max(1, len(times) - 1),
                       "distinct_shapes": len({-(-w // opts.multiple) for w in widths})}))
 
@@ -86,6 +94,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="forward+backward passes, one drawn width each")
     parser.add_argument("--micro_batch", type=int, default=4, help="completions per forward")
     parser.add_argument("--multiples", type=int, nargs="+", default=[1, 32], help="pad_to_multiple_of values")
+    parser.add_argument("--casts", nargs="+", default=["forward", "once"], choices=["forward", "once"],
+                        help="frozen weights cast by autocast in every forward, or once per pass (the native loop's way)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--multiple", type=int, default=None, help=argparse.SUPPRESS)  # worker mode
     opts = parser.parse_args()
@@ -96,14 +106,16 @@ def main() -> None:
 
     print(describe())
     print(f"{opts.steps} steps, {opts.micro_batch} completions of 60..256 tokens per forward, prompt 150 tokens")
-    print(f"{'pad_to_multiple_of':>18} {'widths':>6} {'kept after 1st':>15} {'kept after last':>16} {'peak':>8} {'s/step':>7}")
+    print(f"{'pad_to_multiple_of':>18} {'casts':>7} {'widths':>6} {'kept after 1st':>15} {'kept after last':>16} "
+          f"{'peak':>8} {'s/step':>7}")
     for multiple in opts.multiples:
-        cmd = [sys.executable, __file__, "--multiple", str(multiple), "--steps", str(opts.steps),
-               "--micro_batch", str(opts.micro_batch), "--threads", str(opts.threads)]
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        r = json.loads(line)
-        print(f"{multiple:>18} {r['distinct_shapes']:>6} {r['first_mb']:>12.0f} MB {r['last_mb']:>13.0f} MB "
-              f"{r['peak_mb']:>5.0f} MB {r['s_per_step']:>7.2f}")
+        for casts in opts.casts:
+            cmd = [sys.executable, __file__, "--multiple", str(multiple), "--steps", str(opts.steps),
+                   "--micro_batch", str(opts.micro_batch), "--threads", str(opts.threads), "--casts", casts]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            r = json.loads(line)
+            print(f"{multiple:>18} {casts:>7} {r['distinct_shapes']:>6} {r['first_mb']:>12.0f} MB "
+                  f"{r['last_mb']:>13.0f} MB {r['peak_mb']:>5.0f} MB {r['s_per_step']:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,15 @@ def test_sft_missing_dataset(capsys, tmp_path):
     assert_one_error_line(code, err, "x.jsonl", "does not exist")
 
 
+@pytest.mark.parametrize("command", [["train", "--backend", "trl"], ["train", "--backend", "native"], ["sft"]])
+def test_pad_to_multiple_of_below_one_is_refused_before_any_model_or_eval(capsys, tmp_path, command):
+    # the warm-start's SFTConfig reads it on either backend: refused up front, not after the base evaluation
+    code, _, err = run(capsys, [*command, "--output_dir", str(tmp_path / "run"), "--dataset_name", GOOD,
+                                "--eval_base", "true", "--pad_to_multiple_of", "0"])
+    assert_one_error_line(code, err, "pad_to_multiple_of must be >= 1")
+    assert not (tmp_path / "run" / "eval_before.json").exists()
+
+
 def test_sft_refuses_push_to_hub_instead_of_ignoring_it(capsys, tmp_path):
     code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "run"), "--push_to_hub", "true",
                                 "--hub_model_id", "me/sft"])

@@ -434,3 +434,15 @@ def test_pad_to_multiple_of_defaults_to_32_on_cpu_and_can_be_turned_off(tmp_path
     assert build_plan(config(tmp_path, pad_to_multiple_of=1)).pad_to_multiple_of == 1
     with pytest.raises(UserError, match="pad_to_multiple_of"):
         build_plan(config(tmp_path, pad_to_multiple_of=0))
+
+
+def test_trl_backend_pads_the_same_way_on_cpu_and_leaves_the_parsed_config_alone(tmp_path):
+    from grpo.training.trl_backend import trainer_config
+
+    parsed = config(tmp_path, push_to_hub=False)
+    assert parsed.pad_to_multiple_of is None  # TRL's "auto" pads only on Neuron
+    given = trainer_config(parsed, ["tensorboard"])
+    assert given.pad_to_multiple_of == 32 and given.report_to == ["tensorboard"] and not given.push_to_hub
+    assert parsed.pad_to_multiple_of is None and parsed.report_to != ["tensorboard"]
+    assert trainer_config(config(tmp_path, pad_to_multiple_of=1), []).pad_to_multiple_of == 1  # off, as asked
+    assert trainer_config(config(tmp_path, pad_to_multiple_of=64), []).pad_to_multiple_of == 64

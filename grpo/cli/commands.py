@@ -70,10 +70,12 @@ def cmd_sft(argv) -> int:
 
     from grpo.modeling.loading import load_for_training
     from grpo.cli.pipeline import before_grpo, load_splits
+    from grpo.common.hardware import pad_to_multiple_of
     from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = _training_config(argv)
     check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
+    pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # refuses < 1 before the base eval
     out = Path(training_args.output_dir)
     if training_args.push_to_hub:  # refuse rather than ignore: the user expects an upload
         raise UserError(f"grpo sft does not push to the hub; after it, upload the merged warm-start with "

@@ -19,7 +19,7 @@ import rewards
 
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
 from grpo.common.errors import UserError
-from grpo.common.hardware import describe
+from grpo.common.hardware import describe, pad_to_multiple_of
 from grpo.common.memory import MemoryLog
 from grpo.common.placement import evaluate_on_main
 from grpo.data.loaders import load_gsm8k, split_holdout
@@ -156,6 +156,7 @@ def preflight(script_args, training_args) -> Preflight:
     Raises:
         UserError: naming the setting and what to set instead.
     """
+    pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # the warm-start pads on either backend
     plan = None
     if script_args.backend == "native":
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))

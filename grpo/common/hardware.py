@@ -15,6 +15,8 @@ import os
 import platform
 import time
 
+from grpo.common.errors import UserError
+
 __all__ = ["CPU_PAD_TO_MULTIPLE_OF", "bf16_is_fast", "bf16_speedup", "cpu_name", "describe", "pad_to_multiple_of"]
 
 # oneDNN (torch's CPU matmuls) builds and caches a kernel, with its scratch memory, per input shape: ~20 MB
@@ -103,12 +105,13 @@ def pad_to_multiple_of(configured: int | None, use_cpu: bool = False) -> int:
     "auto" pads only on Neuron, for the same reason: a compiled kernel per shape) and 1 (no padding) on a GPU.
 
     Raises:
-        ValueError: ``configured`` < 1.
+        UserError: ``configured`` < 1 (both backends and the warm-start ask here, so each refuses it alike).
     """
     if configured is None:
         import torch
 
         return CPU_PAD_TO_MULTIPLE_OF if use_cpu or not torch.cuda.is_available() else 1
     if int(configured) < 1:
-        raise ValueError(f"pad_to_multiple_of must be >= 1 (1 = no padding), got {configured}")
+        raise UserError(f"pad_to_multiple_of must be >= 1 (1 = no padding; unset = {CPU_PAD_TO_MULTIPLE_OF} on CPU), "
+                        f"got {configured}")
     return int(configured)

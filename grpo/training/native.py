@@ -13,7 +13,8 @@ sampler computes each prompt once too. Deviations from trl.GRPOTrainer 1.16: eac
 whole groups (per_device_train_batch_size * gradient_accumulation_steps % num_generations == 0);
 micro-batches keep generation order (TRL shuffles; only bnpo notices); gradients are all-reduced
 by hand (log-probs come from hidden states outside the forward DDP would hook), same mean;
-gradient_checkpointing is ignored (HF's disables the shared KV cache); clip/kl/entropy are
+gradient_checkpointing is ignored (HF's disables the shared KV cache); under autocast the frozen
+weights are cast once per step (grpo.training.frozen_casts), not per forward; clip/kl/entropy are
 per-micro-batch token means; optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling);
 the vLLM importance-sampling correction takes the generating policy's log-probs from the loss's own
 forward when num_iterations = 1 (TRL runs one more forward for them), and can also correct the
@@ -38,6 +39,7 @@ from grpo.maths.loss import grpo_loss, sampling_correction
 from grpo.runs import tracking
 from grpo.training import native_checkpoint as ckpt
 from grpo.training.diagnostics import warn_if_no_signal
+from grpo.training.frozen_casts import frozen_weights_cast
 from grpo.training.native_plan import NativePlan
 from grpo.training.native_rollout import GenerationBatch, ScoredRollout, completion_logps, make_generation_batch
 from grpo.training.optim import make_optimizer
@@ -204,7 +206,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                 state["signal"].append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
                 warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
             # ---- loss -> backward -> all-reduce -> clip -> step
-            step_loss, step_metrics = _backward(model, state["buffer"], plan, world, autocast)
+            with frozen_weights_cast(model, plan.autocast_dtype):  # one bf16 cast per step, not two per micro-batch
+                step_loss, step_metrics = _backward(model, state["buffer"], plan, world, autocast)
             if world > 1:
                 _all_reduce_grads(params, world, device)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm).item()

@@ -106,10 +106,7 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     if weights is not None and num_rewards is not None and len(weights) != num_rewards:
         raise UserError(f"reward_weights has {len(weights)} values for {num_rewards} reward functions")
     low = torch.bfloat16 if args.bf16 else None
-    try:
-        pad = pad_to_multiple_of(args.pad_to_multiple_of, args.use_cpu)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    pad = pad_to_multiple_of(args.pad_to_multiple_of, args.use_cpu)
     correct = args.vllm_importance_sampling_correction if args.use_vllm else script_args.sampler_importance_sampling_correction
     return NativePlan(
         args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,

@@ -49,6 +49,25 @@ def _metrics_callback(metrics_logger, recorder, periodic_eval=None):
     return MirrorMetrics()
 
 
+def trainer_config(training_args, report_to):
+    """The ``trl.GRPOConfig`` the Trainer gets: :func:`grpo.runs.tracking.trainer_args`' copy of ``training_args``
+    (``report_to``, ``push_to_hub`` off: the pipeline pushes the finished run) with ``pad_to_multiple_of`` as the
+    native backend reads it: left unset on a CPU, 32 (:func:`grpo.common.hardware.pad_to_multiple_of`; oneDNN keeps
+    a kernel and its memory per sequence width, so unpadded widths grow the process every step).
+
+    Raises:
+        UserError: ``pad_to_multiple_of`` < 1.
+    """
+    from grpo.common.hardware import pad_to_multiple_of
+    from grpo.runs.tracking import trainer_args
+
+    args = trainer_args(training_args, list(report_to), push_to_hub=False)
+    pad = pad_to_multiple_of(args.pad_to_multiple_of, args.use_cpu)
+    if pad > 1:  # None on a GPU stays None (TRL's own default there)
+        args.pad_to_multiple_of = pad
+    return args
+
+
 def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_args, metrics_logger, recorder=None,
           report_to=(), on_trainer=None, periodic_eval=None):
     """Run ``trl.GRPOTrainer``.
@@ -58,7 +77,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         tokenizer: its tokenizer.
         train_dataset: rows with ``prompt`` plus the columns the rewards read (``answer``).
         reward_funcs: TRL-signature reward callables.
-        training_args: ``trl.GRPOConfig``; the Trainer gets a copy with ``report_to`` (:func:`grpo.runs.tracking.trainer_args`).
+        training_args: ``trl.GRPOConfig``; the Trainer gets :func:`trainer_config`'s copy.
         script_args: :class:`grpo.config.script_args.ScriptArgs` (the run config the trackers record; the unsharding of FSDP runs).
         metrics_logger: :class:`grpo.runs.run_dir.MetricsLogger`; TRL's log lines are mirrored into metrics.jsonl.
         recorder: :class:`grpo.runs.run_dir.SampleRecorder` wrapped around each reward (validating it) and flushed
@@ -79,13 +98,13 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
 
     from grpo.common.console import quiet_progress
     from grpo.modeling.sharded import unsharded_model
-    from grpo.runs.tracking import trainer_args, trl_callback
+    from grpo.runs.tracking import trl_callback
 
     extras = trl_callback(script_args, list(report_to))  # script args in the run config + tensorboard table
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[recorder.wrap(f) for f in reward_funcs] if recorder is not None else list(reward_funcs),
-        args=trainer_args(training_args, list(report_to), push_to_hub=False),  # the pipeline pushes the finished run
+        args=trainer_config(training_args, report_to),
         train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=[_metrics_callback(metrics_logger, recorder, periodic_eval)] + ([extras] if extras else []),
