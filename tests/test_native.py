@@ -363,7 +363,8 @@ def test_train_moves_the_model_to_the_training_device(tmp_path):
 
 def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path, monkeypatch):
     """A recording stand-in for a 2-process group (this process plays both ranks: all_gather hands its own tensor
-    back twice, all_reduce doubles): every tensor given to a collective, and the sampler's generator, is on the device."""
+    back twice, all_reduce doubles, broadcast keeps): every tensor given to a collective, and the sampler's generator,
+    is on the device."""
     import torch.distributed as dist
 
     import grpo.training.native
@@ -380,18 +381,22 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
         for p in parts:
             p.copy_(x)
 
+    def broadcast(x, *args, **kwargs):
+        seen.append(("broadcast", x.device))
+
     def recording_generate(model, *args, generator=None, **kwargs):
         generators.append((generator.device, next(model.parameters()).device))
         return sample(model, *args, generator=generator, **kwargs)
 
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     monkeypatch.setattr(dist, "all_gather", all_gather)
+    monkeypatch.setattr(dist, "broadcast", broadcast)
     monkeypatch.setattr(grpo.training.native, "init_distributed", lambda device: (0, 2))
     monkeypatch.setattr(grpo.generation.sampler, "generate", recording_generate)
     _, metrics = run(tmp_path, max_steps=2, loss_type="dapo")
     assert len(metrics) == 2 and all(math.isfinite(m["loss"]) for m in metrics)
     cpu = torch.device("cpu")
-    assert {name for name, *_ in seen} == {"all_reduce", "all_gather"}
+    assert {name for name, *_ in seen} == {"all_reduce", "all_gather", "broadcast"}
     assert all(d == cpu for _, *devices in seen for d in devices)
     assert generators and all(g == m == cpu for g, m in generators)
 

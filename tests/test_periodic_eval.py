@@ -70,7 +70,7 @@ class CountingEval:
     def due(self, step, max_steps):
         return self.real.due(step, max_steps)
 
-    def __call__(self, model, step):
+    def __call__(self, model, step, rank=0, world=1, device=None):
         self.real.last_step = step
         self.calls.append(step)
         return {"eval/accuracy": step / 10, "eval/format_rate": 1.0, "eval/n": 1}

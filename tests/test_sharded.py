@@ -118,3 +118,41 @@ def test_ctrl_c_saves_the_live_model_but_not_a_shard(base_dir, tmp_path, caplog)
     assert save_interrupted(None, None, tmp_path / "run_b", trainer=stand_in_trainer(model, fsdp=True)[0]) is None
     assert not (tmp_path / "run_b" / "checkpoint-interrupted").exists()
     assert "sharded across processes" in caplog.text and "--resume_from_checkpoint latest" in caplog.text
+
+
+def test_warm_started_lora_run_is_rebuilt_on_the_warm_start_checkpoint(tmp_path):
+    """A sharded run rebuilds its final model on the base its adapter names: after a warm start that must be
+    sft_checkpoint (the SFT changes), not the original base, in the adapter config too (what `grpo export` merges)."""
+    from trl import GRPOConfig
+
+    from grpo.config.parser import parse_config
+    from grpo.config.script_args import ScriptArgs
+    from grpo.data.loaders import load_gsm8k
+    from grpo.modeling.loading import load_for_training
+    from grpo.training.sft import warm_start
+    from tiny_llama import tiny_llama_dir
+
+    base = tiny_llama_dir(tmp_path / "base")
+    out = tmp_path / "run"
+    script_args, training_args = parse_config([
+        "--model_name_or_path", str(base), "--output_dir", str(out), "--report_to", "none", "--use_cpu", "true",
+        "--bf16", "false", "--sft_examples", "4", "--sft_batch_size", "2", "--sft_micro_batch_size", "1",
+        "--sft_learning_rate", "0.05", "--disable_tqdm", "true"], (ScriptArgs, GRPOConfig))
+    model, tokenizer = load_for_training(str(base), script_args)
+    warmed = warm_start(model, tokenizer, load_gsm8k("gsm8k", limit=8), script_args, training_args, out)
+    done = out / "sft_checkpoint"
+    assert warmed.name_or_path == str(done)
+    peft_model = apply_lora(warmed, r=2, lora_alpha=4, lora_dropout=0.0)
+    assert peft_model.peft_config["default"].base_model_name_or_path == str(done)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    fresh = load_into_fresh_copy(peft_model, peft_model.state_dict(), script_args)
+    ours, original = dict(fresh.named_parameters()), dict(LlamaForCausalLM.from_pretrained(base).named_parameters())
+    moved = 0
+    for name, p in peft_model.named_parameters():
+        assert torch.equal(ours[name].detach(), p.detach()), name  # SFT-merged base and adapter, both kept
+        plain = name.replace("base_model.model.", "").replace(".base_layer", "")
+        moved += plain in original and not torch.equal(original[plain], p.detach())
+    assert moved > 0, "the warm start changed no weight: the test cannot tell the two bases apart"

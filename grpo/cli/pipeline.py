@@ -279,6 +279,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
                                  warm_start=script_args.warm_start, memory=memory)
     result.update(reports)
     if script_args.use_peft:
+        set_seed(training_args.seed)  # the adapter's init draws from the global RNG, which evaluations on the main process moved
         model = apply_lora(model, script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                            script_args.lora_target_modules)
     if training_args.resume_from_checkpoint is None:
@@ -291,11 +292,11 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
             if checked.plan is not None:
                 tracker = open_trackers(checked.report_to, training_args, script_args, enabled=main_process)
                 model = native.train(model, tokenizer, train_rows, reward_funcs, checked.plan, metrics_logger,
-                                     recorder, tracker, periodic_eval=periodic if main_process else None)
+                                     recorder, tracker, periodic_eval=periodic)  # every process: a collective
             else:
                 model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
                                           metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t),
-                                          periodic_eval=periodic if main_process else None)
+                                          periodic_eval=periodic)
     except KeyboardInterrupt:
         if metrics_logger.enabled:
             save_interrupted(model, tokenizer, out, live.get("trainer"))

@@ -52,3 +52,23 @@ def all_gather_cat(x: torch.Tensor, world: int, device) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(world)]  # created on the device too
     torch.distributed.all_gather(parts, x)
     return torch.cat(parts)
+
+
+def broadcast_parameters(module: torch.nn.Module, world: int, device) -> None:
+    """Every parameter and buffer of ``module`` overwritten in place with rank 0's values (what DDP's
+    constructor does): the processes start the same model whatever each one's RNG did before.
+
+    Args:
+        module: the model, on ``device``, with the same parameter names and shapes on every process.
+        world: number of processes; nothing happens when it is 1.
+        device: the training device; the collectives run there (gloo: CPU tensors, NCCL: this process's GPU).
+    """
+    if world == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            data = tensor.data
+            moved = data.to(device)  # the same storage when it is already there
+            torch.distributed.broadcast(moved, src=0)
+            if moved.data_ptr() != data.data_ptr():
+                data.copy_(moved)

@@ -53,8 +53,18 @@ class PeriodicEval:
         """Whether ``step`` (optimizer steps done) gets an evaluation: every ``every`` steps and the last one."""
         return step != self.last_step and (step % self.every == 0 or step == max_steps)
 
-    def __call__(self, model, step: int) -> dict:
+    def __call__(self, model, step: int, rank: int = 0, world: int = 1, device=None) -> dict:
         """Evaluate ``model`` now; the model is left in the train/eval mode it was in.
+
+        With several processes every one of them must call this at the same step (it is a collective): each
+        answers its share of the problems (``problems[rank::world]``) and the counts are summed across
+        processes, so every process returns the same metrics, those of the whole problem set.
+
+        Args:
+            model: the policy (a full copy on this process: DDP, not FSDP / ZeRO-3 shards).
+            step: optimizer steps done.
+            rank, world: this process and the number of processes.
+            device: the training device, where the collective's tensor is created (NCCL needs the GPU).
 
         Returns:
             ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/clipped"}`` (fractions
@@ -62,16 +72,27 @@ class PeriodicEval:
         """
         import torch
 
+        from grpo.common.distributed import all_sum
+
+        share = self.problems.select(range(rank, len(self.problems), world)) if world > 1 else self.problems
         was_training = model.training
         model.eval()
         start = time.perf_counter()
         try:
             with torch.no_grad():
-                report = evaluate(model, self.tokenizer, self.problems, self.max_new_tokens, self.batch_size,
-                                  progress=False, prompt_format=self.prompt_format, dtype=self.dtype)
+                report = evaluate(model, self.tokenizer, share, self.max_new_tokens, self.batch_size,
+                                  progress=False, prompt_format=self.prompt_format,
+                                  dtype=self.dtype) if len(share) else None
         finally:
             model.train(was_training)
         self.last_step = step
-        metrics = {key: report[name] for name, key in METRICS.items()}
-        metrics.update({"eval/n": report["n"], "eval/seconds": round(time.perf_counter() - start, 2)})
+        n = len(share)
+        if world == 1:
+            metrics = {key: report[name] for name, key in METRICS.items()}
+        else:
+            counts = [report[name] * n if n else 0.0 for name in METRICS] + [float(n)]  # rates back to counts
+            totals = all_sum(torch.tensor(counts, dtype=torch.float64, device=device), world, device).tolist()
+            metrics = {key: total / totals[-1] for key, total in zip(METRICS.values(), totals)}
+            n = int(totals[-1])
+        metrics.update({"eval/n": n, "eval/seconds": round(time.perf_counter() - start, 2)})
         return metrics

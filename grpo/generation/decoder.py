@@ -228,11 +228,12 @@ def _check_model():
     """A 2-layer random Llama (GQA, left-padded prompts possible) whose norms are not all ones."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(0)  # its own RNG: the caller's global RNG stays where it was
     config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          initializer_range=0.2, bos_token_id=1, eos_token_id=3, pad_token_id=0)
-    model = LlamaForCausalLM(config).eval()
+    with torch.random.fork_rng(devices=[]):  # the constructor's random init must not move the global RNG either
+        model = LlamaForCausalLM(config).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * (0.25 if p.dim() > 1 else 0.2) + (p.dim() == 1))

@@ -28,6 +28,7 @@ from grpo.generation import decoder
 from grpo.common import hf_compat
 from grpo.generation.inference_copy import inference_copy
 from grpo.generation.rollout import Rollout, stop_ids_for
+from grpo.generation.streams import RowStreams
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     an entry inside that block. Same distribution, ~10x less time.
     """
     rows, size = probs.shape
-    u = torch.rand((rows, 1), generator=generator, device=probs.device, dtype=probs.dtype)  # (B, 1)
+    if generator is None or isinstance(generator, torch.Generator):
+        u = torch.rand((rows, 1), generator=generator, device=probs.device, dtype=probs.dtype)  # (B, 1)
+    else:  # grpo.generation.streams.RowStreams at this step: each row's own uniform
+        u = generator.rand(rows).to(probs.dtype)  # (B, 1)
     if size < 4 * _BLOCK:
         cdf = probs.cumsum(dim=-1)  # (B, K)
         index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=size - 1)  # (B, 1)
@@ -93,7 +97,9 @@ def sample_next(
         top_k: keep the k most likely tokens; 0 or None keeps all.
         top_p: nucleus mass in (0, 1]; 1.0 keeps all.
         do_sample: False = greedy argmax (what ``model.generate(do_sample=False)`` does).
-        generator: RNG; must live on ``logits.device``.
+        generator: RNG; must live on ``logits.device``. :func:`generate` also accepts a
+            :class:`grpo.generation.streams.RowStreams`, whose draws depend only on (seed, row, step):
+            the same completion whatever batch or process samples it.
 
     Returns:
         ``(tokens (B,) long, logprobs (B,) float32)``, logprobs of the chosen tokens under
@@ -142,7 +148,7 @@ def generate(
     top_k: int | None = 0,
     do_sample: bool = True,
     stop_token_ids: Sequence[int] | int | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | RowStreams | None = None,
     dtype: torch.dtype | str | None = None,
     fast_decode: bool = True,
 ) -> Rollout:
@@ -228,7 +234,8 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
     rows = torch.arange(n_rows, device=device)  # original row index of each live batch row
     stop_tensor = torch.tensor(stops, dtype=torch.long, device=device)
     for step in range(max_new_tokens):
-        tokens, token_logprobs = sample_next(logits, temperature, top_k, top_p, do_sample, generator)  # (B,), (B,)
+        draws = generator.at(rows, step) if isinstance(generator, RowStreams) else generator
+        tokens, token_logprobs = sample_next(logits, temperature, top_k, top_p, do_sample, draws)  # (B,), (B,)
         for r, t, lp in zip(rows.tolist(), tokens.tolist(), token_logprobs.tolist()):
             completions[r].append(t)
             logprobs[r].append(lp)

@@ -33,7 +33,7 @@ from contextlib import nullcontext
 import torch
 
 from grpo.common.console import StepProgress
-from grpo.common.distributed import all_sum, init_distributed
+from grpo.common.distributed import all_sum, broadcast_parameters, init_distributed
 from grpo.common.placement import place_model
 from grpo.maths.loss import grpo_loss, sampling_correction
 from grpo.runs import tracking
@@ -150,7 +150,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
         device: where to train; default ``training_args.device`` (this process's GPU under a launcher).
             The model is moved there (a bitsandbytes ``device_map`` model must already be there), and
             every tensor handed to a collective or to the sampler (its generator) is created there.
-        periodic_eval: :class:`grpo.evaluation.periodic_eval.PeriodicEval` run (on this process) before the first step and
+        periodic_eval: :class:`grpo.evaluation.periodic_eval.PeriodicEval` run by every process (each answers its share of
+            the problems; the counts are summed) before the first step and
             whenever it is due; its ``eval/*`` metrics join that step's row. None = no periodic evaluation.
 
     Returns:
@@ -173,6 +174,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
 
     # ------------------------------------------------------------ model, optimizer, schedule
     model = place_model(model, device)  # the model, its optimizer state and its frozen reference copy live there
+    broadcast_parameters(model, world, device)  # rank 0's weights everywhere (LoRA init, evaluations moved RNGs)
     autocast = (lambda: torch.autocast(device.type, dtype=plan.autocast_dtype)) if plan.autocast_dtype else nullcontext
     engine, ref_model = _prepare_model(model, plan, rank, world, device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -187,7 +189,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
     progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
     if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
-        _log_row(0, evaluated := periodic_eval(model, 0), metrics_logger, tracker)
+        _log_row(0, evaluated := periodic_eval(model, 0, rank, world, device), metrics_logger, tracker)
         progress.update(0, evaluated, log_row=False)  # shown (and carried) from the first table row on
     try:
         while state["step"] < max_steps:
@@ -227,7 +229,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
             for k, v in step_metrics.items():
                 window[k].append(sum(v) / len(v))
             logged = {"step_time": window["step_time"][-1]}
-            evaluated = periodic_eval(model, state["step"]) if periodic_eval and periodic_eval.due(
+            # every process evaluates its share (a collective), so the logging decision below is the same everywhere
+            evaluated = periodic_eval(model, state["step"], rank, world, device) if periodic_eval and periodic_eval.due(
                 state["step"], max_steps) else {}
             if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps or evaluated:
                 logged = {**_window_means(window, world, device), **evaluated}  # mean over processes

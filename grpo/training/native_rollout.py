@@ -23,6 +23,7 @@ from grpo.common import hf_compat
 from grpo.common.distributed import all_gather_cat, all_sum
 from grpo.generation import sampler
 from grpo.generation.sampler import Rollout
+from grpo.generation.streams import RowStreams
 from grpo.maths.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
 from grpo.maths.loss import logprobs_from_hidden
 from rewards import call_reward
@@ -60,21 +61,19 @@ def tokenize_prompt(tokenizer, prompt) -> list[int]:
     return tokenizer(prompt)["input_ids"]
 
 
-def make_generator(seed: int, device) -> torch.Generator:
-    """A seeded ``torch.Generator`` on ``device``: the sampler draws on the model's device, and a CPU generator
-    fails there on CUDA ("Expected a 'cuda' device type for generator")."""
-    return torch.Generator(device=torch.device(device)).manual_seed(seed)
-
-
-def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, device, engine=None) -> ScoredRollout:
+def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, device, engine=None,
+            first_row: int = 0) -> ScoredRollout:
     """Generate G completions per dataset row (grpo.generation.sampler, or the vLLM engine) and score them.
 
     Args:
         model: the policy, on ``device``. tokenizer: its tokenizer. rows: dataset rows (``prompt`` + reward columns).
         reward_funcs: TRL-signature rewards, each called once through :func:`rewards.call_reward` (validated).
-        args: ``trl.GRPOConfig`` (num_generations, sampling fields). seed: this call's sampling seed.
+        args: ``trl.GRPOConfig`` (num_generations, sampling fields). seed: this generation batch's sampling seed.
         dtype: the sampler's weight copy dtype (None = the model's). step: the optimizer step, for ``trainer_state``.
         device: the training device (the sampler's generator). engine: a vLLM engine, or None for the sampler.
+        first_row: the global index of this call's first completion (rank * completions per process): the sampler
+            draws completion i from its own stream (:class:`grpo.generation.streams.RowStreams`), so one process
+            or several sample the same completions for the same global batch.
 
     Returns:
         The :class:`ScoredRollout`.
@@ -84,10 +83,13 @@ def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, devic
     """
     g = args.num_generations
     prompt_ids = [tokenize_prompt(tokenizer, r["prompt"]) for r in rows]
-    sample, extra = (engine.generate, {"seed": seed}) if engine is not None else (sampler.generate, {"dtype": dtype})
+    if engine is not None:  # vLLM seeds each call; the offset keeps the processes' streams apart
+        sample, extra = engine.generate, {"seed": seed + first_row}
+    else:
+        sample, extra = sampler.generate, {"dtype": dtype}
     out = sample(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
                  temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
-                 generator=make_generator(seed, device), **extra)
+                 generator=RowStreams(seed, first_row, device), **extra)
     texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
     owner = out.prompt_index  # completion -> its row
     prompts = [rows[p]["prompt"] for p in owner]
@@ -282,8 +284,9 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
     def sample(round_: int) -> ScoredRollout:  # this process's share of the next world*n_prompts prompts
         rows = prompt_rows(dataset, state["cursor"] + rank * n_prompts, n_prompts, args.seed, args.shuffle_dataset)
         state["cursor"] += world * n_prompts
-        seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729 + rank
-        return rollout(model, tokenizer, rows, reward_funcs, args, seed, plan.rollout_dtype, state["step"], device, engine)
+        seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729  # the same on every process
+        return rollout(model, tokenizer, rows, reward_funcs, args, seed, plan.rollout_dtype, state["step"], device, engine,
+                       first_row=rank * n_prompts * g)
 
     def gather(values: list) -> torch.Tensor:  # every process's (N, ...) in rank order, created on the device (NCCL)
         return all_gather_cat(torch.tensor(values, dtype=torch.float32, device=device), world, device)

@@ -112,6 +112,9 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         merged = full_precision_copy(trained, script_args).merge_and_unload()  # QLoRA: into the unquantized base
         merged.train()
         save_checkpoint(merged, tokenizer, done, replace=True)
+        # the merged model *is* this checkpoint now, as it is for the processes that load it from there: peft
+        # records name_or_path as the GRPO adapter's base, and a sharded run rebuilds its final model on that base
+        merged.name_or_path = merged.config._name_or_path = str(done)
     trainer.accelerator.wait_for_everyone()
     if main and not is_quantized(script_args):
         return merged
