@@ -126,7 +126,7 @@ class ScriptArgs(ModelConfig, ScriptArguments):
     sft_examples: int = field(default=128, metadata={"help": "Warm-start: training rows rewritten into the target format."})
     sft_epochs: float = field(default=1.0, metadata={"help": "Warm-start: epochs over sft_examples."})
     sft_learning_rate: float = field(default=2e-4, metadata={"help": "Warm-start: learning rate (LoRA)."})
-    sft_batch_size: int = field(default=8, metadata={"help": "Warm-start: examples per optimizer step."})
+    sft_batch_size: int = field(default=8, metadata={"help": "Warm-start: examples per optimizer step, across all processes."})
     sft_micro_batch_size: int = field(default=2, metadata={
         "help": "Warm-start: examples per forward; sft_batch_size is reached by gradient accumulation. Memory: "
                 "the logits over a 49k vocabulary (and TRL's entropy / token-accuracy copies of them) take "

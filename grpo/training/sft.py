@@ -49,6 +49,16 @@ def build_sft_dataset(rows, num_examples: int):
     ])
 
 
+def _accumulation_steps(script_args, world_size: int) -> int:
+    """Gradient accumulation that makes ``sft_batch_size`` examples per optimizer step across all processes."""
+    per_pass = script_args.sft_micro_batch_size * world_size
+    if script_args.sft_batch_size % per_pass:
+        logger.warning("Warm-start: sft_batch_size=%d is not a multiple of sft_micro_batch_size x %d processes = %d; "
+                       "each step takes %d examples", script_args.sft_batch_size, world_size, per_pass,
+                       max(1, script_args.sft_batch_size // per_pass) * per_pass)
+    return max(1, script_args.sft_batch_size // per_pass)
+
+
 def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     """Run the SFT warm-start and return the merged model; reuses ``output_dir/sft_checkpoint`` if present.
 
@@ -81,7 +91,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         output_dir=str(Path(output_dir) / "sft"),
         max_steps=max_steps,
         per_device_train_batch_size=script_args.sft_micro_batch_size,  # memory: logits over the vocabulary
-        gradient_accumulation_steps=script_args.sft_batch_size // script_args.sft_micro_batch_size,
+        gradient_accumulation_steps=_accumulation_steps(script_args, training_args.world_size),
         learning_rate=script_args.sft_learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 10),
