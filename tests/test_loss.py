@@ -133,7 +133,7 @@ def test_beta_needs_reference():
 
 def test_aggregate_errors():
     with pytest.raises(ValueError, match="native backend implements"):
-        aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "cispo")
+        aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "ppo")
     with pytest.raises(ValueError, match="max_completion_length"):
         aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "dr_grpo")
     with pytest.raises(ValueError, match="num_items_in_batch"):
@@ -141,8 +141,8 @@ def test_aggregate_errors():
 
 
 def test_all_masked_sequence_does_not_divide_by_zero():
-    loss = aggregate_loss(torch.ones(2, 2), torch.tensor([[1, 1], [0, 0]]), "grpo")
-    assert loss.item() == 0.5  # (2/2 + 0/1) / 2
+    loss, policy_loss = aggregate_loss(torch.ones(2, 2), torch.tensor([[1, 1], [0, 0]]), "grpo", grad_accum_steps=2)
+    assert loss.item() == 0.25 and policy_loss.item() == 0.5  # (2/2 + 0/1) / 2, then / GA
 
 
 def test_token_logprobs_by_hand_and_temperature():
