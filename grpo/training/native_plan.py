@@ -101,7 +101,8 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
 
     Raises:
         UserError: a GRPOConfig field the backend does not implement (:func:`check_supported`), micro-batches
-            that do not hold whole groups, or ``reward_weights`` of the wrong length.
+            that do not hold whole groups, ``reward_weights`` of the wrong length, ``top_entropy_quantile``
+            outside [0, 1], or ``loss_type='vespo'`` with a sequence-level sampling correction (TRL refuses it too).
     """
     args = training_args
     script_args = script_args if script_args is not None else ScriptArgs()
@@ -116,6 +117,7 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     low = torch.bfloat16 if args.bf16 else None
     pad = pad_to_multiple_of(args.pad_to_multiple_of, args.use_cpu)
     correct = args.vllm_importance_sampling_correction if args.use_vllm else script_args.sampler_importance_sampling_correction
+    correct = bool(correct) and (args.use_vllm or low is not None)  # only an engine other than the forward is corrected
     if not 0.0 <= args.top_entropy_quantile <= 1.0:
         raise UserError(f"top_entropy_quantile={args.top_entropy_quantile}: must be in [0, 1] (1 keeps every token)")
     if args.loss_type == "vespo" and correct and args.vllm_importance_sampling_mode.startswith("sequence"):
@@ -127,7 +129,7 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
         args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,
         prompts_per_generation=micro * ga // g, completions_per_generation=micro * ga,
         autocast_dtype=low, rollout_dtype=low, needs_reference=args.beta != 0.0, stores_old_logps=args.num_iterations > 1,
-        reward_weights=weights, correct_sampling=bool(correct) and (args.use_vllm or low is not None),
+        reward_weights=weights, correct_sampling=correct,
         correction=dict(mode=args.vllm_importance_sampling_mode, clip_min=args.vllm_importance_sampling_clip_min,
                         clip_max=args.vllm_importance_sampling_clip_max),
         loss_kwargs=dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
