@@ -180,6 +180,22 @@ def test_logprobs_from_hidden_match_and_backprop_like_full_logits():
     assert torch.allclose(hidden.grad, g_h, atol=1e-5) and torch.allclose(weight.grad, g_w, atol=1e-5)
 
 
+def test_logprobs_from_hidden_entropy_gradient_like_full_logits():
+    # the entropy bonus (entropy_coef) differentiates H through the chunked, checkpointed head
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 5, 4, requires_grad=True)
+    weight = torch.randn(9, 4, requires_grad=True)
+    ids = torch.randint(0, 9, (2, 5))
+    logp_all = F.log_softmax((hidden @ weight.T) / 0.9, dim=-1)  # (B, T, V)
+    (-(logp_all.exp() * logp_all).sum(-1)).sum().backward()
+    g_h, g_w = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    _, ent = logprobs_from_hidden(hidden, weight, None, ids, 0.9, chunk_tokens=3, entropy_grad=True)
+    ent.sum().backward()
+    assert torch.allclose(hidden.grad, g_h, atol=1e-5) and torch.allclose(weight.grad, g_w, atol=1e-5)
+    assert not logprobs_from_hidden(hidden, weight, None, ids, 0.9)[1].requires_grad  # detached by default
+
+
 # ---------------------------------------------------------------------------- rollout-engine correction
 
 OLD = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.2, 0.0]])

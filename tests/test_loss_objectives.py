@@ -30,7 +30,8 @@ def batch():
 
 def test_cispo_clips_the_weight_and_keeps_every_gradient():
     logps, old = batch()
-    loss, metrics = grpo_loss(logps, ADV, MASK, old_logps=old, loss_type="cispo", epsilon_high=1.2, num_items_in_batch=5)
+    loss, metrics = grpo_loss(logps, ADV, MASK, old_logps=old, loss_type="cispo", epsilon_high=1.2,
+                              num_items_in_batch=5)
     # weights min(rho, 1.2) = [[1.2, .5, 1.1], [.5, 1.2]]; l = -w A logp: seq0 1.2 + 1.0 + 0.55, seq1 -0.15 - 1.44
     assert loss.item() == pytest.approx((2.75 - 1.59) / 5)
     assert metrics == {"cispo_clip_ratio": pytest.approx(0.2)}  # rho 1.5 > 1.2 with A > 0: one token of five
@@ -157,7 +158,8 @@ def test_adaptive_entropy_state_round_trip():
     c.end_step()
     d = EntropyControl(0.05, use_adaptive_entropy=True, entropy_target=0.6)
     d.load_state_dict(c.state_dict())
-    assert d.state_dict() == c.state_dict() == {"entropy_coef": pytest.approx(0.055), "last_world_entropy": pytest.approx(0.1)}
+    assert d.state_dict() == c.state_dict()
+    assert c.state_dict() == {"entropy_coef": pytest.approx(0.055), "last_world_entropy": pytest.approx(0.1)}
 
 
 def test_off_policy_mask_drops_only_negative_advantages_far_from_the_sampler():
@@ -230,6 +232,8 @@ def test_plan_refuses_out_of_range_and_vespo_with_sequence_correction(tmp_path):
 
     with pytest.raises(UserError, match="top_entropy_quantile"):
         build_plan(args(top_entropy_quantile=1.5))
+    with pytest.raises(UserError, match="multi_objective_aggregation='mean'"):
+        build_plan(args(multi_objective_aggregation="mean"))
     with pytest.raises(UserError, match="vespo"):
         build_plan(args(loss_type="vespo", bf16=True), ScriptArgs(sampler_importance_sampling_correction=True))
     plan = build_plan(args(loss_type="vespo", bf16=True, vllm_importance_sampling_mode="token_truncate"),

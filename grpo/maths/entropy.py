@@ -1,8 +1,9 @@
 """Entropy terms of the GRPO loss, as trl 1.16 ``GRPOTrainer._compute_loss`` computes them.
 
 - High-entropy token mask (``top_entropy_quantile`` = rho; "Beyond the 80/20 Rule", arXiv:2506.01939,
-  its policy gradient restricted to the forking tokens): only tokens whose entropy is at or above the (1 - rho) quantile of the micro-batch's
-  completion-token entropies (gathered over every process) train the policy.
+  its policy gradient restricted to the forking tokens): only tokens whose entropy is at or above the
+  (1 - rho) quantile of the micro-batch's completion-token entropies (gathered over every process)
+  train the policy.
 - Entropy bonus (``entropy_coef``): L = L_policy - c * H, H the mean per-token entropy over the
   tokens the policy loss acts on, divided only by the gradient-accumulation steps (never by a
   loss type's normaliser, so c means the same for every ``loss_type``).
@@ -77,7 +78,8 @@ class EntropyControl:
     def __init__(self, entropy_coef: float, use_adaptive_entropy: bool = False, entropy_coef_min: float = 0.0,
                  entropy_coef_max: float = 1.0, entropy_coef_delta: float = 0.005, entropy_target: float = 0.2):
         self.entropy_coef, self.adaptive = float(entropy_coef), bool(use_adaptive_entropy)
-        self.coef_min, self.coef_max, self.coef_delta, self.target = entropy_coef_min, entropy_coef_max, entropy_coef_delta, entropy_target
+        self.coef_min, self.coef_max = entropy_coef_min, entropy_coef_max
+        self.coef_delta, self.target = entropy_coef_delta, entropy_target
         self.last_world_entropy = math.inf  # no bonus until a step has measured the entropy
         self._window = torch.zeros(2, dtype=torch.float64)  # [entropy sum, token count] of this step
 

@@ -150,7 +150,9 @@ for _name, _aggregation in (("grpo", "sequence_mean"), ("bnpo", "token_mean"), (
 
 @register_policy_loss("cispo", "global_token_mean")
 def cispo(inp: ObjectiveInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """CISPO (the MiniMax-M1 report, arXiv:2506.13585): clip the importance weight, not the update; every token keeps a gradient.
+    """CISPO (the MiniMax-M1 report, arXiv:2506.13585): clip the importance weight, not the update.
+
+    Every token keeps a gradient, however far its ratio moved.
 
     l_t = -sg(min(rho, eps_high)) A logp_t    (sg = stop-gradient; TRL reads eps_max from ``epsilon_high``)
 

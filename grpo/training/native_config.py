@@ -75,7 +75,8 @@ def check_supported(args) -> None:
         if value != default and repr(value) != repr(default):
             raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
                             f"unset it or use --backend trl")
-    for name, allowed in (("loss_type", tuple(POLICY_LOSSES)),  # registered objectives, read at call time ("multi_objective_aggregation", MULTI_OBJECTIVE_AGGREGATIONS),
+    for name, allowed in (("loss_type", tuple(POLICY_LOSSES)),  # the registered objectives, read at call time
+                          ("multi_objective_aggregation", MULTI_OBJECTIVE_AGGREGATIONS),
                           ("optim", ("adamw_torch", "adamw_torch_fused", *BNB_OPTIMIZERS)),
                           ("save_strategy", ("steps", "no")), ("fp16", ("False",))):
         value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value

@@ -10,6 +10,7 @@ sampling, loss options) lives here, so the loop itself reads no config defaults.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from grpo.common.hardware import pad_to_multiple_of
 from grpo.config.script_args import ScriptArgs
 from grpo.maths.entropy import EntropyControl
 from grpo.training.native_config import check_supported
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,13 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
                         f"vllm_importance_sampling_mode to token_truncate or token_mask (got "
                         f"{args.vllm_importance_sampling_mode!r})")
     bonus = args.entropy_coef != 0.0 or args.use_adaptive_entropy
+    level = args.importance_sampling_level  # TRL's advice on objective/level pairs, as warnings (GRPOTrainer.__init__)
+    if (args.loss_type, level) in (("luspo", "token"), ("vespo", "sequence")) or (
+            level == "sequence" and args.loss_type in ("bnpo", "dr_grpo", "dapo", "cispo")):
+        log.warning("loss_type=%r with importance_sampling_level=%r: the paper's setup is %s", args.loss_type, level,
+                    {"luspo": "'sequence'", "vespo": "'token' (VESPO weighs whole sequences itself)"}.get(
+                        args.loss_type, "loss_type='grpo' at sequence level (GSPO); this one weights sequences by "
+                        "length"))
     return NativePlan(
         args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,
         prompts_per_generation=micro * ga // g, completions_per_generation=micro * ga,
@@ -144,5 +154,6 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
         pad_to_multiple_of=pad,
         entropy_bonus=dict(entropy_coef=args.entropy_coef, use_adaptive_entropy=args.use_adaptive_entropy,
                            entropy_coef_min=args.entropy_coef_min, entropy_coef_max=args.entropy_coef_max,
-                           entropy_coef_delta=args.entropy_coef_delta, entropy_target=args.entropy_target) if bonus else None,
+                           entropy_coef_delta=args.entropy_coef_delta,
+                           entropy_target=args.entropy_target) if bonus else None,
     )
