@@ -133,7 +133,7 @@ def test_beta_needs_reference():
 
 def test_aggregate_errors():
     with pytest.raises(ValueError, match="native backend implements"):
-        aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "cispo")
+        aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "ppo")
     with pytest.raises(ValueError, match="max_completion_length"):
         aggregate_loss(torch.zeros(1, 2), torch.ones(1, 2), "dr_grpo")
     with pytest.raises(ValueError, match="num_items_in_batch"):
@@ -141,8 +141,8 @@ def test_aggregate_errors():
 
 
 def test_all_masked_sequence_does_not_divide_by_zero():
-    loss = aggregate_loss(torch.ones(2, 2), torch.tensor([[1, 1], [0, 0]]), "grpo")
-    assert loss.item() == 0.5  # (2/2 + 0/1) / 2
+    loss, policy_loss = aggregate_loss(torch.ones(2, 2), torch.tensor([[1, 1], [0, 0]]), "grpo", grad_accum_steps=2)
+    assert loss.item() == 0.25 and policy_loss.item() == 0.5  # (2/2 + 0/1) / 2, then / GA
 
 
 def test_token_logprobs_by_hand_and_temperature():
@@ -178,6 +178,22 @@ def test_logprobs_from_hidden_match_and_backprop_like_full_logits():
     out.sum().backward()
     assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(ent, ref_ent, atol=1e-5)
     assert torch.allclose(hidden.grad, g_h, atol=1e-5) and torch.allclose(weight.grad, g_w, atol=1e-5)
+
+
+def test_logprobs_from_hidden_entropy_gradient_like_full_logits():
+    # the entropy bonus (entropy_coef) differentiates H through the chunked, checkpointed head
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 5, 4, requires_grad=True)
+    weight = torch.randn(9, 4, requires_grad=True)
+    ids = torch.randint(0, 9, (2, 5))
+    logp_all = F.log_softmax((hidden @ weight.T) / 0.9, dim=-1)  # (B, T, V)
+    (-(logp_all.exp() * logp_all).sum(-1)).sum().backward()
+    g_h, g_w = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    _, ent = logprobs_from_hidden(hidden, weight, None, ids, 0.9, chunk_tokens=3, entropy_grad=True)
+    ent.sum().backward()
+    assert torch.allclose(hidden.grad, g_h, atol=1e-5) and torch.allclose(weight.grad, g_w, atol=1e-5)
+    assert not logprobs_from_hidden(hidden, weight, None, ids, 0.9)[1].requires_grad  # detached by default
 
 
 # ---------------------------------------------------------------------------- rollout-engine correction

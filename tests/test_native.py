@@ -178,10 +178,10 @@ def test_refuses_unsupported_settings(tmp_path):
     from grpo.training.native_config import check_supported
 
     check_supported(config(tmp_path))
-    with pytest.raises(UserError, match="top_entropy_quantile"):
-        check_supported(config(tmp_path, top_entropy_quantile=0.5))
-    with pytest.raises(UserError, match="loss_type='sapo'"):
-        check_supported(config(tmp_path, loss_type="sapo"))
+    with pytest.raises(UserError, match="max_tool_calling_iterations"):
+        check_supported(config(tmp_path, max_tool_calling_iterations=2))
+    with pytest.raises(UserError, match="loss_type='ppo'"):
+        check_supported(config(tmp_path, loss_type="ppo"))
 
 
 @pytest.mark.slow

@@ -72,3 +72,18 @@ def broadcast_parameters(module: torch.nn.Module, world: int, device) -> None:
             torch.distributed.broadcast(moved, src=0)
             if moved.data_ptr() != data.data_ptr():
                 data.copy_(moved)
+
+
+def all_gather_ragged(x: torch.Tensor, world: int, device) -> torch.Tensor:
+    """1-D ``x`` of any length from every process, concatenated in rank order (lengths may differ).
+
+    Each process pads to the longest length, gathers, and drops the padding (lengths are gathered first,
+    so no sentinel value is needed). Returns ``x`` itself when ``world == 1``.
+    """
+    if world == 1:
+        return x
+    sizes = all_gather_cat(torch.tensor([x.numel()], device=device), world, device).tolist()  # (world,)
+    padded = torch.zeros(max(sizes), dtype=x.dtype, device=device)  # (max,)
+    padded[: x.numel()] = x.to(device)
+    parts = all_gather_cat(padded, world, device).view(world, -1)  # (world, max)
+    return torch.cat([parts[r, :n] for r, n in enumerate(sizes)])  # (sum sizes,)

@@ -16,7 +16,11 @@ too-easy / too-hard prompts and drops it (`scale_rewards="none"`); TRL also offe
 - the std is Bessel-corrected (n - 1); a group whose rewards all tie has std 0 and advantage 0
   (numerator 0) and counts toward `frac_reward_zero_std`.
 
-Run the hand-computed checks with: `pytest tests/test_advantages.py`.
+With several reward functions, `multi_objective_aggregation="normalize_then_sum"` (GDPO,
+arXiv:2601.05242) normalises each function within its group first, sums the weighted normalised
+rewards, then whitens the sum over the batch (`normalize_then_sum`; `scale_rewards` is not used).
+
+Run the hand-computed checks with: `pytest tests/test_advantages.py tests/test_loss_objectives.py -k advantages`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import torch
 
 SCALE_REWARDS = ("group", "batch", "none")
+MULTI_OBJECTIVE_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
 
 def nanstd(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
@@ -108,6 +113,66 @@ def group_advantages(
     is_std_zero = torch.isclose(std, torch.zeros_like(std))  # (N,)
     advantages = torch.nan_to_num(advantages, nan=0.0)  # (N,) unscorable rows carry no signal
     return advantages, {"frac_reward_zero_std": is_std_zero.float().mean().item()}
+
+
+def normalize_then_sum(
+    rewards_per_func: torch.Tensor, num_generations: int, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GDPO advantages (arXiv:2601.05242, group reward-decoupled normalisation), as trl 1.16 computes them.
+
+        z_ik = (r_ik - mean_g(r_k)) / (std_g(r_k) + 1e-4)         per function k, within each group g
+        s_i  = sum_k w_k z_ik   (NaN terms skipped; NaN where every function returned None)
+        A_i  = (s_i - mean_batch(s)) / (std_batch(s) + 1e-4)
+
+    Args:
+        rewards_per_func: (N, F) rewards, prompt-major groups of ``num_generations``; NaN = returned None.
+        num_generations: G. weights: (F,) or None (all 1.0).
+
+    Returns:
+        advantages: (N,) no NaN (unscorable rows 0); metrics: {"frac_reward_zero_std": share of rows whose
+        batch std of s is 0}.
+
+    Raises:
+        ValueError: N not divisible by G.
+    """
+    n, num_funcs = rewards_per_func.shape
+    if n % num_generations:
+        raise ValueError(f"{n} rewards are not a whole number of groups of {num_generations}")
+    if weights is None:
+        weights = torch.ones(num_funcs, dtype=rewards_per_func.dtype)  # (F,)
+    grouped = rewards_per_func.view(-1, num_generations, num_funcs)  # (P, G, F)
+    mean_k = torch.nanmean(grouped, dim=1, keepdim=True)  # (P, 1, F)
+    std_k = nanstd(grouped, dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(mean_k)  # (P, 1, F)
+    z = ((grouped - mean_k) / (std_k + 1e-4)).view(-1, num_funcs)  # (N, F)
+    summed = (z * weights.to(z).unsqueeze(0)).nansum(dim=1)  # (N,)
+    summed = summed.masked_fill(torch.isnan(rewards_per_func).all(dim=1), float("nan"))  # (N,)
+    std = nanstd(summed).expand_as(summed) if summed.numel() > 1 else torch.zeros_like(summed)  # (N,)
+    advantages = (summed - torch.nanmean(summed)) / (std + 1e-4)  # (N,)
+    is_std_zero = torch.isclose(std, torch.zeros_like(std))  # (N,)
+    return torch.nan_to_num(advantages, nan=0.0), {"frac_reward_zero_std": is_std_zero.float().mean().item()}
+
+
+def advantages_from_rewards(
+    rewards_per_func: torch.Tensor,
+    num_generations: int,
+    weights: torch.Tensor | None = None,
+    scale_rewards: str = "group",
+    multi_objective_aggregation: str = "sum_then_normalize",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Advantages from the (N, F) reward table by GRPOConfig's ``multi_objective_aggregation``.
+
+    "sum_then_normalize": :func:`group_advantages` of :func:`combine_rewards` (with ``scale_rewards``);
+    "normalize_then_sum": :func:`normalize_then_sum`.
+
+    Raises:
+        ValueError: an unknown aggregation (or the errors of the chosen function).
+    """
+    if multi_objective_aggregation == "sum_then_normalize":
+        return group_advantages(combine_rewards(rewards_per_func, weights), num_generations, scale_rewards)
+    if multi_objective_aggregation == "normalize_then_sum":
+        return normalize_then_sum(rewards_per_func, num_generations, weights)
+    raise ValueError(f"multi_objective_aggregation={multi_objective_aggregation!r}: expected one of "
+                     f"{MULTI_OBJECTIVE_AGGREGATIONS}")
 
 
 def reward_metrics(

@@ -1,130 +1,44 @@
-"""GRPO policy loss as pure tensor functions (one per equation), matching trl 1.16 `_compute_loss`.
+"""The GRPO loss of one micro-batch as pure tensor functions, matching trl 1.16 ``GRPOTrainer._compute_loss``.
 
 Notation: B sequences (completions) in a micro-batch, T completion positions (right padded),
-V vocabulary, H hidden size, m the (B, T) completion mask (1 = token counts in the loss).
+m the (B, T) completion mask (1 = token counts in the loss), A the per-sequence advantages.
 
-- Log-probs: log pi(y_t | x, y_<t) at sampling temperature tau, i.e. log_softmax(z / tau)[y_t]
-  (TRL divides logits by `temperature` before scoring, so the ratio compares the same
-  distributions the sampler drew from). Computed chunk by chunk: no (B, T, V) softmax is kept.
+- Log-probs and entropies: :mod:`grpo.maths.logprobs` (re-exported here).
 - Importance ratio (DeepSeekMath arXiv:2402.03300 eq. 3, PPO clip): rho_t = exp(logp_t - old_t);
   GSPO (arXiv:2507.18071 eq. 7): one ratio per sequence, rho = exp(sum_t m_t (logp_t - old_t) / sum_t m_t).
-- Clipped surrogate with asymmetric bounds (DAPO arXiv:2503.14476 eq. 10, "clip-higher"):
-  l_t = -min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A).
+- The objective of ``loss_type`` (grpo, bnpo, dr_grpo, dapo, luspo, cispo, sapo, vespo) and how it is
+  aggregated: the registry in :mod:`grpo.maths.objectives` (``register_policy_loss``).
+- Off-policy sequence mask (``off_policy_mask_threshold``; DeepSeek-V3.2 arXiv:2512.02556 eq. 9):
+  a sequence with A < 0 whose mean KL(sampling || current) exceeds the threshold is dropped.
+- High-entropy token mask and entropy bonus (``top_entropy_quantile``, ``entropy_coef``): :mod:`grpo.maths.entropy`.
 - KL to the reference, k3 estimator (DeepSeekMath eq. 4; Schulman 2020 "Approximating KL"):
-  KL_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1, times rho_t when `use_bias_correction_kl`.
-- Rollout-engine correction (`sampling_correction`, trl 1.16's `vllm_importance_sampling_*`; TIS/MIS,
+  KL_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1, times rho_t when ``use_bias_correction_kl``.
+- Rollout-engine correction (``sampling_correction``, trl 1.16's ``vllm_importance_sampling_*``; TIS/MIS,
   Yao et al. 2025 "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training"): the
   per-token loss is weighted by exp(old_t - sampling_t), per token or summed per sequence, truncated
   or masked outside [C_min, C_max], when the completions came from an engine whose log-probs differ
-  from the policy's (vLLM, a bf16 copy); the weight multiplies the surrogate, not the KL term.
-- Aggregation by `loss_type` (see `aggregate_loss`): grpo (DeepSeekMath eq. 3, per-sequence mean
-  then batch mean), bnpo (token mean of the micro-batch), dr_grpo (Dr. GRPO arXiv:2503.20783 eq. 3,
-  constant normaliser B * max_completion_length), dapo (DAPO eq. 12, token mean over the whole
-  generation batch across processes).
+  from the policy's (vLLM, a bf16 copy); the weight multiplies the surrogate, not the KL term
+  (VESPO folds it into its sequence weight instead).
 
-Everything here takes tensors and floats and returns a loss plus detached float metrics whose
-names are TRL's (`kl`, `clip_ratio/low_mean`, `clip_ratio/high_mean`, `clip_ratio/region_mean`).
-Run the hand-computed checks: `pytest tests/test_loss.py tests/test_loss_parity_trl.py`.
+Order, as TRL: objective -> x off-policy mask -> x entropy mask -> x engine weights -> + beta KL ->
+aggregate -> - entropy_coef * H. Everything takes tensors and floats and returns a loss plus detached
+float metrics under TRL's names. Run the checks: ``pytest tests/test_loss.py tests/test_loss_objectives.py
+tests/test_loss_parity_trl.py``.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from typing import Callable
 
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+import torch
+
+from grpo.maths.entropy import EntropyControl, entropy_bonus, high_entropy_mask
+from grpo.maths.logprobs import logprobs_from_hidden, token_logprobs  # noqa: F401 (re-exported)
+from grpo.maths.objectives import POLICY_LOSSES, ObjectiveInputs, clipped_surrogate  # noqa: F401 (re-exported)
+
+LOSS_TYPES = tuple(POLICY_LOSSES)  # grpo bnpo dr_grpo dapo luspo cispo sapo vespo
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 SAMPLING_CORRECTION_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
-
-
-def token_logprobs(
-    logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0, chunk_size: int = 1, with_entropy: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs log_softmax(logits / tau)[ids], memory-lean.
-
-    log p(y) = z_y / tau - logsumexp(z / tau): only a gather and a logsumexp per chunk of
-    `chunk_size` rows, so no full (B, T, V) log-softmax exists at once.
-
-    Args:
-        logits: (B, T, V) next-token logits aligned with `ids` (logits[:, t] predicts ids[:, t]).
-        ids: (B, T) token ids.
-        temperature: tau > 0, the sampling temperature.
-        chunk_size: rows of B processed at a time.
-        with_entropy: also return the entropy of softmax(logits / tau), detached.
-
-    Returns:
-        logps: (B, T) float32 log-probs; entropy: (B, T) detached float32 or None.
-
-    Raises:
-        ValueError: temperature <= 0.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    logps, entropies = [], []
-    for start in range(0, logits.shape[0], chunk_size):
-        z = logits[start : start + chunk_size].float() / temperature  # (b, T, V)
-        idx = ids[start : start + chunk_size].unsqueeze(-1)  # (b, T, 1)
-        lse = torch.logsumexp(z, dim=-1)  # (b, T)
-        logps.append(z.gather(-1, idx).squeeze(-1) - lse)  # (b, T)
-        if with_entropy:
-            with torch.no_grad():
-                logp_all = z - lse.unsqueeze(-1)  # (b, T, V), one chunk only
-                entropies.append(-(logp_all.exp() * logp_all).sum(-1))  # (b, T)
-    entropy = torch.cat(entropies) if with_entropy else None  # (B, T)
-    return torch.cat(logps), entropy  # (B, T)
-
-
-def _head_logprobs(hidden, weight, bias, ids, temperature):
-    """One chunk of `logprobs_from_hidden`: project, scale, score. Shapes (b, H) -> (b,)."""
-    z = F.linear(hidden, weight, bias).float() / temperature  # (b, V)
-    lse = torch.logsumexp(z, dim=-1)  # (b,)
-    logp = z.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse  # (b,)
-    with torch.no_grad():
-        p_log = z - lse.unsqueeze(-1)  # (b, V)
-        entropy = -(p_log.exp() * p_log).sum(-1)  # (b,)
-    return logp, entropy
-
-
-def logprobs_from_hidden(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    ids: torch.Tensor,
-    temperature: float = 1.0,
-    chunk_tokens: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs straight from final hidden states, never holding (B, T, V) logits.
-
-    The LM head is applied to `chunk_tokens` positions at a time under activation
-    checkpointing, so backward recomputes each chunk's logits instead of storing them (the
-    same idea as TRL 1.16's fused LM head). Same equation as `token_logprobs`.
-
-    Args:
-        hidden: (B, T, H) final hidden states at the positions that predict `ids`.
-        weight: (V, H) LM head weight; bias: (V,) or None.
-        ids: (B, T) token ids to score.
-        temperature: tau > 0.
-        chunk_tokens: positions per chunk.
-
-    Returns:
-        logps: (B, T) float32 with grad; entropy: (B, T) float32 detached.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    b, t, h = hidden.shape
-    flat_h, flat_ids = hidden.reshape(b * t, h), ids.reshape(b * t)  # (B*T, H), (B*T,)
-    logps, ents = [], []
-    for start in range(0, b * t, chunk_tokens):
-        sl = slice(start, start + chunk_tokens)
-        if torch.is_grad_enabled() and (flat_h.requires_grad or weight.requires_grad):
-            lp, ent = checkpoint(_head_logprobs, flat_h[sl], weight, bias, flat_ids[sl], temperature,
-                                 use_reentrant=False)  # backward recomputes this chunk's (c, V) logits
-        else:
-            lp, ent = _head_logprobs(flat_h[sl], weight, bias, flat_ids[sl], temperature)
-        logps.append(lp)  # (c,)
-        ents.append(ent.detach())  # (c,)
-    return torch.cat(logps).view(b, t), torch.cat(ents).view(b, t)  # (B, T), (B, T)
 
 
 def log_importance_weights(
@@ -226,28 +140,24 @@ def kl_k3(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1  # (B, T)
 
 
-def clipped_surrogate(
-    ratio: torch.Tensor, advantages: torch.Tensor, epsilon_low: float, epsilon_high: float
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO/GRPO clipped objective, negated to a loss, with DAPO's asymmetric clip.
+def off_policy_mask(
+    advantages: torch.Tensor, logps: torch.Tensor, sampling_logps: torch.Tensor, mask: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Off-policy sequence mask (DeepSeek-V3.2 arXiv:2512.02556 eq. 9; TRL's ``get_off_policy_mask``).
 
-    l = -min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)
+    keep_i = A_i >= 0  or  sum_t m_t (sampling_t - logp_t) / max(sum_t m_t, 1) <= threshold
+    (a token the engine could not score, NaN, counts as 0).
 
     Args:
-        ratio: (B, T) token ratios or (B, 1) GSPO sequence ratios.
-        advantages: (B, 1) per-sequence advantages (broadcast over T).
-        epsilon_low, epsilon_high: clip bounds.
+        advantages: (B, 1). logps: (B, T) current log-probs (used detached). sampling_logps: (B, T) log-probs of the
+            policy/engine that sampled. mask: (B, T). threshold: ``off_policy_mask_threshold`` (nats).
 
     Returns:
-        per_token_loss: same shape as `ratio`.
-        clipped: boolean masks "low" (rho < 1 - eps_low and A < 0), "high" (rho > 1 + eps_high
-            and A > 0) and "region" (either): where the clip removed the gradient, as TRL counts.
+        (B, 1) in the mask's dtype: 1 = keep, 0 = drop.
     """
-    clipped_ratio = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # (B, T|1)
-    per_token_loss = -torch.min(ratio * advantages, clipped_ratio * advantages)  # (B, T|1)
-    low = (ratio < 1 - epsilon_low) & (advantages < 0)  # (B, T|1)
-    high = (ratio > 1 + epsilon_high) & (advantages > 0)  # (B, T|1)
-    return per_token_loss, {"low": low, "high": high, "region": low | high}
+    kl = torch.nan_to_num(sampling_logps - logps.detach(), nan=0.0)  # (B, T)
+    mean_kl = (kl * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
+    return ((advantages >= 0) | (mean_kl <= threshold)).to(dtype=mask.dtype)  # (B, 1)
 
 
 def aggregate_loss(
@@ -260,17 +170,18 @@ def aggregate_loss(
     num_items_in_batch: float | torch.Tensor | None = None,
     num_processes: int = 1,
     steps_per_generation: int | None = None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Reduce (B, T) per-token losses to the micro-batch loss that is back-propagated.
 
-    With L = sum_t l_t m_t per sequence, n_i = sum_t m_t, GA = grad_accum_steps:
-      grpo:    (1/B) sum_i L_i / max(n_i, 1) / GA                    (DeepSeekMath eq. 3)
-      bnpo:    sum_i L_i / max(sum_i n_i, 1) / GA
-      dr_grpo: sum_i L_i / (B * max_completion_length) / GA          (Dr. GRPO eq. 3)
-      dapo:    sum_i L_i / (N / P * GA / S)                          (DAPO eq. 12)
-    where N = `num_items_in_batch`, the unmasked tokens of the whole generation batch summed
-    over all P processes, and S = steps_per_generation (default GA). After the GA micro-batches
-    are summed and DDP averages over P, dapo is exactly sum(l m) / N over the generation batch.
+    With L_i = sum_t l_t m_t, n_i = sum_t m_t, GA = grad_accum_steps, by the objective's aggregation:
+      sequence_mean (grpo, sapo):   (1/B) sum_i L_i / max(n_i, 1) / GA       (DeepSeekMath eq. 3)
+      token_mean (bnpo):            sum_i L_i / max(sum_i n_i, 1) / GA
+      constant (dr_grpo):           sum_i L_i / (B * max_completion_length) / GA   (Dr. GRPO arXiv:2503.20783 eq. 3)
+      global_token_mean (dapo, cispo, vespo): sum_i L_i / (N / P * GA / S)   (DAPO arXiv:2503.14476 eq. 12)
+      sequence_sum (luspo):         (1/B) sum_i L_i / GA                      (LUSPO arXiv:2602.05261)
+    where N = ``num_items_in_batch``, the unmasked tokens of the whole generation batch summed over all P
+    processes, and S = steps_per_generation (default GA): after the GA micro-batches are summed and DDP
+    averages over P, the global token mean is exactly sum(l m) / N over the generation batch.
 
     Args:
         per_token_loss: (B, T) or (B, 1) (GSPO without KL) per-token loss.
@@ -280,25 +191,35 @@ def aggregate_loss(
         steps_per_generation: see above (only the ones the loss_type uses are required).
 
     Returns:
-        scalar loss tensor.
+        (loss, policy_loss): the scalar to back-propagate, and TRL's logged ``policy_loss`` (the same
+        before the division by GA; detached).
+
+    Raises:
+        ValueError: an unknown loss_type, or a normaliser it needs is missing.
     """
+    if loss_type not in POLICY_LOSSES:
+        raise ValueError(f"loss_type={loss_type!r}: the native backend implements {LOSS_TYPES}")
+    aggregation = POLICY_LOSSES[loss_type].aggregation
     m = mask.to(per_token_loss.dtype)  # (B, T)
     masked = per_token_loss * m  # (B, T) (a (B, 1) loss broadcasts over T, as in TRL)
-    if loss_type == "grpo":
-        return (masked.sum(-1) / m.sum(-1).clamp(min=1.0)).mean() / grad_accum_steps
-    if loss_type == "bnpo":
-        return masked.sum() / m.sum().clamp(min=1.0) / grad_accum_steps
-    if loss_type == "dr_grpo":
-        if max_completion_length is None:
-            raise ValueError("loss_type='dr_grpo' needs max_completion_length")
-        return masked.sum() / (per_token_loss.shape[0] * max_completion_length) / grad_accum_steps
-    if loss_type == "dapo":
+    if aggregation == "global_token_mean":
         if num_items_in_batch is None:
-            raise ValueError("loss_type='dapo' needs num_items_in_batch (tokens in the generation batch)")
+            raise ValueError(f"loss_type={loss_type!r} needs num_items_in_batch (tokens in the generation batch)")
         steps = steps_per_generation or grad_accum_steps
         n = torch.as_tensor(num_items_in_batch, dtype=masked.dtype).clamp(min=1.0)
-        return masked.sum() / (n / num_processes * grad_accum_steps / steps)
-    raise ValueError(f"loss_type={loss_type!r}: the native backend implements {LOSS_TYPES}")
+        loss = masked.sum() / (n / num_processes * grad_accum_steps / steps)
+        return loss, loss.detach()
+    if aggregation == "sequence_mean":
+        loss = (masked.sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
+    elif aggregation == "token_mean":
+        loss = masked.sum() / m.sum().clamp(min=1.0)
+    elif aggregation == "constant":
+        if max_completion_length is None:
+            raise ValueError(f"loss_type={loss_type!r} needs max_completion_length")
+        loss = masked.sum() / (per_token_loss.shape[0] * max_completion_length)
+    else:  # sequence_sum
+        loss = masked.sum(-1).mean()
+    return loss / grad_accum_steps, loss.detach()
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
@@ -319,9 +240,22 @@ def grpo_loss(
     beta: float = 0.0,
     epsilon: float = 0.2,
     epsilon_high: float | None = None,
+    delta: float | None = None,
     loss_type: str = "dapo",
     importance_sampling_level: str = "token",
     use_bias_correction_kl: bool = True,
+    sapo_temperature_pos: float = 1.0,
+    sapo_temperature_neg: float = 1.05,
+    vespo_k_pos: float = 2.0,
+    vespo_lambda_pos: float = 3.0,
+    vespo_k_neg: float = 3.0,
+    vespo_lambda_neg: float = 2.0,
+    top_entropy_quantile: float = 1.0,
+    off_policy_mask_threshold: float | None = None,
+    entropies: torch.Tensor | None = None,
+    entropy_control: EntropyControl | None = None,
+    entropy_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    sampling_logps: torch.Tensor | None = None,
     grad_accum_steps: int = 1,
     max_completion_length: int | None = None,
     num_items_in_batch: float | torch.Tensor | None = None,
@@ -329,53 +263,90 @@ def grpo_loss(
     steps_per_generation: int | None = None,
     sampling_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The whole GRPO objective for one micro-batch: ratio -> clip -> (* sampling weights) -> + beta KL -> aggregate.
+    """The whole GRPO objective for one micro-batch, in TRL's order (see the module docstring).
 
-    l_t = -min(rho_t A, clip(rho_t, 1-eps, 1+eps_high) A) + beta * KL_t (* rho_t if bias-corrected)
+    l_t = objective_t (x off-policy mask) (x entropy mask) (x engine weight) + beta KL_t (x rho_t if bias-corrected);
+    loss = aggregate(l) - c H   (c from ``entropy_control``, H the entropy bonus).
 
     Args:
         logps: (B, T) current log-probs (with grad).
-        advantages: (B,) per-sequence advantages.
+        advantages: (B,) per-sequence advantages (or (B, 1)).
         mask: (B, T) completion mask.
-        old_logps: (B, T) sampling-policy log-probs; None = `logps.detach()` (num_iterations=1:
+        old_logps: (B, T) sampling-policy log-probs; None = ``logps.detach()`` (num_iterations=1:
             rho = 1 in value, gradient of rho = gradient of logp).
         ref_logps: (B, T) reference log-probs; required when beta != 0.
-        beta, epsilon, epsilon_high (None = epsilon), loss_type, importance_sampling_level,
-        use_bias_correction_kl: GRPOConfig fields of the same name.
-        grad_accum_steps ... steps_per_generation: forwarded to `aggregate_loss`.
-        sampling_weights: (B, T) or (B, 1) from `sampling_correction`; None = no rollout-engine correction.
+        beta, epsilon, epsilon_high (None = epsilon), delta, loss_type, importance_sampling_level,
+        use_bias_correction_kl, sapo_temperature_*, vespo_*, top_entropy_quantile, off_policy_mask_threshold:
+            the GRPOConfig fields of the same names.
+        entropies: (B, T) per-token entropies; needed by ``top_entropy_quantile < 1`` and the entropy bonus
+            (with grad there, as TRL differentiates it).
+        entropy_control: the run's :class:`grpo.maths.entropy.EntropyControl` when the bonus is on
+            (``entropy_coef != 0`` or ``use_adaptive_entropy``), else None; it is told this micro-batch's entropy.
+        entropy_gather: concatenates every process's (N,) entropies for the quantile (None = one process).
+        sampling_logps: (B, T) log-probs of the engine that sampled, for the off-policy mask (None = ``old_logps``).
+        grad_accum_steps ... steps_per_generation: forwarded to :func:`aggregate_loss`.
+        sampling_weights: (B, T) or (B, 1) from :func:`sampling_correction`; None = no rollout-engine correction.
 
     Returns:
         loss: scalar tensor to back-propagate.
-        metrics: detached floats `clip_ratio/low_mean`, `clip_ratio/high_mean`,
-            `clip_ratio/region_mean`, `kl` (only when beta != 0), and `policy_loss`
-            (the loss before the gradient-accumulation division, TRL's logged value).
+        metrics: detached floats under TRL's names: the objective's own (``clip_ratio/{low,high,region}_mean``,
+            ``cispo_clip_ratio``, ``vespo/phi_seq_mean``), ``kl`` (beta != 0), and with the entropy bonus on
+            ``policy_loss`` (the loss before the bonus and the GA division, as TRL logs it then).
+
+    Raises:
+        ValueError: an unknown loss_type or importance_sampling_level, beta != 0 without ``ref_logps``, or
+            entropies missing where a knob needs them.
     """
+    if loss_type not in POLICY_LOSSES:
+        raise ValueError(f"loss_type={loss_type!r}: the native backend implements {LOSS_TYPES}")
+    objective = POLICY_LOSSES[loss_type]
+    if entropies is None and (top_entropy_quantile < 1.0 or entropy_control is not None):
+        raise ValueError("top_entropy_quantile < 1 and the entropy bonus need the per-token entropies")
+    if beta != 0.0 and ref_logps is None:
+        raise ValueError("beta != 0 needs ref_logps")
+    entropy_mask = None
+    if top_entropy_quantile < 1.0:
+        entropy_mask = high_entropy_mask(entropies, mask, top_entropy_quantile, entropy_gather)  # (B, T)
     if old_logps is None:
         old_logps = logps.detach()  # (B, T)
     adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages  # (B, 1)
+    keep = None
+    if off_policy_mask_threshold is not None:
+        drawn = sampling_logps if sampling_logps is not None else old_logps  # (B, T)
+        keep = off_policy_mask(adv, logps, drawn, mask, off_policy_mask_threshold)  # (B, 1)
     log_w = log_importance_weights(logps, old_logps, mask, importance_sampling_level)  # (B, T|1)
     ratio = torch.exp(log_w)  # (B, T|1)
     eps_high = epsilon if epsilon_high is None else epsilon_high
-    per_token_loss, clipped = clipped_surrogate(ratio, adv, epsilon, eps_high)  # (B, T|1)
-    if sampling_weights is not None:
+    inputs = ObjectiveInputs(
+        logps=logps, log_ratio=logps - old_logps, ratio=ratio, advantages=adv, mask=mask,
+        sampling_weights=sampling_weights if objective.takes_sampling_weights else None, epsilon=epsilon,
+        epsilon_high=eps_high, delta=delta, sapo_temperature_pos=sapo_temperature_pos,
+        sapo_temperature_neg=sapo_temperature_neg, vespo_k_pos=vespo_k_pos, vespo_lambda_pos=vespo_lambda_pos,
+        vespo_k_neg=vespo_k_neg, vespo_lambda_neg=vespo_lambda_neg)
+    per_token_loss, logged = objective.fn(inputs)  # (B, T|1), {name: (B, T|1)}
+    if keep is not None:
+        per_token_loss = per_token_loss * keep  # (B, T|1)
+    if entropy_mask is not None:
+        per_token_loss = per_token_loss * entropy_mask  # (B, T)
+    if sampling_weights is not None and not objective.takes_sampling_weights:
         per_token_loss = per_token_loss * sampling_weights  # (B, T): the surrogate only, not the KL below
     metrics: dict[str, float] = {}
     if beta != 0.0:
-        if ref_logps is None:
-            raise ValueError("beta != 0 needs ref_logps")
         kl = kl_k3(logps, ref_logps)  # (B, T)
         if use_bias_correction_kl:
-            kl = kl * ratio  # (B, T)
+            kl = kl * ratio  # (B, T): rho before the delta cap, as TRL
         per_token_loss = per_token_loss + beta * kl  # (B, T)
         metrics["kl"] = masked_mean(kl.detach(), mask)
-    loss = aggregate_loss(
+    loss, policy_loss = aggregate_loss(
         per_token_loss, mask, loss_type, grad_accum_steps=grad_accum_steps,
         max_completion_length=max_completion_length, num_items_in_batch=num_items_in_batch,
         num_processes=num_processes, steps_per_generation=steps_per_generation,
     )
-    for key in ("low", "high", "region"):
-        metrics[f"clip_ratio/{key}_mean"] = masked_mean(clipped[key].float(), mask)
-    scale = 1.0 if loss_type == "dapo" else grad_accum_steps
-    metrics["policy_loss"] = loss.detach().item() * scale
+    if entropy_control is not None:  # L = L_policy - c H over the tokens the policy loss acts on
+        effective = mask if entropy_mask is None else mask * entropy_mask  # (B, T)
+        loss = loss - entropy_control.applied_coef * entropy_bonus(entropies, effective, grad_accum_steps)
+        entropy_control.observe(entropies, effective)
+        metrics["policy_loss"] = policy_loss.item()
+    for name, value in logged.items():
+        metrics[name] = masked_mean(value.detach().float(), mask)
     return loss, metrics

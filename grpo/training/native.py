@@ -33,7 +33,7 @@ from contextlib import nullcontext
 import torch
 
 from grpo.common.console import StepProgress
-from grpo.common.distributed import all_sum, broadcast_parameters, init_distributed
+from grpo.common.distributed import all_gather_ragged, all_sum, broadcast_parameters, init_distributed
 from grpo.common.placement import place_model
 from grpo.maths.loss import grpo_loss, sampling_correction
 from grpo.runs import tracking
@@ -81,11 +81,16 @@ def _record(step: int, scored: ScoredRollout, advantages, names, plan, metrics_l
     tracker.log_completions(step, prompts, scored.completions, rewards, advantages)  # every logging_steps
 
 
-def _backward(model, buffer: GenerationBatch, plan: NativePlan, world: int, autocast) -> tuple[float, dict]:
-    """Loss and backward over every micro-batch of ``buffer``; returns the summed loss and the metrics' lists."""
+def _backward(model, buffer: GenerationBatch, plan: NativePlan, world: int, autocast, entropy_control=None,
+              device=None) -> tuple[float, dict]:
+    """Loss and backward over every micro-batch of ``buffer``; returns the summed loss and the metrics' lists.
+
+    ``entropy_control``: the run's :class:`grpo.maths.entropy.EntropyControl` (entropy bonus on), else None."""
     step_loss, metrics = 0.0, defaultdict(list)
+    gather = (lambda x: all_gather_ragged(x, world, device)) if world > 1 else None  # top_entropy_quantile's quantile
     for batch in buffer.experiences:
-        logps, entropy = completion_logps(model, batch, plan.args.temperature, autocast)  # (B, T), (B, T)
+        logps, entropy = completion_logps(model, batch, plan.args.temperature, autocast,
+                                          entropy_grad=entropy_control is not None)  # (B, T), (B, T)
         is_weights, sampling_metrics = None, {}  # (not `weights`: the reward weights)
         if plan.approximate_rollouts and batch.sampling_per_token_logps is not None:
             # old = the generating policy's log-probs: stored (num_iterations > 1) or this forward's values
@@ -97,12 +102,15 @@ def _backward(model, buffer: GenerationBatch, plan: NativePlan, world: int, auto
                 sampling_metrics = {k: v for k, v in sampling_metrics.items() if "logp_difference" in k}
         loss, m = grpo_loss(logps, batch.advantages, batch.completion_mask, old_logps=batch.old_per_token_logps,
                             ref_logps=batch.ref_per_token_logps, num_items_in_batch=buffer.num_items_in_batch,
-                            sampling_weights=is_weights, num_processes=world, **plan.loss_kwargs)
+                            sampling_weights=is_weights, num_processes=world, entropies=entropy,
+                            entropy_control=entropy_control, entropy_gather=gather,
+                            sampling_logps=batch.sampling_per_token_logps if plan.approximate_rollouts else None,
+                            **plan.loss_kwargs)  # off-policy mask: the engine's log-probs, as TRL's vLLM ones
         m.update(sampling_metrics)
         loss.backward()
         step_loss += loss.item()
         mask = batch.completion_mask.float()  # (B, T)
-        m["entropy"] = ((entropy * mask).sum() / mask.sum().clamp(min=1)).item()
+        m["entropy"] = ((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)).item()
         for k, v in m.items():
             metrics[k].append(v)
     return step_loss, metrics
@@ -117,8 +125,8 @@ def _all_reduce_grads(params, world: int, device) -> None:
 
 
 def _window_means(window: dict, world: int, device) -> dict:
-    """The logging window's mean of every metric, averaged over processes (policy_loss left out)."""
-    keys = sorted(k for k in window if k != "policy_loss")
+    """The logging window's mean of every metric, averaged over processes."""
+    keys = sorted(window)
     values = torch.tensor([sum(window[k]) / len(window[k]) for k in keys], dtype=torch.float64, device=device)
     return dict(zip(keys, (all_sum(values, world, device) / world).tolist()))
 
@@ -184,8 +192,12 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                               num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
 
     # ------------------------------------------------------------ loop state (all of it is checkpointed)
-    state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": []}
+    entropy_control = plan.new_entropy_control()  # entropy_coef / use_adaptive_entropy, else None
+    state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": [],
+             "entropy_control": entropy_control.state_dict() if entropy_control else None}
     ckpt.resume(args.resume_from_checkpoint, args.output_dir, state, model, optimizer, scheduler, metrics_logger, device)
+    if entropy_control is not None and state.get("entropy_control"):
+        entropy_control.load_state_dict(state["entropy_control"])  # TRL's entropy_ctrl_state.json
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
     progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
     if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
@@ -209,7 +221,11 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                 warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
             # ---- loss -> backward -> all-reduce -> clip -> step
             with frozen_weights_cast(model, plan.autocast_dtype):  # one bf16 cast per step, not two per micro-batch
-                step_loss, step_metrics = _backward(model, state["buffer"], plan, world, autocast)
+                step_loss, step_metrics = _backward(model, state["buffer"], plan, world, autocast, entropy_control, device)
+            if entropy_control is not None:  # the adaptive coefficient moves once per optimizer step, as TRL
+                window["entropy_coef"].append(entropy_control.end_step(
+                    lambda t: all_sum(t.to(device), world, device).cpu()))
+                state["entropy_control"] = entropy_control.state_dict()
             if world > 1:
                 _all_reduce_grads(params, world, device)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm).item()

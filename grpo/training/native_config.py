@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from grpo.common.errors import UserError
-from grpo.maths.loss import LOSS_TYPES
+from grpo.maths.advantages import MULTI_OBJECTIVE_AGGREGATIONS
+from grpo.maths.objectives import POLICY_LOSSES
 from grpo.modeling.quantization import BNB_OPTIMIZERS
 
 # Honoured exactly as trl.GRPOTrainer does (see the module docstring for the differences).
@@ -23,7 +24,10 @@ SUPPORTED = set("""
     vllm_max_model_length vllm_enable_sleep_mode shuffle_dataset resume_from_checkpoint use_cpu vllm_mode
     vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout vllm_group_port
     vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_importance_sampling_clip_min
-    vllm_importance_sampling_clip_max vllm_importance_sampling_cap pad_to_multiple_of""".split())
+    vllm_importance_sampling_clip_max vllm_importance_sampling_cap pad_to_multiple_of
+    delta sapo_temperature_neg sapo_temperature_pos vespo_k_pos vespo_lambda_pos vespo_k_neg vespo_lambda_neg
+    top_entropy_quantile entropy_coef use_adaptive_entropy entropy_coef_min entropy_coef_max entropy_coef_delta
+    entropy_target multi_objective_aggregation off_policy_mask_threshold""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `completion_logps` shares), and the
 # best-model fields (no evaluation during native training; HF derives them from lr_scheduler_type).
@@ -71,7 +75,9 @@ def check_supported(args) -> None:
         if value != default and repr(value) != repr(default):
             raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
                             f"unset it or use --backend trl")
-    for name, allowed in (("loss_type", LOSS_TYPES), ("optim", ("adamw_torch", "adamw_torch_fused", *BNB_OPTIMIZERS)),
+    for name, allowed in (("loss_type", tuple(POLICY_LOSSES)),  # the registered objectives, read at call time
+                          ("multi_objective_aggregation", MULTI_OBJECTIVE_AGGREGATIONS),
+                          ("optim", ("adamw_torch", "adamw_torch_fused", *BNB_OPTIMIZERS)),
                           ("save_strategy", ("steps", "no")), ("fp16", ("False",))):
         value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value
         if value not in {a.lower() for a in allowed}:

@@ -24,7 +24,7 @@ from grpo.common.distributed import all_gather_cat, all_sum
 from grpo.generation import sampler
 from grpo.generation.sampler import Rollout
 from grpo.generation.streams import RowStreams
-from grpo.maths.advantages import combine_rewards, group_advantages, nanstd, reward_metrics
+from grpo.maths.advantages import advantages_from_rewards, combine_rewards, nanstd, reward_metrics
 from grpo.maths.loss import logprobs_from_hidden
 from rewards import call_reward
 
@@ -229,8 +229,10 @@ def collate(prompt_ids: list[list[int]], prompt_index: list[int], completion_ids
                       advantages, sampling)
 
 
-def completion_logps(model, batch: Experience, temperature: float, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(completion token | prompt, prefix) at `temperature`: (B, T) with grad, and (B, T) entropy.
+def completion_logps(model, batch: Experience, temperature: float, autocast,
+                     entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(completion token | prompt, prefix) at `temperature`: (B, T) with grad, and (B, T) entropy
+    (with grad only when ``entropy_grad``: the entropy bonus).
 
     The G completions of a prompt share its forward: the prompt runs once (batch U), its KV cache
     is indexed out to the B rows (differentiable, so LoRA still gets the prompt positions' gradient),
@@ -249,7 +251,8 @@ def completion_logps(model, batch: Experience, temperature: float, autocast) -> 
                                  **hf_compat.cache_kwargs(base.base_model, cache)).last_hidden_state  # (B, T, H)
         hidden = torch.cat([out.last_hidden_state[index, -1:], hidden[:, :-1]], 1)  # (B, T, H): predicts token t
         head = base.get_output_embeddings()
-        return logprobs_from_hidden(hidden, head.weight, head.bias, batch.completion_ids, temperature)
+        return logprobs_from_hidden(hidden, head.weight, head.bias, batch.completion_ids, temperature,
+                                    entropy_grad=entropy_grad)
 
 
 def reference_logps(model, ref_model, batch: Experience, temperature, autocast) -> torch.Tensor:
@@ -295,7 +298,8 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
     per_func = gather(scored.rewards)  # (world*N, F)
     lengths = gather([float(len(c)) for c in scored.rollout.completion_ids])  # (world*N,)
     truncated = gather([float(t) for t in scored.rollout.is_truncated])  # (world*N,)
-    advantages, first = group_advantages(combine_rewards(per_func, weights), g, args.scale_rewards)  # (world*N,)
+    advantages, first = advantages_from_rewards(per_func, g, weights, args.scale_rewards,
+                                                args.multi_objective_aggregation)  # (world*N,)
     metrics = {**reward_metrics(per_func, weights, reward_names), **first,
                "completions/mean_length": lengths.mean().item(), "completions/clipped_ratio": truncated.mean().item()}
     if plan.script_args.dynamic_sampling:  # DAPO: swap zero-spread groups for fresh prompts, bounded rounds
@@ -312,7 +316,8 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
                 state["cursor"] += world * n_prompts  # keep the prompt stream in step with the others
             metrics["dynamic_sampling/rounds"] = float(round_)
         scored = select_groups((kept + spare)[:n_prompts])
-        advantages = group_advantages(combine_rewards(gather(scored.rewards), weights), g, args.scale_rewards)[0]
+        advantages = advantages_from_rewards(gather(scored.rewards), g, weights, args.scale_rewards,
+                                             args.multi_objective_aggregation)[0]
     advantages = advantages.view(world, -1)[rank]  # (N,) this process's share
 
     out, experiences, step = scored.rollout, [], plan.micro_batch_size
