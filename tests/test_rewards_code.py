@@ -248,3 +248,24 @@ def test_empty_batch_and_odd_completions():
     assert fn([], test_cases=[]) == []
     assert fn([None, "", "```python\n```", [{"role": "assistant", "content": fenced(ADD)}]], test_cases=[CASES] * 4) \
         == [0.0, 0.0, 0.0, 1.0]
+
+
+def _deep_list(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("row", ["[" * 100_000, "[" * 100_000 + "]" * 100_000, '{"test_cases": ' + "[" * 100_000,
+                                 "deep list", "deep input"], ids=["unclosed", "closed", "in-dict", "list", "input"])
+def test_deeply_nested_test_cases_score_none_not_raise(row):
+    """One bad row is not applicable (None); the other rows of the call still score."""
+    if row == "deep list":
+        row = _deep_list(100_000)
+    elif row == "deep input":
+        row = [{"input": _deep_list(100_000), "output": "1"}]
+    start = time.monotonic()
+    assert read_test_cases(row) is None
+    assert CodeExecution(timeout_seconds=2)([fenced(ADD)] * 2, test_cases=[row, CASES]) == [None, 1.0]
+    assert time.monotonic() - start < 10.0
