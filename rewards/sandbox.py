@@ -11,7 +11,8 @@ What every run gets (:func:`run_python`):
   directory, the script's and the current directory not on ``sys.path``);
 * a fresh empty temporary directory as its working directory (the program file sits one level
   up), deleted afterwards with everything the program wrote there;
-* a wall-clock limit: on expiry the whole process group (``start_new_session``) gets SIGKILL;
+* a wall-clock limit: on expiry the whole process group (``start_new_session``) gets SIGKILL,
+  and with a PID namespace every process in it dies, ``setsid`` escapees included;
 * resource limits the child sets on itself before the program's first line (a prelude run with
   ``-c``; not ``preexec_fn``, which the ``subprocess`` docs call unsafe in a threaded parent):
   ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (largest file), ``RLIMIT_CORE`` = 0;
@@ -20,19 +21,26 @@ What every run gets (:func:`run_python`):
   killed, so infinite output costs neither time nor memory;
 * a stripped environment: ``PATH``, ``LANG``, ``HOME``/``TMPDIR`` = the work directory, and
   thread counts of 1 for BLAS/OpenMP; nothing of the trainer's (tokens, proxies) is passed;
-* no network, in two layers: the prelude makes ``socket`` refuse internet sockets and name
-  lookups (Python-level only: ``_socket`` or ``ctypes`` get round it), and where the kernel
-  allows unprivileged user namespaces the child runs under ``unshare --net --map-root-user``,
-  in a network namespace with no interfaces (kernel-level: nothing gets round it);
-* when the trainer runs as root and the interpreter is usable by ``nobody``, the program runs as
-  uid/gid 65534, so it cannot write outside world-writable places.
+* no network: the prelude makes ``socket`` refuse internet sockets, name lookups and AF_UNIX
+  connections outside the run's directory (Python-level only: ``_socket`` or ``ctypes`` get
+  round it), and every isolating layer adds a network namespace (kernel-level);
+* an isolation layer, the strongest that works here (:mod:`rewards.isolation`, reported by
+  :func:`sandbox_features`): ``bwrap`` (bubblewrap: PID, network, IPC and mount namespaces, a
+  read-only view of the system and the interpreter only, uid 65534 for a root trainer),
+  ``unshare`` (user, network, PID and mount namespaces; the host's files), ``user`` (a root
+  trainer's program runs as uid 65534, no namespaces).
 
-What it does not do: hide the rest of the filesystem (a program can read any file its user may
-read by absolute path, and, running as the trainer's user, write where that user may write;
-only relative paths are confined to the empty work directory), limit the total of all
-processes or their number (each child inherits the limits; a fork bomb is cut by the group
-kill on timeout, unless a process leaves the group with ``setsid``, but may fill the process
-table first), or cap total disk use (only each file's size). :func:`sandbox_features` says which of the optional layers are active on this machine.
+**It fails closed**: where no layer isolates the program (a root trainer whose program would
+run as root, or a non-root trainer without PID and mount namespaces), :func:`run_python`
+raises :class:`SandboxUnavailable`, naming what is missing, unless the caller passes
+``allow_unisolated=True``.
+
+What it does not do: limit the number of processes (a fork bomb is cut at the timeout, with
+its whole PID namespace where there is one, but may fill the process table first), cap total
+disk use (only each file's size), or, below ``bwrap``, hide the filesystem (under ``unshare``
+and ``user`` a program reads what its user may read by absolute path, and under ``unshare``
+as a non-root trainer it writes where the trainer may). The per-layer table is in
+``rewards/README.md``.
 """
 
 from __future__ import annotations
