@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 
 NOBODY = 65534
 # Read-only system directories the program sees under bwrap (a symlink such as /bin -> usr/bin
@@ -105,18 +106,23 @@ def bwrap_prefix(bwrap: str, python: str, as_root: bool) -> tuple[str, ...]:
             args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]  # before binds under /tmp
     made: set[str] = {"/tmp"}
-    for path in interpreter_paths(python):
-        # bwrap would create the missing parents (/root, /root/.venvs) mode 0700; the program,
-        # maybe uid 65534 by then, must traverse them to reach its own standard library.
-        parents = []
+
+    def parents_of(path: str) -> None:
+        # bwrap would create missing parents (/root, /root/.venvs) mode 0700; the program, maybe
+        # uid 65534 by then, must traverse them to reach its standard library and its directory.
+        missing = []
         parent = os.path.dirname(path)
         while parent not in ("/", "") and parent not in made:
-            parents.append(parent)
+            missing.append(parent)
             parent = os.path.dirname(parent)
-        for parent in reversed(parents):
-            args += ["--perms", "0755", "--dir", parent]
+        for parent in reversed(missing):
+            args.extend(["--perms", "0755", "--dir", parent])
             made.add(parent)
+
+    for path in interpreter_paths(python):
+        parents_of(path)
         args += ["--ro-bind", path, path]
+    parents_of(os.path.join(tempfile.gettempdir(), "run"))  # where the run's directory is bound
     args += ["--bind", "{root}", "{root}", "--chdir", "{work}", "--"]
     return tuple(args)
 
