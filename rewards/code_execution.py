@@ -122,10 +122,13 @@ class CodeExecution:
     Raises (when called): :class:`rewards.sandbox.SandboxUnavailable` (a ``RewardConfigError``)
     where no isolation layer works and ``allow_unisolated`` is False.
 
+    Example (not run as a doctest: where no isolation layer works it raises instead;
+    ``tests/test_rewards_code.py`` runs it):
+
     >>> reward = CodeExecution(timeout_seconds=2)
     >>> tests = [{"input": "2 3", "output": "5"}, {"input": "10 -4", "output": "6"}]
     >>> reward(["```python\\nprint(sum(map(int, input().split())))\\n```", "```python\\nprint(5)\\n```", "no code"],
-    ...        test_cases=[tests] * 3)
+    ...        test_cases=[tests] * 3)  # doctest: +SKIP
     [1.0, 0.5, 0.0]
     """
 

@@ -298,10 +298,13 @@ def run_python(code: str, stdin: str = "", *, timeout_seconds: float = 2.0, memo
             message says what is missing and how to get it.
         OSError: the interpreter could not be started at all (missing, no processes left).
 
-    >>> result = run_python("print(sum(map(int, input().split())))", stdin="2 3")
-    >>> result.ok, result.stdout
+    Examples (not run as doctests: where no layer isolates, they raise :class:`SandboxUnavailable`;
+    ``tests/test_rewards_code.py`` runs them):
+
+    >>> result = run_python("print(sum(map(int, input().split())))", stdin="2 3")  # doctest: +SKIP
+    >>> result.ok, result.stdout  # doctest: +SKIP
     (True, '5\\n')
-    >>> run_python("while True: pass", timeout_seconds=0.5).timed_out
+    >>> run_python("while True: pass", timeout_seconds=0.5).timed_out  # doctest: +SKIP
     True
     """
     python = python or sys.executable

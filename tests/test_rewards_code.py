@@ -17,12 +17,25 @@ import time
 import pytest
 
 import rewards
-from rewards.code_execution import CodeExecution, outputs_match, read_test_cases
-from rewards.sandbox import run_python, sandbox_features
+from rewards import code_execution, sandbox
+from rewards.code_execution import outputs_match, read_test_cases
+from rewards.sandbox import sandbox_features
 from rewards.text import extract_code_block
 
 ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
 CASES = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4", "output": "6"}, {"input": "0 0", "output": "0"}]
+
+
+# These tests check the per-run limits and the reward, which hold on every isolation layer, so they
+# opt in to running unisolated where the machine has no layer at all (a root trainer without
+# bubblewrap); what each layer isolates is tests/test_rewards_sandbox.py. Where a layer
+# works, allow_unisolated changes nothing.
+def run_python(code, stdin="", **kwargs):
+    return sandbox.run_python(code, stdin, allow_unisolated=True, **kwargs)
+
+
+def CodeExecution(**kwargs):
+    return code_execution.CodeExecution(allow_unisolated=True, **kwargs)
 
 
 def fenced(code, language="python"):
@@ -189,7 +202,7 @@ def test_runs_as_nobody_when_root_and_the_interpreter_allows(tmp_path):
 
 # ---------------------------------------------------------------- the reward
 def test_reward_correct_partial_crash_and_missing():
-    fn = rewards.get("code_execution", timeout_seconds=2)
+    fn = rewards.get("code_execution", timeout_seconds=2, allow_unisolated=True)
     completions = [fenced(ADD),                                  # all pass
                    fenced("print(5)\n"),                         # 1 of 3
                    fenced("a, b = map(int, input().split())\nprint(a // b)\n"),  # crashes on 0 0, wrong others

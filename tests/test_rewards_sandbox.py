@@ -5,7 +5,7 @@ needs a layer the machine lacks (bubblewrap, a PID namespace) is skipped and say
 fail-closed tests run everywhere: they take the isolation tools away (``shutil.which`` returns
 None) and check that the program is refused, never run as root.
 
-Run: pytest tests/test_sandbox_isolation.py -q
+Run: pytest tests/test_rewards_sandbox.py -q
 """
 
 import logging
