@@ -160,6 +160,7 @@ def missing(python: str, drop_privileges: bool = True) -> str:
                 "bubblewrap is missing or refused, and nobody cannot read the interpreter")
     else:
         need = "neither bubblewrap nor unshare could create PID and mount namespaces (user namespaces refused?)"
-    return (f"{need}; install bubblewrap (apt-get install bubblewrap / dnf install bubblewrap), or pass "
-            "python=<an interpreter every user can run, e.g. /usr/bin/python3>, or accept running unisolated "
-            "with allow_unisolated=True (grpo: --reward_kwargs '{\"code_execution\": {\"allow_unisolated\": true}}')")
+    other = "pass python=<an interpreter every user can run, e.g. /usr/bin/python3>, or " if _is_root() else ""
+    return (f"{need}; install bubblewrap (apt-get install bubblewrap / dnf install bubblewrap), or {other}accept "
+            "running unisolated with allow_unisolated=True (grpo: --reward_kwargs "
+            "'{\"code_execution\": {\"allow_unisolated\": true}}')")
