@@ -99,9 +99,17 @@ class _Worker:
         with self._lock:
             self._stop()
 
+    def forget(self) -> None:
+        """In a forked child: the parent's worker and lock are not ours; start afresh on first use."""
+        self._lock = threading.Lock()
+        self._process = None
+        self._ready = False
+
 
 _worker = _Worker()
 atexit.register(_worker.close)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_worker.forget)
 
 
 def compare_in_worker(predicted: str, gold: str, seconds: float, max_answer_chars: int) -> bool | None:
