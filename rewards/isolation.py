@@ -70,6 +70,11 @@ class Launch:
         return [part.format(root=root, work=work) for part in self.prefix]
 
 
+def _which(tool: str) -> str | None:
+    """The tool's path on ``PATH``, or None (tests replace this to take a tool away)."""
+    return shutil.which(tool)
+
+
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -131,7 +136,7 @@ def candidates(python: str, drop_privileges: bool = True) -> list[Launch]:
     """Every launch worth probing here, strongest first; the isolated ones come before the rest."""
     root = _is_root()
     drop = root and drop_privileges
-    bwrap, unshare = shutil.which("bwrap"), shutil.which("unshare")
+    bwrap, unshare = _which("bwrap"), _which("unshare")
     found: list[Launch] = []
     if bwrap and (drop or not root):
         found.append(Launch("bwrap", bwrap_prefix(bwrap, python, root), drop_to=NOBODY if root else -1,

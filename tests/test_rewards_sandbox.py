@@ -2,8 +2,8 @@
 
 Each promise is asserted on the layer this machine gives (``sandbox_features()``); a test that
 needs a layer the machine lacks (bubblewrap, a PID namespace) is skipped and says so. The
-fail-closed tests run everywhere: they take the isolation tools away (``shutil.which`` returns
-None) and check that the program is refused, never run as root.
+fail-closed tests run everywhere: they take the isolation tools away (``isolation._which``
+returns None) and check that the program is refused, never run as root.
 
 Run: pytest tests/test_rewards_sandbox.py -q
 """
@@ -39,7 +39,7 @@ needs_bwrap = pytest.mark.skipif(FEATURES["layer"] != "bwrap",
 @pytest.fixture
 def no_tools(monkeypatch):
     """This machine without bubblewrap and unshare; the probe cache cleared before and after."""
-    monkeypatch.setattr(isolation.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(isolation, "_which", lambda tool: None)
     _launch_for.cache_clear()
     yield
     _launch_for.cache_clear()
@@ -234,7 +234,7 @@ def test_features_name_the_layer():
 def test_a_non_root_trainer_gets_bwrap_with_a_user_namespace():
     """The same package run by a trainer that is uid 65534, with the system interpreter."""
     python = "/usr/bin/python3"
-    if not os.path.exists(python) or not isolation.shutil.which("bwrap"):
+    if not os.path.exists(python) or not isolation._which("bwrap"):
         pytest.skip("needs /usr/bin/python3 and bubblewrap")
     copy = tempfile.mkdtemp()  # pytest's tmp_path sits in a 0700 directory that uid 65534 cannot enter
     try:
