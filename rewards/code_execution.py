@@ -2,8 +2,10 @@
 
 Registry name ``code_execution`` (``__name__`` ``code_reward``, open-r1's metric name): the
 fraction of test cases the program passes, like open-r1's ``code_reward`` but run locally
-(:mod:`rewards.sandbox`: a child process with time, memory, CPU, output and file-size limits and
-no network) instead of in a remote E2B sandbox. The program never runs in the trainer's process.
+(:mod:`rewards.sandbox`: a child process with time, memory, CPU, output and file-size limits, no
+network, and -- with bubblewrap -- its own PID namespace and filesystem view) instead of in a
+remote E2B sandbox. The program never runs in the trainer's process, and never runs unisolated
+(as root, say) unless ``allow_unisolated=True``.
 
 The program is the last fenced ```` ```python ```` block of the completion
 (:func:`rewards.text.extract_code_block`). Test cases come from a dataset column
@@ -51,6 +53,14 @@ def read_test_cases(value: Any) -> list[dict] | None:
     >>> read_test_cases({"language": "cpp", "test_cases": [{"input": "", "output": ""}]}) is None
     True
     """
+    try:
+        return _read_test_cases(value)
+    except RecursionError:  # "[" * 100000, or a list nested that deep: a bad row, not a failed step
+        log_once(logger, "nested", "code_execution: a test_cases value is nested too deeply to read; row scored None")
+        return None
+
+
+def _read_test_cases(value: Any) -> list[dict] | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -67,9 +77,16 @@ def read_test_cases(value: Any) -> list[dict] | None:
     cases = [c for c in value if isinstance(c, dict) and "output" in c]
     if len(cases) != len(value):
         log_once(logger, "schema", "code_execution: test cases must be {'input': str, 'output': str}; got %r",
-                 str(value)[:80])
+                 _excerpt(value))
         return None
     return [{"input": str(c.get("input") or ""), "output": str(c["output"])} for c in cases]
+
+
+def _excerpt(value: Any) -> str:
+    try:
+        return str(value)[:80]
+    except RecursionError:
+        return f"<a {type(value).__name__} nested too deeply to print>"
 
 
 def outputs_match(actual: str, expected: str) -> bool:
@@ -93,20 +110,32 @@ class CodeExecution:
         max_output_bytes: stdout/stderr cap per run; more kills the run (the case fails).
         max_workers: test cases run at the same time (threads, each waiting on one child process).
         python: interpreter for the programs (default: the trainer's).
+        allow_unisolated: run programs even where no isolation layer works on this machine
+            (:func:`rewards.sandbox.sandbox_features`: no bubblewrap, no namespaces, no way to run
+            them as a user other than root); they then run as the trainer's user with only the
+            process limits. Off by default: the first call raises
+            :class:`rewards.sandbox.SandboxUnavailable` saying what to install.
         name: ``__name__`` (open-r1's metric name by default).
 
     Returns (when called): one float in [0, 1] per completion, ``None`` for rows without tests.
 
+    Raises (when called): :class:`rewards.sandbox.SandboxUnavailable` (a ``RewardConfigError``)
+    where no isolation layer works and ``allow_unisolated`` is False.
+
+    Example (not run as a doctest: where no isolation layer works it raises instead;
+    ``tests/test_rewards_code.py`` runs it):
+
     >>> reward = CodeExecution(timeout_seconds=2)
     >>> tests = [{"input": "2 3", "output": "5"}, {"input": "10 -4", "output": "6"}]
     >>> reward(["```python\\nprint(sum(map(int, input().split())))\\n```", "```python\\nprint(5)\\n```", "no code"],
-    ...        test_cases=[tests] * 3)
+    ...        test_cases=[tests] * 3)  # doctest: +SKIP
     [1.0, 0.5, 0.0]
     """
 
     def __init__(self, column: str = "test_cases", languages=("python", "py", "python3"),
                  timeout_seconds: float = 2.0, memory_mb: int = 512, max_output_bytes: int = 65536,
-                 max_workers: int = 2, python: str | None = None, name: str = "code_reward"):
+                 max_workers: int = 2, python: str | None = None, allow_unisolated: bool = False,
+                 name: str = "code_reward"):
         if not timeout_seconds or timeout_seconds <= 0:
             raise RewardConfigError(f"timeout_seconds must be > 0, got {timeout_seconds!r}")
         if memory_mb < 64:
@@ -118,13 +147,15 @@ class CodeExecution:
         self.timeout_seconds, self.memory_mb = float(timeout_seconds), int(memory_mb)
         self.max_output_bytes, self.max_workers = int(max_output_bytes), int(max_workers)
         self.python = python
+        self.allow_unisolated = bool(allow_unisolated)
         self.__name__ = name
 
     def run_case(self, code: str, case: dict) -> bool:
         """Run one test case; ``True`` if it passes. Never raises."""
         try:
             result = run_python(code, case["input"], timeout_seconds=self.timeout_seconds, memory_mb=self.memory_mb,
-                                max_output_bytes=self.max_output_bytes, python=self.python)
+                                max_output_bytes=self.max_output_bytes, python=self.python,
+                                allow_unisolated=self.allow_unisolated)
         except OSError as err:  # could not start a process at all (missing interpreter, no pids left)
             log_once(logger, "start", "code_execution: cannot start the sandbox (%s); such cases fail", err)
             return False

@@ -21,10 +21,12 @@ How a comparison runs (per completion, no batch statistics):
 
 The limit is our own ``setitimer``/``SIGALRM`` around the whole parse + verify of one completion
 (math-verify's built-in limits are whole seconds *per comparison*, up to five per completion,
-so they are switched off). Signals only work in the main thread: called from another thread
-the reward still works -- plain numbers use the fast path and other answers are verified
-without a limit only when they look harmless (short, no powers or factorials); the rest score
-as wrong, logged once.
+so they are switched off). Signals only work in the main thread: called from another thread,
+plain numbers still use the fast path and every other answer is compared in a worker process
+(:mod:`rewards.verify_worker`) that is killed when the limit expires. Before any parsing, an
+answer nested deeper than 10 brackets (``((((5))))`` x 3) scores as wrong: math-verify's cost
+grows faster than linearly with nesting, and one long regular-expression or sympy call can
+outlast ``SIGALRM``.
 
 Try it: ``grpo rewards try --reward correctness --completions FILE.jsonl --dataset FILE.jsonl``.
 """
@@ -45,13 +47,12 @@ from rewards.text import EXTRACTORS, completion_text, extract_answer, extract_bo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Correctness", "answers_match", "gold_answer", "judge", "gold_column"]
+__all__ = ["Correctness", "answers_match", "gold_answer", "judge", "gold_column", "nesting_depth"]
 
 DEFAULT_GOLD_COLUMNS = ("answer", "solution", "ground_truth")
-# Substrings that can make sympy work for a long time; refused off the main thread, where no
-# time limit can be enforced.
-_RISKY = ("^", "**", "!", "\\prod", "\\sum", "\\int", "\\binom", "\\lim")
-_MAX_UNTIMED_CHARS = 200
+# Deeper bracket nesting than this in an answer scores as wrong before parsing (no real answer
+# needs it; math-verify takes seconds on ten levels of braces on a loaded machine).
+MAX_NESTING = 10
 
 
 def gold_answer(gold: Any) -> str | None:
@@ -70,6 +71,22 @@ def gold_answer(gold: Any) -> str | None:
     if not text:
         return None
     return extract_hash(text) or extract_boxed(text) or text
+
+
+def nesting_depth(span: str) -> int:
+    """The deepest nesting of ``()``, ``[]`` and ``{}`` in ``span`` (unbalanced closers are ignored).
+
+    >>> nesting_depth(r"\\frac{\\sqrt{3}}{2}"), nesting_depth("((5))"), nesting_depth("[0,1)")
+    (2, 2, 1)
+    """
+    depth = deepest = 0
+    for char in span:
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}" and depth:
+            depth -= 1
+    return deepest
 
 
 def _in_main_thread() -> bool:
@@ -213,8 +230,9 @@ def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | Non
     Args:
         predicted: the extracted answer span (``None`` or empty -> ``False``).
         gold: gold answer: a number, a span, or a GSM8K solution ending in ``#### N``.
-        timeout_seconds: time limit for math-verify's parse + verify of this answer (main
-            thread only); ``None`` or 0 disables it (not recommended).
+        timeout_seconds: time limit for math-verify's parse + verify of this answer: ``SIGALRM``
+            in the main thread, a worker process killed on expiry in any other thread
+            (:mod:`rewards.verify_worker`); ``None`` or 0 disables it (not recommended).
         max_answer_chars: longer spans are cut to their last ``max_answer_chars`` characters.
 
     Returns:
@@ -236,11 +254,14 @@ def answers_match(predicted: str | None, gold: Any, timeout_seconds: float | Non
     if gold_number is not None:
         if predicted_number is not None or not predicted:
             return gold_number == predicted_number
-    if predicted and not _in_main_thread() and (len(predicted) > _MAX_UNTIMED_CHARS
-                                                or any(r in predicted for r in _RISKY)):
-        log_once(logger, "untimed", "correctness: an answer like %r is only verified in the main thread "
-                 "(the time limit needs SIGALRM); scored as wrong", predicted[:40])
+    if nesting_depth(predicted) > MAX_NESTING:
+        log_once(logger, "nesting", "correctness: an answer nested deeper than %d brackets (%r...); scored as wrong",
+                 MAX_NESTING, predicted[:40])
         return False
+    if timeout_seconds and not _in_main_thread():  # SIGALRM cannot stop this thread; a process can be killed
+        from rewards.verify_worker import compare_in_worker
+
+        return compare_in_worker(predicted, gold_span, timeout_seconds, max_answer_chars)
     mv = _math_verify()
     try:
         with _time_limit(timeout_seconds):
@@ -325,7 +346,7 @@ class Correctness:
         reasoning_end: if set (e.g. ``"</think>"``), look for the answer only after the last
             occurrence of this delimiter, and score completions without it as ``wrong`` -- an
             answer inside the reasoning does not count (TRL's ``reasoning_accuracy_reward``).
-        timeout_seconds: time limit for comparing one completion's answer (seconds, main thread).
+        timeout_seconds: time limit for comparing one completion's answer (seconds; any thread).
         max_answer_chars: answer spans are cut to their last N characters.
         name: the reward's ``__name__`` (the logged metric name).
 

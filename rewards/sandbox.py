@@ -11,7 +11,8 @@ What every run gets (:func:`run_python`):
   directory, the script's and the current directory not on ``sys.path``);
 * a fresh empty temporary directory as its working directory (the program file sits one level
   up), deleted afterwards with everything the program wrote there;
-* a wall-clock limit: on expiry the whole process group (``start_new_session``) gets SIGKILL;
+* a wall-clock limit: on expiry the whole process group (``start_new_session``) gets SIGKILL,
+  and with a PID namespace every process in it dies, ``setsid`` escapees included;
 * resource limits the child sets on itself before the program's first line (a prelude run with
   ``-c``; not ``preexec_fn``, which the ``subprocess`` docs call unsafe in a threaded parent):
   ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (largest file), ``RLIMIT_CORE`` = 0;
@@ -20,19 +21,26 @@ What every run gets (:func:`run_python`):
   killed, so infinite output costs neither time nor memory;
 * a stripped environment: ``PATH``, ``LANG``, ``HOME``/``TMPDIR`` = the work directory, and
   thread counts of 1 for BLAS/OpenMP; nothing of the trainer's (tokens, proxies) is passed;
-* no network, in two layers: the prelude makes ``socket`` refuse internet sockets and name
-  lookups (Python-level only: ``_socket`` or ``ctypes`` get round it), and where the kernel
-  allows unprivileged user namespaces the child runs under ``unshare --net --map-root-user``,
-  in a network namespace with no interfaces (kernel-level: nothing gets round it);
-* when the trainer runs as root and the interpreter is usable by ``nobody``, the program runs as
-  uid/gid 65534, so it cannot write outside world-writable places.
+* no network: the prelude makes ``socket`` refuse internet sockets, name lookups and AF_UNIX
+  connections outside the run's directory (Python-level only: ``_socket`` or ``ctypes`` get
+  round it), and every isolating layer adds a network namespace (kernel-level);
+* an isolation layer, the strongest that works here (:mod:`rewards.isolation`, reported by
+  :func:`sandbox_features`): ``bwrap`` (bubblewrap: PID, network, IPC and mount namespaces, a
+  read-only view of the system and the interpreter only, uid 65534 for a root trainer),
+  ``unshare`` (user, network, PID and mount namespaces; the host's files), ``user`` (a root
+  trainer's program runs as uid 65534, no namespaces).
 
-What it does not do: hide the rest of the filesystem (a program can read any file its user may
-read by absolute path, and, running as the trainer's user, write where that user may write;
-only relative paths are confined to the empty work directory), limit the total of all
-processes or their number (each child inherits the limits; a fork bomb is cut by the group
-kill on timeout, unless a process leaves the group with ``setsid``, but may fill the process
-table first), or cap total disk use (only each file's size). :func:`sandbox_features` says which of the optional layers are active on this machine.
+**It fails closed**: where no layer isolates the program (a root trainer whose program would
+run as root, or a non-root trainer without PID and mount namespaces), :func:`run_python`
+raises :class:`SandboxUnavailable`, naming what is missing, unless the caller passes
+``allow_unisolated=True``.
+
+What it does not do: limit the number of processes (a fork bomb is cut at the timeout, with
+its whole PID namespace where there is one, but may fill the process table first), cap total
+disk use (only each file's size), or, below ``bwrap``, hide the filesystem (under ``unshare``
+and ``user`` a program reads what its user may read by absolute path, and under ``unshare``
+as a non-root trainer it writes where the trainer may). The per-layer table is in
+``rewards/README.md``.
 """
 
 from __future__ import annotations
@@ -50,37 +58,77 @@ import sys
 import tempfile
 import time
 
-from rewards.errors import log_once
+from rewards import isolation
+from rewards.errors import RewardConfigError, log_once
+from rewards.isolation import Launch, candidates
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "run_python", "sandbox_features"]
+__all__ = ["RunResult", "SandboxUnavailable", "run_python", "sandbox_features"]
 
-NOBODY = 65534
-# Runs in the child before the program: limits, then the network guard, then the program as __main__.
+# Runs in the child before the program: limits, the drop to ``nobody`` (bwrap as root), the
+# socket guard, then the program as __main__. Everything lives in a function so the program's
+# namespace stays clean and nothing the guard needs can be deleted from under it.
 _PRELUDE = r"""
-import resource, sys
-program, memory, cpu, fsize = sys.argv[1], *map(int, sys.argv[2:5])
-for kind, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu),
-                    (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0)):
-    hard = resource.getrlimit(kind)[1]
-    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-    resource.setrlimit(kind, (value, value))
-import socket
-def _refuse(*args, **kwargs):
-    raise OSError(101, "network access is disabled in the grpo sandbox")
-class _NoInternet(socket.socket):
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-        if fileno is None and family in (-1, socket.AF_INET, socket.AF_INET6):
-            _refuse()
-        super().__init__(family, type, proto, fileno)
-socket.socket = socket.SocketType = _NoInternet
-socket.getaddrinfo = socket.gethostbyname = socket.gethostbyname_ex = socket.create_connection = _refuse
-del resource, socket, program, memory, cpu, fsize, kind, value, hard
-sys.argv = sys.argv[1:2]
+def _grpo_sandbox(argv):
+    import os, resource, socket
+    memory, cpu, fsize, drop_to = map(int, argv[2:6])
+    for kind, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu),
+                        (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0)):
+        hard = resource.getrlimit(kind)[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+    if drop_to >= 0:
+        os.setgroups([])
+        os.setgid(drop_to)
+        os.setuid(drop_to)
+        if os.getuid() != drop_to or os.geteuid() != drop_to:
+            raise SystemExit("grpo sandbox: could not drop privileges")
+    inet, unix = (-1, socket.AF_INET, socket.AF_INET6), getattr(socket, "AF_UNIX", None)
+    own = os.path.dirname(os.getcwd()) + os.sep
+
+    def refuse(*args, **kwargs):
+        raise OSError(101, "network access is disabled in the grpo sandbox")
+
+    def check(sock, address):
+        if sock.family == unix:
+            path = os.fsdecode(address) if isinstance(address, (str, bytes)) else ""
+            if not path or path[0] == "\0" or not os.path.realpath(path).startswith(own):
+                raise OSError(13, "sockets outside the program's directory are disabled in the grpo sandbox")
+
+    class Socket(socket.socket):
+        def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+            if fileno is None and family in inet:
+                refuse()
+            super().__init__(family, type, proto, fileno)
+
+        def connect(self, address):
+            check(self, address)
+            return super().connect(address)
+
+        def connect_ex(self, address):
+            check(self, address)
+            return super().connect_ex(address)
+
+        def sendto(self, data, *rest):
+            check(self, rest[-1])
+            return super().sendto(data, *rest)
+
+    socket.socket = socket.SocketType = Socket
+    socket.getaddrinfo = socket.gethostbyname = socket.gethostbyname_ex = socket.create_connection = refuse
+    return argv[1]
+
+
+import sys
+sys.argv = [_grpo_sandbox(sys.argv)]
+del _grpo_sandbox
 import runpy
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+
+
+class SandboxUnavailable(RewardConfigError):
+    """No isolation layer works here and the caller did not opt in (``allow_unisolated=True``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,54 +158,43 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out and not self.output_capped
 
 
-@dataclasses.dataclass(frozen=True)
-class _Launch:
-    prefix: tuple[str, ...]  # ("unshare", ...) or ()
-    user: int | None  # uid/gid to run as, or None for the trainer's own
-
-
-def _probe(python: str, launch: _Launch) -> bool:
-    """Whether ``python`` starts and prints under ``launch`` (once per configuration and process)."""
-    try:
-        done = subprocess.run([*launch.prefix, python, "-I", "-c", "print('ok')"], capture_output=True,
-                              timeout=30, stdin=subprocess.DEVNULL, **_user_kwargs(launch.user))
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0 and done.stdout.strip() == b"ok"
-
-
 def _user_kwargs(user: int | None) -> dict:
     return {} if user is None else {"user": user, "group": user, "extra_groups": []}
 
 
 @functools.lru_cache(maxsize=8)
-def _launch_for(python: str, drop_privileges: bool) -> _Launch:
-    """The strongest launch configuration that works here: network namespace and/or ``nobody``."""
-    unshare = shutil.which("unshare")
-    prefixes = [(unshare, "--net", "--map-root-user"), ()] if unshare else [()]
-    users = [NOBODY, None] if drop_privileges and hasattr(os, "geteuid") and os.geteuid() == 0 else [None]
-    for user in users:
-        for prefix in prefixes:
-            launch = _Launch(tuple(prefix), user)
-            if _probe(python, launch):
-                if users[0] is not None and user is None:
-                    log_once(logger, "root", "sandbox: the trainer runs as root but %s cannot be run as nobody; "
-                             "sandboxed programs run as root", python)
-                if not prefix:
-                    log_once(logger, "netns", "sandbox: no network namespace here (unshare unavailable or "
-                             "refused); network is blocked at the Python socket level only")
-                return launch
-    return _Launch((), None)
+def _launch_for(python: str, drop_privileges: bool) -> Launch:
+    """The strongest layer that runs a program here (probed once per interpreter and process)."""
+    for launch in candidates(python, drop_privileges):
+        try:
+            result = _run(launch, python, "print('ok')", "", timeout_seconds=30, memory_mb=1024, cpu=30,
+                          max_output_bytes=1024, max_file_mb=1)
+        except OSError:
+            continue
+        if result.ok and result.stdout.strip() == "ok":
+            logger.info("sandbox: %s layer for %s (program uid %s)", launch.layer, python,
+                        "trainer's" if launch.program_user is None else launch.program_user)
+            return launch
+        logger.debug("sandbox: the %s layer does not work here: %s", launch.layer, result.stderr[-300:])
+    return Launch("none")
 
 
 def sandbox_features(python: str | None = None, drop_privileges: bool = True) -> dict:
-    """Which optional isolation layers :func:`run_python` uses on this machine.
+    """Which isolation layer :func:`run_python` uses on this machine, and what it isolates.
 
     Returns:
-        ``{"network_namespace": bool, "user": uid or None}`` (None: the trainer's own user).
+        ``{"layer": "bwrap" | "unshare" | "user" | "none", "isolated": bool, "user": uid or None,
+        "pid_namespace": bool, "network_namespace": bool, "filesystem_hidden": bool, "missing": str}``:
+        ``user`` is the program's uid on the host (None: the trainer's own); ``isolated`` False
+        means :func:`run_python` refuses to run programs unless ``allow_unisolated=True``;
+        ``missing`` says what to install then ("" when isolated).
     """
-    launch = _launch_for(python or sys.executable, drop_privileges)
-    return {"network_namespace": bool(launch.prefix), "user": launch.user}
+    python = python or sys.executable
+    launch = _launch_for(python, bool(drop_privileges))
+    return {"layer": launch.layer, "isolated": launch.isolated, "user": launch.program_user,
+            "pid_namespace": launch.pid_namespace, "network_namespace": launch.network_namespace,
+            "filesystem_hidden": launch.filesystem_hidden,
+            "missing": "" if launch.isolated else isolation.missing(python, bool(drop_privileges))}
 
 
 def _remove_tree(root: str) -> None:
@@ -235,7 +272,7 @@ def _exchange(process: subprocess.Popen, data: bytes, deadline: float, cap: int)
 
 def run_python(code: str, stdin: str = "", *, timeout_seconds: float = 2.0, memory_mb: int = 512,
                cpu_seconds: int | None = None, max_output_bytes: int = 65536, max_file_mb: int = 16,
-               python: str | None = None, drop_privileges: bool = True) -> RunResult:
+               python: str | None = None, drop_privileges: bool = True, allow_unisolated: bool = False) -> RunResult:
     """Run a Python program in the sandbox (see the module docstring for what is and is not enforced).
 
     Args:
@@ -247,39 +284,62 @@ def run_python(code: str, stdin: str = "", *, timeout_seconds: float = 2.0, memo
         max_output_bytes: most bytes kept from stdout and from stderr; more kills the program.
         max_file_mb: largest file the program may write (``RLIMIT_FSIZE``), MiB.
         python: interpreter path (default: this one, so the same packages are importable).
-        drop_privileges: when running as root, run the program as ``nobody`` if that works here.
+        drop_privileges: when running as root, run the program as ``nobody`` (False keeps root,
+            which then needs ``allow_unisolated``).
+        allow_unisolated: run even where no isolation layer works (:func:`sandbox_features`
+            ``isolated`` False): the program then runs as the trainer's user, root included,
+            with only the process limits. Off by default.
 
     Returns:
         A :class:`RunResult`.
 
     Raises:
+        SandboxUnavailable: no isolation layer works here and ``allow_unisolated`` is False; the
+            message says what is missing and how to get it.
         OSError: the interpreter could not be started at all (missing, no processes left).
 
-    >>> result = run_python("print(sum(map(int, input().split())))", stdin="2 3")
-    >>> result.ok, result.stdout
+    Examples (not run as doctests: where no layer isolates, they raise :class:`SandboxUnavailable`;
+    ``tests/test_rewards_code.py`` runs them):
+
+    >>> result = run_python("print(sum(map(int, input().split())))", stdin="2 3")  # doctest: +SKIP
+    >>> result.ok, result.stdout  # doctest: +SKIP
     (True, '5\\n')
-    >>> run_python("while True: pass", timeout_seconds=0.5).timed_out
+    >>> run_python("while True: pass", timeout_seconds=0.5).timed_out  # doctest: +SKIP
     True
     """
     python = python or sys.executable
     launch = _launch_for(python, bool(drop_privileges))
+    if not launch.isolated:
+        if not allow_unisolated:
+            raise SandboxUnavailable("sandbox: refusing to run a model-written program without isolation: "
+                                     + isolation.missing(python, bool(drop_privileges)))
+        log_once(logger, "unisolated", "sandbox: running programs WITHOUT isolation (allow_unisolated=True): "
+                 "layer %s, as %s", launch.layer, "root" if isolation._is_root() else "the trainer's user")
     cpu = cpu_seconds if cpu_seconds is not None else math.ceil(timeout_seconds) + 1
+    return _run(launch, python, code, stdin, timeout_seconds=timeout_seconds, memory_mb=memory_mb, cpu=cpu,
+                max_output_bytes=max_output_bytes, max_file_mb=max_file_mb)
+
+
+def _run(launch: Launch, python: str, code: str, stdin: str, *, timeout_seconds: float, memory_mb: int, cpu: int,
+         max_output_bytes: int, max_file_mb: int) -> RunResult:
+    """One run under ``launch``: a fresh directory, the prelude, the limits, the output cap, the group kill."""
     root = tempfile.mkdtemp(prefix="grpo-sandbox-")
     try:
         work, program = os.path.join(root, "work"), os.path.join(root, "program.py")
         os.mkdir(work)
         with open(program, "w", encoding="utf-8", errors="replace") as file:
             file.write(code)
-        if launch.user is not None:
+        owner = launch.popen_user if launch.popen_user is not None else launch.drop_to
+        if owner >= 0:
             for path in (root, work, program):
-                os.chown(path, launch.user, launch.user)
+                os.chown(path, owner, owner)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": work,
                "TMPDIR": work, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        argv = [*launch.prefix, python, "-I", "-c", _PRELUDE, program, str(int(memory_mb) << 20), str(int(cpu)),
-                str(int(max_file_mb) << 20)]
+        argv = [*launch.argv(root, work), python, "-I", "-c", _PRELUDE, program, str(int(memory_mb) << 20),
+                str(int(cpu)), str(int(max_file_mb) << 20), str(launch.drop_to)]
         start = time.monotonic()
         process = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, start_new_session=True, **_user_kwargs(launch.user))
+                                   stderr=subprocess.PIPE, start_new_session=True, **_user_kwargs(launch.popen_user))
         try:
             out, err, timed_out, capped = _exchange(process, stdin.encode("utf-8", errors="replace"),
                                                     start + timeout_seconds, max_output_bytes)

@@ -8,6 +8,7 @@ Run: pytest tests/test_rewards_code.py -q
 
 import os
 import pickle
+import random
 import shutil
 import socket
 import subprocess
@@ -16,12 +17,25 @@ import time
 import pytest
 
 import rewards
-from rewards.code_execution import CodeExecution, outputs_match, read_test_cases
-from rewards.sandbox import run_python, sandbox_features
+from rewards import code_execution, sandbox
+from rewards.code_execution import outputs_match, read_test_cases
+from rewards.sandbox import sandbox_features
 from rewards.text import extract_code_block
 
 ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
 CASES = [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4", "output": "6"}, {"input": "0 0", "output": "0"}]
+
+
+# These tests check the per-run limits and the reward, which hold on every isolation layer, so they
+# opt in to running unisolated where the machine has no layer at all (a root trainer without
+# bubblewrap); what each layer isolates is tests/test_rewards_sandbox.py. Where a layer
+# works, allow_unisolated changes nothing.
+def run_python(code, stdin="", **kwargs):
+    return sandbox.run_python(code, stdin, allow_unisolated=True, **kwargs)
+
+
+def CodeExecution(**kwargs):
+    return code_execution.CodeExecution(allow_unisolated=True, **kwargs)
 
 
 def fenced(code, language="python"):
@@ -42,32 +56,53 @@ def test_timeout_kills_an_infinite_loop():
 
 
 def test_timeout_kills_a_sleeping_program_and_its_children():
-    code = "import subprocess, time\np = subprocess.Popen(['sleep', '60'])\nprint(p.pid, flush=True)\ntime.sleep(60)"
+    marker = _marker()
+    code = f"import subprocess, time\np = subprocess.Popen(['sleep', '{marker}'])\nprint(p.pid, flush=True)\ntime.sleep(60)"
     result = run_python(code, timeout_seconds=1.0)
-    assert result.timed_out
-    assert _gone(int(result.stdout))
+    assert result.timed_out and result.stdout.strip()  # the child had started
+    assert _gone(marker)
 
 
 def test_background_child_of_a_finished_program_is_killed():
-    code = "import subprocess\nprint(subprocess.Popen(['sleep', '60']).pid)"
+    marker = _marker()
+    code = f"import subprocess\nprint(subprocess.Popen(['sleep', '{marker}']).pid)"
     start = time.monotonic()
     result = run_python(code, timeout_seconds=10.0)
     assert result.ok and time.monotonic() - start < 5.0  # does not wait 10 s on the child's open pipes
-    assert _gone(int(result.stdout))
+    assert _gone(marker)
 
 
-def _gone(pid, wait=2.0):
-    """The process no longer runs (gone, or a zombie waiting for its reaper)."""
+def _marker():
+    """A ``sleep`` argument no other process has: 60.<random digits> seconds."""
+    return f"60.{random.randrange(10 ** 8):08d}"
+
+
+def _gone(marker, wait=2.0):
+    """No running process on the host has ``marker`` in its command line (zombies count as gone).
+
+    Found by command line, not pid: inside a PID namespace the program sees its own pid numbers.
+    """
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return True
-        except FileNotFoundError:
+        if not _running_with(marker):
             return True
         time.sleep(0.05)
     return False
+
+
+def _running_with(marker):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if marker.encode() not in cmdline.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    found.append(int(pid))
+        except OSError:  # exited meanwhile
+            continue
+    return found
 
 
 def test_crash_is_a_failed_run():
@@ -141,13 +176,15 @@ def test_no_network_to_a_listening_local_server():
 
 
 def test_raw_socket_bypass_is_stopped_only_by_a_network_namespace():
-    code = ("import _socket\ns = _socket.socket()\ns.settimeout(1)\n"
-            "print(s.connect_ex(('127.0.0.1', 9)))")  # 9: discard; the python-level guard is bypassed
-    result = run_python(code, timeout_seconds=2)
-    if sandbox_features()["network_namespace"]:
-        assert result.stdout.strip() == "101"  # ENETUNREACH: the namespace has no interfaces, not even lo up
-    else:
+    """``_socket`` skips the Python-level guard; only the namespace (own loopback or none) stops it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        code = ("import _socket\ns = _socket.socket()\ns.settimeout(1)\n"
+                f"print(s.connect_ex(('127.0.0.1', {server.getsockname()[1]})))")
+        result = run_python(code, timeout_seconds=2)
+    if not sandbox_features()["network_namespace"]:
         pytest.skip("no network namespace on this machine: raw sockets are not blocked (documented)")
+    # 101 ENETUNREACH (unshare: no interface up) or 111 ECONNREFUSED (bwrap: its own empty loopback)
+    assert result.stdout.strip() in ("101", "111")
 
 
 @pytest.mark.skipif(not (hasattr(os, "geteuid") and os.geteuid() == 0), reason="drops privileges only as root")
@@ -159,12 +196,13 @@ def test_runs_as_nobody_when_root_and_the_interpreter_allows(tmp_path):
     target = tmp_path / "root_owned_file"
     result = run_python(f"open({str(target)!r}, 'w').write('x')", python=python, timeout_seconds=3)
     assert sandbox_features(python)["user"] == 65534
-    assert "PermissionError" in result.stderr and not target.exists()
+    # PermissionError as nobody; FileNotFoundError under bwrap, where the host's /tmp is not there at all
+    assert ("PermissionError" in result.stderr or "FileNotFoundError" in result.stderr) and not target.exists()
 
 
 # ---------------------------------------------------------------- the reward
 def test_reward_correct_partial_crash_and_missing():
-    fn = rewards.get("code_execution", timeout_seconds=2)
+    fn = rewards.get("code_execution", timeout_seconds=2, allow_unisolated=True)
     completions = [fenced(ADD),                                  # all pass
                    fenced("print(5)\n"),                         # 1 of 3
                    fenced("a, b = map(int, input().split())\nprint(a // b)\n"),  # crashes on 0 0, wrong others
@@ -223,3 +261,24 @@ def test_empty_batch_and_odd_completions():
     assert fn([], test_cases=[]) == []
     assert fn([None, "", "```python\n```", [{"role": "assistant", "content": fenced(ADD)}]], test_cases=[CASES] * 4) \
         == [0.0, 0.0, 0.0, 1.0]
+
+
+def _deep_list(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("row", ["[" * 100_000, "[" * 100_000 + "]" * 100_000, '{"test_cases": ' + "[" * 100_000,
+                                 "deep list", "deep input"], ids=["unclosed", "closed", "in-dict", "list", "input"])
+def test_deeply_nested_test_cases_score_none_not_raise(row):
+    """One bad row is not applicable (None); the other rows of the call still score."""
+    if row == "deep list":
+        row = _deep_list(100_000)
+    elif row == "deep input":
+        row = [{"input": _deep_list(100_000), "output": "1"}]
+    start = time.monotonic()
+    assert read_test_cases(row) is None
+    assert CodeExecution(timeout_seconds=2)([fenced(ADD)] * 2, test_cases=[row, CASES]) == [None, 1.0]
+    assert time.monotonic() - start < 10.0
