@@ -1,6 +1,6 @@
 """Two real CPU processes (gloo) through the `grpo train` CLI: both backends, every stage that runs around GRPO.
 
-Run: pytest -q tests/test_two_processes.py     (~3 min on 2 cores: five launches of a tiny random Llama)
+Run: pytest -q tests/test_two_processes.py     (~3 min on 2 cores: three launches of a tiny random Llama)
 
 Each run goes through `grpo train` on a 2-layer random Llama with SmolLM2's tokenizer (tests/tiny_llama.py),
 with LoRA, the warm-start SFT, the base evaluation on the main process (which used to move rank 0's RNG
@@ -122,27 +122,30 @@ def _assert_logged(out: Path, steps: int):
     assert max(r["step"] for r in rows if "reward" in r) == steps
 
 
-def test_native_two_processes_with_warm_start_and_evaluations(tiny, tmp_path):
-    out = tmp_path / "run"
-    _run(TORCHRUN, tmp_path, "grpo.training.native", "optimizer",
-         _argv(tiny, tmp_path, out, "native", 2, "--warm_start", "true", "--sft_examples", "4", "--sft_batch_size", "2",
-               "--sft_micro_batch_size", "1"))
-    for tag in ("start", "end"):
-        assert _max_difference(_weights(tmp_path, tag, 0), _weights(tmp_path, tag, 1)) == 0.0, tag
-    assert _max_difference(_weights(tmp_path, "start", 0), _weights(tmp_path, "end", 0)) > 0  # it trained
-    assert (out / "sft_checkpoint" / "model.safetensors").exists() and (out / "eval_before.json").exists()
-    _assert_logged(out, 2)
+WARM_START = ["--warm_start", "true", "--sft_examples", "4", "--sft_batch_size", "2", "--sft_micro_batch_size", "1",
+              "--sft_learning_rate", "0.01"]
+
+
+def _checkpoint(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path / "model.safetensors")
 
 
 def test_native_two_processes_equal_one_process_with_the_same_global_batch(tiny, tmp_path):
-    """2 processes x 1 prompt per step against 1 process x 2 prompts: same prompts, same completions (the
-    sampler's per-row streams), same advantages, gradients averaged: the same LoRA weights after 2 steps."""
+    """torchrun, 2 processes x 1 prompt per step, against 1 process x 2 prompts, both with the warm start and the
+    evaluations: the same SFT model, the same LoRA init on every rank, the same completions (the sampler's per-row
+    streams), the same advantages, gradients averaged: the same LoRA weights after 2 steps."""
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
-    _run(TORCHRUN, two, "grpo.training.native", "optimizer", _argv(tiny, two, two / "run", "native", 2))
-    _run(ONE_PROCESS, one, "grpo.training.native", "optimizer", _argv(tiny, one, one / "run", "native", 4))
-    assert _max_difference(_weights(two, "start", 0), _weights(one, "start", 0)) == 0.0
-    assert _max_difference(_weights(two, "end", 0), _weights(two, "end", 1)) == 0.0
+    _run(TORCHRUN, two, "grpo.training.native", "optimizer", _argv(tiny, two, two / "run", "native", 2, *WARM_START))
+    _run(ONE_PROCESS, one, "grpo.training.native", "optimizer", _argv(tiny, one, one / "run", "native", 4, *WARM_START))
+    sft_two, sft_one, base = (_checkpoint(p) for p in (two / "run" / "sft_checkpoint", one / "run" / "sft_checkpoint", tiny))
+    assert _max_difference(sft_two, base) > 0, "the warm start changed nothing: the comparison would prove little"
+    assert _max_difference(sft_two, sft_one) < 1e-6
+    for tag in ("start", "end"):
+        assert _max_difference(_weights(two, tag, 0), _weights(two, tag, 1)) == 0.0, tag  # the ranks agree
+    assert _max_difference(_weights(two, "start", 0), _weights(one, "start", 0)) < 1e-6
     moved = _max_difference(_weights(one, "start", 0), _weights(one, "end", 0))
     gap = _max_difference(_weights(two, "end", 0), _weights(one, "end", 0))
     print(f"\nLoRA weights moved by up to {moved:.3g}; two processes vs one: max |difference| {gap:.3g}")
@@ -151,6 +154,8 @@ def test_native_two_processes_equal_one_process_with_the_same_global_batch(tiny,
                    for d in (two, one)]
     # rank 0 records its own share: each of its completions was drawn by the one-process run too
     assert completions[0] and set(completions[0]) <= set(completions[1]) and len(completions[1]) == 2 * len(completions[0])
+    assert (two / "run" / "eval_before.json").exists() and (two / "run" / "eval_after_sft.json").exists()
+    _assert_logged(two / "run", 2)
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="accelerate's multi-CPU launch needs mpirun: pip install "
@@ -159,8 +164,7 @@ def test_trl_backend_under_accelerate_launch_two_processes(tiny, tmp_path):
     out = tmp_path / "run"
     config = ROOT / "grpo" / "configs" / "accelerate" / "cpu_2proc.yaml"
     _run([shutil.which("accelerate"), "launch", "--config_file", str(config)], tmp_path, "grpo.training.trl_backend",
-         "entry", _argv(tiny, tmp_path, out, "trl", 2, "--warm_start", "true", "--sft_examples", "4",
-                        "--sft_batch_size", "2", "--sft_micro_batch_size", "1"))
+         "entry", _argv(tiny, tmp_path, out, "trl", 2, *WARM_START))
     for tag in ("start", "end"):
         assert _max_difference(_weights(tmp_path, tag, 0), _weights(tmp_path, tag, 1)) == 0.0, tag
     assert _max_difference(_weights(tmp_path, "start", 0), _weights(tmp_path, "end", 0)) > 0
