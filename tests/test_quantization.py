@@ -321,3 +321,74 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     assert warm_start == (not torch.equal(base[key], original[key]))  # the warm-start changed the weights
     lora = {k.split(".lora_")[1].split(".")[0]: v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora" in k}
     torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- 4-bit / 8-bit weights: evaluation and rollouts in bf16
+
+
+def _tiny_quantized_with_adapter(tmp_path, bits: int, adapter: bool):
+    """A tiny random Llama (SmolLM2's tokenizer, for the GSM8K prompts) loaded in ``bits`` and, with ``adapter``, a
+    LoRA adapter with non-zero B; plus a float peft model holding exactly its dequantized weights and the same adapter."""
+    import bitsandbytes.functional as F
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grpo.modeling.loading import load_for_training
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                                 tie_word_embeddings=True)).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    script_args, _ = parse(f"--load_in_{bits}bit", "true", "--warm_start", "false")
+    quant, _ = load_for_training(str(tmp_path / "tiny"), script_args)
+    reference, _ = load_model(str(tmp_path / "tiny"))
+    for name, module in quant.named_modules():
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):  # the float model holds the quantized values
+            w = module.weight
+            dense = (F.dequantize_4bit(w.data, w.quant_state) if bits == 4
+                     else F.int8_vectorwise_dequant(w.data, w.SCB if w.SCB is not None else module.state.SCB))
+            reference.get_submodule(name).weight.data.copy_(dense)
+    if adapter:
+        quant, reference = apply_lora(quant, r=4, lora_dropout=0.0), apply_lora(reference, r=4, lora_dropout=0.0)
+        lora = {n: p for n, p in reference.named_parameters() if ".lora_" in n}
+        with torch.no_grad():
+            for n, p in quant.named_parameters():
+                if ".lora_" in n:
+                    if "lora_B" in n:
+                        p.normal_(std=0.5)  # B = 0 at init would hide the adapter
+                    lora[n].copy_(p)  # the same adapter on both
+    return quant, reference, tokenizer
+
+
+@pytest.mark.parametrize("bits, adapter", [(4, True), (4, False), (8, True)])
+def test_quantized_model_evaluates_and_rolls_out_in_bf16(tmp_path, bits, adapter):
+    """Evaluation (eval_before / eval_after / periodic) and native rollouts of a QLoRA policy in bf16 (the GPU
+    default) generate from its dequantized weights with the adapter merged: the copy equals the one of a float
+    model holding those weights, greedy completions match it token for token, and the policy is left as it was.
+    (Formerly: the packed 4-bit data was cast to bf16 and the LoRA delta added to it: a shape error.)"""
+    from grpo.data.loaders import load_gsm8k
+    from grpo.evaluation.evaluate import evaluate
+    from grpo.generation.inference_copy import inference_copy
+    from grpo.generation.sampler import generate
+
+    quant, reference, tokenizer = _tiny_quantized_with_adapter(tmp_path, bits, adapter)
+    before = {n: p.detach().clone() for n, p in quant.named_parameters()}
+    copies = [dict(inference_copy(m, torch.bfloat16, rewire=False).named_parameters()) for m in (quant, reference)]
+    assert copies[0].keys() == copies[1].keys() and all(p.dtype == torch.bfloat16 for p in copies[0].values())
+    for name, p in copies[1].items():
+        assert torch.equal(copies[0][name], p), name
+    prompts = [[5, 17, 230, 9], [1200, 43]]
+    ours, theirs = (generate(m, None, prompts, 2, 8, do_sample=False, stop_token_ids=[tokenizer.eos_token_id],
+                             dtype=torch.bfloat16) for m in (quant, reference))
+    assert ours.completion_ids == theirs.completion_ids and len(ours.completion_ids[0]) > 1
+    sampled = generate(quant, None, prompts, 2, 8, do_sample=True, stop_token_ids=[tokenizer.eos_token_id],
+                       dtype=torch.bfloat16, generator=torch.Generator().manual_seed(0))  # a native rollout's call
+    assert len(sampled.completion_ids) == 4 and all(torch.isfinite(torch.tensor(lp)).all() for lp in sampled.logprobs)
+    report = evaluate(quant, tokenizer, load_gsm8k("synthetic:gsm8k:3", split="test"), max_new_tokens=6, batch_size=2,
+                      progress=False, dtype=torch.bfloat16)
+    assert report["n"] == 3 and report["dtype"] == "bfloat16" and all(1 <= s["tokens"] <= 6 for s in report["samples"])
+    for name, p in quant.named_parameters():
+        assert torch.equal(p, before[name]), name  # the trained model is never merged into or cast

@@ -18,6 +18,7 @@ in the order transformers' logits processors do. Benchmark: ``scripts/bench_roll
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -26,12 +27,12 @@ from transformers import DynamicCache
 from grpo.generation import decoder
 
 from grpo.common import hf_compat
-from grpo.generation.inference_copy import inference_copy
+from grpo.generation.inference_copy import inference_copy, is_quantized
 from grpo.generation.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["generate", "sample_next"]
+__all__ = ["generate", "sample_next", "uses_weight_copy"]
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -130,6 +131,18 @@ def sample_next(
 # ---------------------------------------------------------------------------- generate
 
 
+def uses_weight_copy(model) -> bool:
+    """Whether :func:`generate` with a ``dtype`` runs a copy of ``model``'s weights (:func:`inference_copy`): on a CPU.
+
+    On a CPU the bf16 copy, rewired for :mod:`grpo.generation.decoder`, is what makes rollouts fast (DESIGN.md,
+    2026-12-07: 366 tokens/s against 86 for ``model.generate``), and it costs 2 bytes per parameter of host
+    memory (SmolLM2-135M: 270 MB). On an accelerator it would be a second full model in the scarcer device
+    memory for the whole run (7B: 14 GB), so there the model generates itself, under autocast.
+    """
+    return next(model.parameters()).device.type == "cpu"
+
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -145,6 +158,7 @@ def generate(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | str | None = None,
     fast_decode: bool = True,
+    weight_copy: bool | None = None,
 ) -> Rollout:
     """Generate ``num_generations`` completions for each prompt.
 
@@ -159,11 +173,15 @@ def generate(
         temperature, top_p, top_k, do_sample, generator: see :func:`sample_next`.
         stop_token_ids: ids that end a completion (included in it). Default: the model's
             ``generation_config.eos_token_id``, else ``tokenizer.eos_token_id``.
-        dtype: run a copy of the weights in this dtype (``torch.bfloat16`` or "bfloat16"),
-            LoRA merged (faster than the adapter forward), via :func:`inference_copy`; None
-            runs ``model`` itself.
+        dtype: generate in this precision (``torch.bfloat16`` or "bfloat16"); None runs ``model`` itself as it
+            is. With a weight copy (see ``weight_copy``): a copy of the weights in ``dtype``, LoRA merged and
+            bitsandbytes weights dequantized (faster than the adapter forward), via :func:`inference_copy`.
+            Without one: ``model`` itself under ``torch.autocast(dtype)``, as TRL's generate runs under
+            accelerate's mixed precision.
         fast_decode: decode the rewired bf16 copy with :func:`grpo.generation.decoder.decode_step` (where
             :func:`grpo.generation.decoder.supports` it); False forces transformers' forward, for comparison.
+        weight_copy: whether ``dtype`` gets a weight copy; None decides by device (:func:`uses_weight_copy`:
+            on a CPU, not on an accelerator).
 
     Returns:
         A :class:`Rollout` with P*G completions, prompt-major.
@@ -180,15 +198,20 @@ def generate(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
-    if dtype is not None and (dtype != next(model.parameters()).dtype or hasattr(model, "merge_and_unload")):
-        # a peft model gets a merged copy even in its own dtype; the copy is rewired for grpo.generation.decoder
-        # only when this transformers/torch passes the decoder's start-up self-check
-        model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
+    autocast = nullcontext()
+    if dtype is not None and (weight_copy if weight_copy is not None else uses_weight_copy(model)):
+        if dtype != next(model.parameters()).dtype or hasattr(model, "merge_and_unload") or is_quantized(model):
+            # a peft or quantized model gets a merged float copy even in its own dtype; the copy is rewired for
+            # grpo.generation.decoder only when this transformers/torch passes the decoder's start-up self-check
+            model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
+    elif dtype is not None and dtype != torch.float32:
+        autocast = torch.autocast(next(model.parameters()).device.type, dtype=dtype)
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
-                         do_sample, stops, generator, fast_decode and decoder.supports(model))
+        with autocast:
+            return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
+                             do_sample, stops, generator, fast_decode and decoder.supports(model))
     finally:
         for m, flag in training.items():
             m.training = flag
