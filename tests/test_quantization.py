@@ -1,9 +1,10 @@
 """grpo.modeling.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
 
 Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps on the
-embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama) and ``pytest -q -m slow
-tests/test_quantization.py`` (the 4-bit gradient check on SmolLM2; ``grpo train`` with 4-bit
-weights + 8-bit AdamW, both backends, 2 steps each, native after a QLoRA warm-start).
+embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama, bf16 evaluation and rollouts of 4-bit and
+8-bit tiny Llamas) and ``pytest -q -m slow tests/test_quantization.py`` (the 4-bit gradient check on
+SmolLM2; ``grpo train`` with 4-bit weights + 8-bit AdamW in bf16, both backends, 2 steps each with
+every evaluation on, native after a QLoRA warm-start).
 """
 
 import json
@@ -287,7 +288,9 @@ def test_4bit_lora_gradients_on_embedded_smollm2():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, warm_start", [("native", True), ("trl", False)])
 def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm_start):
-    """2 GRPO steps on 4-bit SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start)."""
+    """The README's QLoRA command (``--load_in_4bit true --optim adamw_8bit``) in bf16, tiny: 2 GRPO steps on 4-bit
+    SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start), every evaluation on (base, after the
+    warm-start, periodic, after GRPO): each generates from the 4-bit policy."""
     from safetensors.torch import load_file
 
     from grpo.cli.commands import main
@@ -296,12 +299,19 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     out = tmp_path / backend
     code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",
                  "--use_bnb_nested_quant", "true", "--optim", "adamw_8bit", "--warm_start", str(warm_start).lower(),
-                 "--sft_examples", "4", "--sft_batch_size", "2", "--eval_size", "0",
+                 "--sft_examples", "4", "--sft_batch_size", "2", "--bf16", "true", "--eval_base", "true",
+                 "--eval_size", "2", "--eval_max_new_tokens", "8", "--periodic_eval_steps", "2",
+                 "--periodic_eval_size", "2",
                  "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
                  "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
     assert code == 0
+    for name in ["eval_before", "eval_after"] + (["eval_after_sft"] if warm_start else []):
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["n"] == 2 and report["dtype"] == "bfloat16", name
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["eval/n"] for m in metrics if "eval/n" in m] == [2, 2]  # periodic: before step 1 and after step 2
+    metrics = [m for m in metrics if "loss" in m]
     assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
     assert any(m["reward_std"] > 0 for m in metrics)
     adapter = load_file(out / "checkpoint" / "adapter" / "adapter_model.safetensors")
