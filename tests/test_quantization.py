@@ -304,7 +304,8 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
                  "--periodic_eval_size", "2",
                  "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
-                 "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
+                 "--reward_funcs", "length", "--reward_weights", "1.0", "--reward_kwargs", '{"length": {"ideal": 20}}',
+                 "--output_dir", str(out)])
     assert code == 0
     for name in ["eval_before", "eval_after"] + (["eval_after_sft"] if warm_start else []):
         report = json.loads((out / f"{name}.json").read_text())

@@ -1,8 +1,11 @@
-"""A frozen inference copy of the policy for fast rollouts: LoRA merged, weights cast, CPU bf16 kernels.
+"""A frozen inference copy of the policy for fast rollouts: LoRA merged, bitsandbytes weights dequantized, weights
+cast, CPU bf16 kernels.
 
 :func:`inference_copy` builds the copy once per (policy, dtype) and refreshes its weights in place
 on later calls, so it follows the policy across optimizer steps; the weights come from
-:func:`merged_named_weights` (LoRA merged on the fly), which the vLLM engines push as well. On a
+:func:`merged_named_weights` (LoRA merged on the fly, 4-bit / 8-bit weights dequantized), which the vLLM
+engines push as well. The copy is a second model in memory (2 bytes per parameter in bf16): the sampler
+makes one only on a CPU (:func:`grpo.generation.sampler.uses_weight_copy`), where it is the fast path. On a
 CPU with bf16 support (oneDNN, AVX512-BF16 / AMX) the copy of a Llama-family model (llama, qwen2)
 is also rewired for decoding, where each step is many small kernels and the per-call overhead
 dominates:
@@ -34,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FusedAttention", "FusedGatedMLP", "FusedRMSNorm", "PackedLinear", "bf16_cpu_kernels", "inference_copy",
-    "is_quantized", "merged_named_weights", "release_copies",
+    "has_quantized_weights", "merged_named_weights", "release_copies",
 ]
 
 _FUSABLE_MODEL_TYPES = {"llama", "qwen2"}
@@ -192,12 +195,12 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "base_model")
 
 
-def is_quantized(model) -> bool:
+_BNB_PARAMS = {"Params4bit", "Int8Params"}  # bitsandbytes' packed weight classes (names: no import needed)
+
+
+def has_quantized_weights(model) -> bool:
     """Whether ``model`` (or the base of a peft model) holds bitsandbytes 4-bit or 8-bit weights."""
     return any(type(p).__name__ in _BNB_PARAMS for p in model.parameters())
-
-
-_BNB_PARAMS = {"Params4bit", "Int8Params"}  # bitsandbytes' packed weight classes (names: no import needed)
 
 
 def _dense(param: torch.Tensor, owner: torch.nn.Module | None) -> torch.Tensor:
@@ -219,6 +222,11 @@ def _dense(param: torch.Tensor, owner: torch.nn.Module | None) -> torch.Tensor:
     return bnb_f.int8_vectorwise_dequant(param.data, scales)
 
 
+def _int8_owners(model) -> dict[int, torch.nn.Module]:
+    """{id(weight): layer} of the 8-bit layers, whose scales move from the weight to the layer (:func:`_dense`)."""
+    return {id(m.weight): m for m in model.modules() if type(getattr(m, "weight", None)).__name__ == "Int8Params"}
+
+
 def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` for every weight of the policy as the plain (non-peft) model names it.
 
@@ -232,7 +240,7 @@ def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     ``model.merge_and_unload().named_parameters()``; tied weights appear once. What refreshes an
     :func:`inference_copy` and what the vLLM engines push (:func:`grpo.generation.vllm_engine.vllm_named_weights`).
     """
-    owners = {id(m.weight): m for m in model.modules() if type(getattr(m, "weight", None)).__name__ == "Int8Params"}
+    owners = _int8_owners(model)
     if not _is_peft(model):
         for name, param in model.named_parameters():
             yield name, _dense(param, owners.get(id(param)))
@@ -242,7 +250,7 @@ def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     lora = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
     if any(getattr(m, "lora_variant", None) or any(getattr(m, "lora_bias", {}).values()) for m in lora.values()):
         merged = copy.deepcopy(model).merge_and_unload()
-        owners = {id(m.weight): m for m in merged.modules() if type(getattr(m, "weight", None)).__name__ == "Int8Params"}
+        owners = _int8_owners(merged)
         for name, param in merged.named_parameters():
             yield name, _dense(param, owners.get(id(param)))
         return
@@ -309,7 +317,8 @@ def _empty_copy(model, dtype: torch.dtype) -> torch.nn.Module:
         for name, p in module._parameters.items():
             if p is not None:
                 if id(p) not in made:
-                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=dtype, device=device), requires_grad=False)
+                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=dtype, device=device),
+                                                     requires_grad=False)
                 module._parameters[name] = made[id(p)]
     buffers = dict(base.named_buffers())
     for name, buf in list(clone.named_buffers()):
@@ -347,7 +356,7 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
     copies = _COPIES.setdefault(model, {})
     clone = copies.get((dtype, rewire))
     if clone is None:
-        empty = is_quantized(model)
+        empty = has_quantized_weights(model)
         clone = _empty_copy(model, dtype) if empty else _cast_copy(model, dtype)
         for p in clone.parameters():
             p.requires_grad_(False)

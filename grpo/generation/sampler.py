@@ -7,8 +7,10 @@ the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
 * prefills each prompt once (batch P, left-padded), then copies its KV cache G times;
 * writes the KV cache into preallocated buffers (no ``torch.cat`` of the whole cache per token);
 * drops finished rows from the batch (and from the cache) as soon as they emit a stop token;
-* optionally runs a bf16 copy of the weights (:mod:`grpo.generation.inference_copy`: LoRA merged, CPU kernels fused),
-  decoding it with a hand-written step over contiguous KV buffers (:mod:`grpo.generation.decoder`).
+* on a CPU, optionally runs a bf16 copy of the weights (:mod:`grpo.generation.inference_copy`: LoRA merged,
+  bitsandbytes weights dequantized, CPU kernels fused), decoding it with a hand-written step over contiguous KV
+  buffers (:mod:`grpo.generation.decoder`); on an accelerator it runs the model itself under autocast instead, so
+  that no second model takes device memory (:func:`uses_weight_copy`).
 
 Greedy decoding (``do_sample=False``) in the model's own dtype reproduces ``model.generate``
 token for token (tests/test_sampler.py). Sampling applies temperature, then top-k, then top-p,
@@ -27,7 +29,7 @@ from transformers import DynamicCache
 from grpo.generation import decoder
 
 from grpo.common import hf_compat
-from grpo.generation.inference_copy import inference_copy, is_quantized
+from grpo.generation.inference_copy import has_quantized_weights, inference_copy
 from grpo.generation.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)
@@ -200,7 +202,8 @@ def generate(
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
     autocast = nullcontext()
     if dtype is not None and (weight_copy if weight_copy is not None else uses_weight_copy(model)):
-        if dtype != next(model.parameters()).dtype or hasattr(model, "merge_and_unload") or is_quantized(model):
+        own_dtype = next(model.parameters()).dtype
+        if dtype != own_dtype or hasattr(model, "merge_and_unload") or has_quantized_weights(model):
             # a peft or quantized model gets a merged float copy even in its own dtype; the copy is rewired for
             # grpo.generation.decoder only when this transformers/torch passes the decoder's start-up self-check
             model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
