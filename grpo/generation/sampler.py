@@ -138,11 +138,11 @@ def uses_weight_copy(model) -> bool:
 
     On a CPU the bf16 copy, rewired for :mod:`grpo.generation.decoder`, is what makes rollouts fast (DESIGN.md,
     2026-12-07: 366 tokens/s against 86 for ``model.generate``), and it costs 2 bytes per parameter of host
-    memory (SmolLM2-135M: 270 MB). On an accelerator it would be a second full model in the scarcer device
-    memory for the whole run (7B: 14 GB), so there the model generates itself, under autocast.
+    memory (SmolLM2-135M: 0.33 GB, its tied embedding held twice; docs/memory.md). On an accelerator it would be
+    a second full model in the scarcer device memory for the whole run (7B: 14 GB), so there the model generates
+    itself, under autocast.
     """
     return next(model.parameters()).device.type == "cpu"
-
 
 
 @torch.inference_mode()
