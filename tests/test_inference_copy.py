@@ -133,3 +133,160 @@ def test_copy_in_the_policys_own_dtype_leaves_the_policy_untouched():
     expected = copy.deepcopy(lora).merge_and_unload()
     for name, p in expected.named_parameters():
         assert torch.equal(dict(merged.named_parameters())[name], p), name
+
+
+# ---------------------------------------------------------------------------- memory: what is alive during training
+
+
+def alive_tensor_bytes() -> int:
+    """Bytes of every CPU tensor storage reachable from Python right now (each storage once): the model, its
+    copies, optimizer state, gradients, caches."""
+    import gc
+
+    gc.collect()
+    seen, total = set(), 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.device.type == "cpu":
+            try:
+                storage = obj.untyped_storage()
+                key, size = storage.data_ptr(), storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # opaque layouts (oneDNN): their own bytes
+                key, size = id(obj), obj.numel() * obj.element_size()
+            if key and key not in seen:
+                seen.add(key)
+                total += size
+    return total
+
+
+def _bytes_during_native_training(tmp_path, weight_copy: bool, monkeypatch) -> tuple[int, int]:
+    """``(bytes alive during step 2's reward call - bytes alive before training, base parameters)`` for 2 native GRPO
+    steps in bf16 of a LoRA policy on a tiny Llama, with or without the sampler's weight copy."""
+    from test_native import config, dataset, tiny_tokenizer
+
+    import grpo.generation.sampler as sampler
+    from grpo.modeling.models import apply_lora
+    from grpo.runs.run_dir import MetricsLogger
+    from grpo.training.native import train
+    from grpo.training.native_plan import build_plan
+
+    monkeypatch.setattr(sampler, "uses_weight_copy", lambda model: weight_copy)  # False: what a GPU does
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, pad_token_id=0, eos_token_id=1,
+                                         bos_token_id=None))
+    n_base = sum(p.numel() for p in model.parameters())
+    model = apply_lora(model, r=2, lora_alpha=4, lora_dropout=0.0)
+    seen = []
+
+    def reward(completions, **kwargs):
+        seen.append(alive_tensor_bytes())  # after the rollout, before the loss: the copy (if any) is alive
+        return [float(len(c)) for c in completions]
+
+    before = alive_tensor_bytes()
+    train(model, tiny_tokenizer(), dataset(), [reward], build_plan(config(tmp_path, bf16=True)), MetricsLogger(tmp_path))
+    return seen[-1] - before, n_base
+
+
+def test_sampler_weight_copy_is_the_only_second_model_and_only_on_cpu(tmp_path, monkeypatch):
+    """Native training in bf16 holds the policy once plus its LoRA state; the CPU sampler's bf16 copy adds 2 bytes per
+    parameter, and without it (the GPU path: the model itself under autocast) nothing model-sized is added."""
+    import grpo.generation.sampler as sampler
+
+    assert sampler.uses_weight_copy(tiny("llama"))  # a CPU model: the measured faster path
+    extra_without, n = _bytes_during_native_training(tmp_path / "gpu-like", False, monkeypatch)
+    extra_with, _ = _bytes_during_native_training(tmp_path / "cpu", True, monkeypatch)
+    assert extra_without < 0.5 * n  # LoRA weights, grads and AdamW moments (~0.3 B/param here), rollout tensors: no copy
+    assert 1.9 * n < extra_with - extra_without < 2.2 * n  # the bf16 copy: 2 bytes per parameter
+
+
+def test_generation_without_a_weight_copy_runs_the_model_under_autocast():
+    """The accelerator path, run on this CPU: no copy is built, and the peft model itself generates under bf16
+    autocast: greedy completions are ``model.generate``'s under the same autocast (what TRL's generation runs in
+    mixed precision), and the policy is unchanged."""
+    from grpo.generation import inference_copy as ic
+
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(tiny("llama", seed=9), peft.LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                                     target_modules="all-linear"))
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    prompts = [[5, 6, 7, 8], [12, 13]]
+    ours = generate(lora, None, prompts, 1, 10, do_sample=False, stop_token_ids=[3], dtype=torch.bfloat16,
+                    weight_copy=False)
+    assert lora not in ic._COPIES  # nothing was copied
+    for prompt, completion in zip(prompts, ours.completion_ids):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = lora.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=10, eos_token_id=3,
+                                pad_token_id=0)
+        assert completion == out[0, len(prompt):].tolist()
+    assert max(len(c) for c in ours.completion_ids) > 4
+    assert all(torch.equal(p, before[n]) for n, p in lora.named_parameters())
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_final_checkpoint_is_merged_without_a_copy_of_the_model(tmp_path, monkeypatch, tie):
+    """checkpoint/ holds what ``deepcopy(model).merge_and_unload()`` saved, bit for bit, and loads to the same logits;
+    no module is deep-copied (on a GPU that copy was a second full model) and the trained model is unchanged."""
+    from safetensors.torch import load_file
+
+    from grpo.runs.run_dir import save_final_checkpoint
+
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(tiny("llama", seed=10, tie=tie), peft.LoraConfig(
+        r=4, lora_alpha=8, init_lora_weights=False, target_modules="all-linear"))
+    expected = copy.deepcopy(lora).merge_and_unload().state_dict()
+    before = {n: p.detach().clone() for n, p in lora.named_parameters()}
+    deepcopy = copy.deepcopy
+
+    def no_module_copies(obj, memo=None):
+        assert not isinstance(obj, torch.nn.Module), f"deep copy of a {type(obj).__name__}"
+        return deepcopy(obj, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", no_module_copies)
+    save_final_checkpoint(lora, None, tmp_path)
+    saved = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    assert set(saved) == set(expected) - ({"lm_head.weight"} if tie else set())
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, expected[name]), name
+    assert (tmp_path / "checkpoint" / "adapter" / "adapter_model.safetensors").exists()
+    assert all(torch.equal(p, before[n]) for n, p in lora.named_parameters())
+    reloaded = LlamaForCausalLM.from_pretrained(tmp_path / "checkpoint").eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, lora.eval()(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_trl_trainer_is_released_before_the_evaluation_after_training(tmp_path, monkeypatch):
+    """``grpo train --backend trl``: nothing keeps the GRPOTrainer (optimizer state, colocated vLLM) alive while
+    eval_after runs: only the trained model goes on."""
+    import weakref
+
+    from transformers import LlamaConfig
+
+    import grpo.cli.pipeline as pipeline
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
+    from test_trl_backend import tiny_args
+
+    tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, bos_token_id=None)).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    script_args, training_args = tiny_args(tmp_path, "--model_name_or_path", str(tmp_path / "tiny"), "--backend", "trl",
+                                           "--max_steps", "1", "--eval_base", "false", "--eval_max_new_tokens", "4")
+    trainers, alive_at_eval = [], []
+    train, run_eval = pipeline.trl_backend.train, pipeline.run_eval
+
+    def recording_train(*args, on_trainer=None, **kwargs):
+        return train(*args, on_trainer=lambda t: (trainers.append(weakref.ref(t)), on_trainer(t)), **kwargs)
+
+    def recording_eval(model, tokenizer, heldout, script_args, path, *args, **kwargs):
+        if path.name == "eval_after.json":
+            alive_at_eval.append(trainers[0]() is not None)
+        return run_eval(model, tokenizer, heldout, script_args, path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.trl_backend, "train", recording_train)
+    monkeypatch.setattr(pipeline, "run_eval", recording_eval)
+    result = pipeline.run_training(script_args, training_args)
+    assert result["eval_after"]["n"] == 2 and len(trainers) == 1
+    assert alive_at_eval == [False]

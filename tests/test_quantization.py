@@ -1,9 +1,10 @@
 """grpo.modeling.quantization: bitsandbytes QLoRA and 8-bit AdamW, on this CPU machine.
 
 Run: ``pytest -q tests/test_quantization.py`` (fast: config errors, 8-bit AdamW steps on the
-embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama) and ``pytest -q -m slow
-tests/test_quantization.py`` (the 4-bit gradient check on SmolLM2; ``grpo train`` with 4-bit
-weights + 8-bit AdamW, both backends, 2 steps each, native after a QLoRA warm-start).
+embedded SmolLM2, 4-bit LoRA gradients on a tiny Llama, bf16 evaluation and rollouts of 4-bit and
+8-bit tiny Llamas) and ``pytest -q -m slow tests/test_quantization.py`` (the 4-bit gradient check on
+SmolLM2; ``grpo train`` with 4-bit weights + 8-bit AdamW in bf16, both backends, 2 steps each with
+every evaluation on, native after a QLoRA warm-start).
 """
 
 import json
@@ -287,7 +288,9 @@ def test_4bit_lora_gradients_on_embedded_smollm2():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, warm_start", [("native", True), ("trl", False)])
 def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm_start):
-    """2 GRPO steps on 4-bit SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start)."""
+    """The README's QLoRA command (``--load_in_4bit true --optim adamw_8bit``) in bf16, tiny: 2 GRPO steps on 4-bit
+    SmolLM2 with 8-bit AdamW (native: after a 2-step QLoRA warm-start), every evaluation on (base, after the
+    warm-start, periodic, after GRPO): each generates from the 4-bit policy."""
     from safetensors.torch import load_file
 
     from grpo.cli.commands import main
@@ -296,12 +299,20 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     out = tmp_path / backend
     code = main(["train", "--config", GSM8K_YAML, "--backend", backend, "--load_in_4bit", "true",
                  "--use_bnb_nested_quant", "true", "--optim", "adamw_8bit", "--warm_start", str(warm_start).lower(),
-                 "--sft_examples", "4", "--sft_batch_size", "2", "--eval_size", "0",
+                 "--sft_examples", "4", "--sft_batch_size", "2", "--bf16", "true", "--eval_base", "true",
+                 "--eval_size", "2", "--eval_max_new_tokens", "8", "--periodic_eval_steps", "2",
+                 "--periodic_eval_size", "2",
                  "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
-                 "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
+                 "--reward_funcs", "length", "--reward_weights", "1.0", "--reward_kwargs", '{"length": {"ideal": 20}}',
+                 "--output_dir", str(out)])
     assert code == 0
+    for name in ["eval_before", "eval_after"] + (["eval_after_sft"] if warm_start else []):
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["n"] == 2 and report["dtype"] == "bfloat16", name
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["eval/n"] for m in metrics if "eval/n" in m] == [2, 2]  # periodic: before step 1 and after step 2
+    metrics = [m for m in metrics if "loss" in m]
     assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
     assert any(m["reward_std"] > 0 for m in metrics)
     adapter = load_file(out / "checkpoint" / "adapter" / "adapter_model.safetensors")
@@ -321,3 +332,74 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     assert warm_start == (not torch.equal(base[key], original[key]))  # the warm-start changed the weights
     lora = {k.split(".lora_")[1].split(".")[0]: v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora" in k}
     torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- 4-bit / 8-bit weights: evaluation and rollouts in bf16
+
+
+def _tiny_quantized_with_adapter(tmp_path, bits: int, adapter: bool):
+    """A tiny random Llama (SmolLM2's tokenizer, for the GSM8K prompts) loaded in ``bits`` and, with ``adapter``, a
+    LoRA adapter with non-zero B; plus a float peft model holding exactly its dequantized weights and the same adapter."""
+    import bitsandbytes.functional as F
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grpo.modeling.loading import load_for_training
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                                 tie_word_embeddings=True)).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    script_args, _ = parse(f"--load_in_{bits}bit", "true", "--warm_start", "false")
+    quant, _ = load_for_training(str(tmp_path / "tiny"), script_args)
+    reference, _ = load_model(str(tmp_path / "tiny"))
+    for name, module in quant.named_modules():
+        if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):  # the float model holds the quantized values
+            w = module.weight
+            dense = (F.dequantize_4bit(w.data, w.quant_state) if bits == 4
+                     else F.int8_vectorwise_dequant(w.data, w.SCB if w.SCB is not None else module.state.SCB))
+            reference.get_submodule(name).weight.data.copy_(dense)
+    if adapter:
+        quant, reference = apply_lora(quant, r=4, lora_dropout=0.0), apply_lora(reference, r=4, lora_dropout=0.0)
+        lora = {n: p for n, p in reference.named_parameters() if ".lora_" in n}
+        with torch.no_grad():
+            for n, p in quant.named_parameters():
+                if ".lora_" in n:
+                    if "lora_B" in n:
+                        p.normal_(std=0.5)  # B = 0 at init would hide the adapter
+                    lora[n].copy_(p)  # the same adapter on both
+    return quant, reference, tokenizer
+
+
+@pytest.mark.parametrize("bits, adapter", [(4, True), (4, False), (8, True)])
+def test_quantized_model_evaluates_and_rolls_out_in_bf16(tmp_path, bits, adapter):
+    """Evaluation (eval_before / eval_after / periodic) and native rollouts of a QLoRA policy in bf16 (the GPU
+    default) generate from its dequantized weights with the adapter merged: the copy equals the one of a float
+    model holding those weights, greedy completions match it token for token, and the policy is left as it was.
+    (Formerly: the packed 4-bit data was cast to bf16 and the LoRA delta added to it: a shape error.)"""
+    from grpo.data.loaders import load_gsm8k
+    from grpo.evaluation.evaluate import evaluate
+    from grpo.generation.inference_copy import inference_copy
+    from grpo.generation.sampler import generate
+
+    quant, reference, tokenizer = _tiny_quantized_with_adapter(tmp_path, bits, adapter)
+    before = {n: p.detach().clone() for n, p in quant.named_parameters()}
+    copies = [dict(inference_copy(m, torch.bfloat16, rewire=False).named_parameters()) for m in (quant, reference)]
+    assert copies[0].keys() == copies[1].keys() and all(p.dtype == torch.bfloat16 for p in copies[0].values())
+    for name, p in copies[1].items():
+        assert torch.equal(copies[0][name], p), name
+    prompts = [[5, 17, 230, 9], [1200, 43]]
+    ours, theirs = (generate(m, None, prompts, 2, 8, do_sample=False, stop_token_ids=[tokenizer.eos_token_id],
+                             dtype=torch.bfloat16) for m in (quant, reference))
+    assert ours.completion_ids == theirs.completion_ids and len(ours.completion_ids[0]) > 1
+    sampled = generate(quant, None, prompts, 2, 8, do_sample=True, stop_token_ids=[tokenizer.eos_token_id],
+                       dtype=torch.bfloat16, generator=torch.Generator().manual_seed(0))  # a native rollout's call
+    assert len(sampled.completion_ids) == 4 and all(torch.isfinite(torch.tensor(lp)).all() for lp in sampled.logprobs)
+    report = evaluate(quant, tokenizer, load_gsm8k("synthetic:gsm8k:3", split="test"), max_new_tokens=6, batch_size=2,
+                      progress=False, dtype=torch.bfloat16)
+    assert report["n"] == 3 and report["dtype"] == "bfloat16" and all(1 <= s["tokens"] <= 6 for s in report["samples"])
+    for name, p in quant.named_parameters():
+        assert torch.equal(p, before[name]), name  # the trained model is never merged into or cast

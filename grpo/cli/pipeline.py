@@ -123,6 +123,18 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     return report
 
 
+def release_memory() -> None:
+    """Free what training left unreachable before the evaluation after it: the TRL Trainer and its callbacks
+    reference each other, so only a collection frees them; then the accelerator's cache returns the memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def reward_trend(metrics_logger) -> dict | None:
     """Slope of the mean total reward over the logged steps, with its 95 % interval (:func:`grpo.maths.stats.linear_trend`); None under 3 steps."""
     totals = [m["reward"] for m in metrics_logger.read() if m.get("reward") is not None]
@@ -301,6 +313,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         if metrics_logger.enabled:
             save_interrupted(model, tokenizer, out, live.get("trainer"))
         raise
+    live.clear()  # the TRL Trainer (optimizer state, colocated vLLM engine) must not outlive training
+    release_memory()
     if not metrics_logger.enabled:
         return result
 

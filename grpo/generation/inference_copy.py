@@ -1,8 +1,11 @@
-"""A frozen inference copy of the policy for fast rollouts: LoRA merged, weights cast, CPU bf16 kernels.
+"""A frozen inference copy of the policy for fast rollouts: LoRA merged, bitsandbytes weights dequantized, weights
+cast, CPU bf16 kernels.
 
 :func:`inference_copy` builds the copy once per (policy, dtype) and refreshes its weights in place
 on later calls, so it follows the policy across optimizer steps; the weights come from
-:func:`merged_named_weights` (LoRA merged on the fly), which the vLLM engines push as well. On a
+:func:`merged_named_weights` (LoRA merged on the fly, 4-bit / 8-bit weights dequantized), which the vLLM
+engines push as well. The copy is a second model in memory (2 bytes per parameter in bf16): the sampler
+makes one only on a CPU (:func:`grpo.generation.sampler.uses_weight_copy`), where it is the fast path. On a
 CPU with bf16 support (oneDNN, AVX512-BF16 / AMX) the copy of a Llama-family model (llama, qwen2)
 is also rewired for decoding, where each step is many small kernels and the per-call overhead
 dominates:
@@ -34,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FusedAttention", "FusedGatedMLP", "FusedRMSNorm", "PackedLinear", "bf16_cpu_kernels", "inference_copy",
-    "merged_named_weights", "release_copies",
+    "has_quantized_weights", "merged_named_weights", "release_copies",
 ]
 
 _FUSABLE_MODEL_TYPES = {"llama", "qwen2"}
@@ -192,33 +195,70 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "base_model")
 
 
+_BNB_PARAMS = {"Params4bit", "Int8Params"}  # bitsandbytes' packed weight classes (names: no import needed)
+
+
+def has_quantized_weights(model) -> bool:
+    """Whether ``model`` (or the base of a peft model) holds bitsandbytes 4-bit or 8-bit weights."""
+    return any(type(p).__name__ in _BNB_PARAMS for p in model.parameters())
+
+
+def _dense(param: torch.Tensor, owner: torch.nn.Module | None) -> torch.Tensor:
+    """``param`` as a float tensor: a bitsandbytes weight dequantized (a new (out, in) tensor in the dtype it was
+    quantized from), any other parameter detached (shared, not copied).
+
+    Params4bit stores packed uint8 ``(out * in / 2, 1)`` data plus its ``quant_state``; Int8Params stores int8
+    ``(out, in)`` rows and their absmax scales, on the parameter until the layer's first forward and on the
+    layer's ``state`` after it (bitsandbytes 0.50).
+    """
+    kind = type(param).__name__
+    if kind not in _BNB_PARAMS:
+        return param.detach()
+    import bitsandbytes.functional as bnb_f
+
+    if kind == "Params4bit":
+        return bnb_f.dequantize_4bit(param.data, param.quant_state)
+    scales = param.SCB if getattr(param, "SCB", None) is not None else owner.state.SCB
+    return bnb_f.int8_vectorwise_dequant(param.data, scales)
+
+
+def _int8_owners(model) -> dict[int, torch.nn.Module]:
+    """{id(weight): layer} of the 8-bit layers, whose scales move from the weight to the layer (:func:`_dense`)."""
+    return {id(m.weight): m for m in model.modules() if type(getattr(m, "weight", None)).__name__ == "Int8Params"}
+
+
 def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(name, tensor)`` for every weight of the policy as the plain (non-peft) model names it.
 
     For a peft LoRA model each adapted weight is ``W + scaling * B @ A`` summed over the active
     adapters, computed into a new tensor; the trained model is never modified (no merge/unmerge
     rounding drift). LoRA matrices and the frozen originals of ``modules_to_save`` are skipped.
-    A plain model yields its own ``named_parameters()`` (shared, not copied). LoRA variants
-    (DoRA, lora_bias) fall back to merging a deep copy. Names match
+    A plain model yields its own ``named_parameters()`` (shared, not copied). bitsandbytes 4-bit
+    and 8-bit weights (QLoRA) are dequantized first, so every tensor is a float ``(out, in)`` matrix:
+    the same numbers the quantized layer computes with. LoRA variants (DoRA, lora_bias) fall back to
+    merging a deep copy (into quantized weights: re-quantized, as peft warns). Names match
     ``model.merge_and_unload().named_parameters()``; tied weights appear once. What refreshes an
     :func:`inference_copy` and what the vLLM engines push (:func:`grpo.generation.vllm_engine.vllm_named_weights`).
     """
+    owners = _int8_owners(model)
     if not _is_peft(model):
         for name, param in model.named_parameters():
-            yield name, param.detach()
+            yield name, _dense(param, owners.get(id(param)))
         return
     from peft.tuners.lora import LoraLayer
 
     lora = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
     if any(getattr(m, "lora_variant", None) or any(getattr(m, "lora_bias", {}).values()) for m in lora.values()):
-        for name, param in copy.deepcopy(model).merge_and_unload().named_parameters():
-            yield name, param.detach()
+        merged = copy.deepcopy(model).merge_and_unload()
+        owners = _int8_owners(merged)
+        for name, param in merged.named_parameters():
+            yield name, _dense(param, owners.get(id(param)))
         return
     with torch.no_grad():
         for name, param in model.named_parameters():
             if ".lora_" in name or ".original_module." in name:
                 continue
-            tensor = param.detach()
+            tensor = _dense(param, owners.get(id(param)))
             module = lora.get(name.removesuffix(".base_layer.weight"))
             if module is not None and not module.disable_adapters and not module.merged:
                 for adapter in module.active_adapters:
@@ -241,6 +281,53 @@ def release_copies(model) -> None:
     _COPIES.pop(model, None)
 
 
+def _cast_copy(model, dtype: torch.dtype) -> torch.nn.Module:
+    """A deep copy of a float ``model`` with every parameter in ``dtype``, LoRA merged (in ``dtype``: refreshed after)."""
+    # deep copy with every plain parameter already cast: the full-precision duplicate a plain deepcopy makes
+    # first (+540 MB for SmolLM2-135M in fp32, transient) never exists
+    memo = {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False)
+            for p in model.parameters() if type(p) is torch.nn.Parameter and p.is_floating_point()}
+    clone = copy.deepcopy(model, memo)
+    del memo
+    if hasattr(clone, "merge_and_unload"):
+        clone = clone.merge_and_unload()
+    for p in clone.parameters():
+        if p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    return clone
+
+
+def _empty_copy(model, dtype: torch.dtype) -> torch.nn.Module:
+    """The plain float architecture of a bitsandbytes-quantized ``model`` (peft or not), with uninitialised
+    ``dtype`` parameters on the model's device and the model's own buffers (rotary ``inv_freq``).
+
+    A quantized model cannot be deep-copied and cast: its weights are packed integers, and its layers are
+    bitsandbytes modules. Built on the meta device from the model's config (no initialisation, no quantization);
+    :func:`inference_copy` then fills every parameter from :func:`merged_named_weights` (dequantized, LoRA merged).
+    """
+    base = model.get_base_model() if _is_peft(model) else model
+    config = copy.deepcopy(base.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    device = next(base.parameters()).device
+    with torch.device("meta"):
+        clone = type(base)(config)
+    made: dict[int, torch.nn.Parameter] = {}  # tied parameters stay tied
+    for module in clone.modules():
+        for name, p in module._parameters.items():
+            if p is not None:
+                if id(p) not in made:
+                    made[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=dtype, device=device),
+                                                     requires_grad=False)
+                module._parameters[name] = made[id(p)]
+    buffers = dict(base.named_buffers())
+    for name, buf in list(clone.named_buffers()):
+        owner, _, leaf = name.rpartition(".")
+        clone.get_submodule(owner)._buffers[leaf] = buffers[name]  # shared: never written by the copy
+    clone.generation_config = copy.deepcopy(base.generation_config)
+    return clone
+
+
 @torch.inference_mode()
 def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.Module:
     """A frozen eval-mode copy of ``model``, LoRA merged, parameters in ``dtype``, holding its current weights.
@@ -248,9 +335,12 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
     Built once per (model, dtype) with a deep copy (~1 s for SmolLM2-135M), then refreshed in
     place from :func:`merged_named_weights` on every call (~0.2 s), so it
     follows the policy across optimizer steps. Buffers (rotary ``inv_freq``) keep their precision.
+    A bitsandbytes 4-bit / 8-bit model (QLoRA) gets the plain architecture instead, filled with its
+    dequantized weights (:func:`_empty_copy`): a float model that computes what the quantized one does.
     bf16 on a CPU with bf16 kernels and ``rewire``: rewired for :mod:`grpo.generation.decoder` (see the module
     docstring; such a copy only runs through the decoder). Otherwise a plain transformers model.
-    Inference only: its tensors are inference-mode tensors.
+    Inference only: its tensors are inference-mode tensors. Memory: a second model, ``dtype``'s bytes per
+    parameter (bf16: 2), for as long as ``model`` lives or until :func:`release_copies`.
 
     Args:
         model: a causal LM or a peft wrapper of one (left unchanged).
@@ -259,36 +349,41 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
 
     Returns:
         The copy (the same object on every call for this model, dtype and ``rewire``).
+
+    Raises:
+        RuntimeError: a weight of the copy that the policy does not provide (an architecture this cannot copy).
     """
     copies = _COPIES.setdefault(model, {})
     clone = copies.get((dtype, rewire))
     if clone is None:
-        # deep copy with every plain parameter already cast: the full-precision duplicate a plain deepcopy makes
-        # first (+540 MB for SmolLM2-135M in fp32, transient) never exists
-        memo = {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False)
-                for p in model.parameters() if type(p) is torch.nn.Parameter and p.is_floating_point()}
-        clone = copy.deepcopy(model, memo)
-        del memo
-        peft = hasattr(clone, "merge_and_unload")
-        if peft:  # merged in `dtype` here; overwritten below by the weights merged in full precision
-            clone = clone.merge_and_unload()
+        empty = has_quantized_weights(model)
+        clone = _empty_copy(model, dtype) if empty else _cast_copy(model, dtype)
         for p in clone.parameters():
-            if p.dtype != dtype:
-                p.data = p.data.to(dtype)
             p.requires_grad_(False)
         clone.grpo_params = dict(clone.named_parameters())  # names before rewiring renames them
+        if empty:  # filled before rewiring: the packed weights are built from these
+            _refresh(clone, model)
         if rewire:
             _rewire_for_decoding(clone)
         owners = {id(lin.weight): (m, i) for m in clone.modules() if isinstance(m, PackedLinear) and m.released
                   for i, lin in enumerate(m.parts)}
         clone.grpo_packed = {name: owners[id(p)] for name, p in clone.grpo_params.items() if id(p) in owners}
         copies[(dtype, rewire)] = clone.eval()
-        if not peft:
+        if empty or not _is_peft(model):  # already holds the current weights
             return clone
+    _refresh(clone, model)
+    return clone
+
+
+def _refresh(clone, model) -> None:
+    """Copy :func:`merged_named_weights` of ``model`` into ``clone`` (repacking its packed modules)."""
     pending: dict[int, dict[int, torch.Tensor]] = {}  # released PackedLinear -> its parts' new weights so far
+    packed = getattr(clone, "grpo_packed", {})
+    missing = set(clone.grpo_params)
     for name, tensor in merged_named_weights(model):
-        if name in clone.grpo_packed:  # a dropped weight: repack its module once all of its parts have arrived
-            module, part = clone.grpo_packed[name]
+        missing.discard(name)
+        if name in packed:  # a dropped weight: repack its module once all of its parts have arrived
+            module, part = packed[name]
             parts = pending.setdefault(id(module), {})
             parts[part] = tensor
             if len(parts) == len(module.parts):
@@ -301,4 +396,5 @@ def inference_copy(model, dtype: torch.dtype, rewire: bool = True) -> torch.nn.M
             module.repack()
     if pending:
         raise RuntimeError(f"inference_copy: {len(pending)} packed modules got only part of their weights")
-    return clone
+    if missing:
+        raise RuntimeError(f"inference_copy: the policy has no weight for {sorted(missing)[:3]} of its copy")

@@ -7,8 +7,10 @@ the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
 * prefills each prompt once (batch P, left-padded), then copies its KV cache G times;
 * writes the KV cache into preallocated buffers (no ``torch.cat`` of the whole cache per token);
 * drops finished rows from the batch (and from the cache) as soon as they emit a stop token;
-* optionally runs a bf16 copy of the weights (:mod:`grpo.generation.inference_copy`: LoRA merged, CPU kernels fused),
-  decoding it with a hand-written step over contiguous KV buffers (:mod:`grpo.generation.decoder`).
+* on a CPU, optionally runs a bf16 copy of the weights (:mod:`grpo.generation.inference_copy`: LoRA merged,
+  bitsandbytes weights dequantized, CPU kernels fused), decoding it with a hand-written step over contiguous KV
+  buffers (:mod:`grpo.generation.decoder`); on an accelerator it runs the model itself under autocast instead, so
+  that no second model takes device memory (:func:`uses_weight_copy`).
 
 Greedy decoding (``do_sample=False``) in the model's own dtype reproduces ``model.generate``
 token for token (tests/test_sampler.py). Sampling applies temperature, then top-k, then top-p,
@@ -18,6 +20,7 @@ in the order transformers' logits processors do. Benchmark: ``scripts/bench_roll
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -26,13 +29,13 @@ from transformers import DynamicCache
 from grpo.generation import decoder
 
 from grpo.common import hf_compat
-from grpo.generation.inference_copy import inference_copy
+from grpo.generation.inference_copy import has_quantized_weights, inference_copy
 from grpo.generation.rollout import Rollout, stop_ids_for
 from grpo.generation.streams import RowStreams
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["generate", "sample_next"]
+__all__ = ["generate", "sample_next", "uses_weight_copy"]
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -136,6 +139,18 @@ def sample_next(
 # ---------------------------------------------------------------------------- generate
 
 
+def uses_weight_copy(model) -> bool:
+    """Whether :func:`generate` with a ``dtype`` runs a copy of ``model``'s weights (:func:`inference_copy`): on a CPU.
+
+    On a CPU the bf16 copy, rewired for :mod:`grpo.generation.decoder`, is what makes rollouts fast (DESIGN.md,
+    2026-12-07: 366 tokens/s against 86 for ``model.generate``), and it costs 2 bytes per parameter of host
+    memory (SmolLM2-135M: 0.33 GB, its tied embedding held twice; docs/memory.md). On an accelerator it would be
+    a second full model in the scarcer device memory for the whole run (7B: 14 GB), so there the model generates
+    itself, under autocast.
+    """
+    return next(model.parameters()).device.type == "cpu"
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -151,6 +166,7 @@ def generate(
     generator: torch.Generator | RowStreams | None = None,
     dtype: torch.dtype | str | None = None,
     fast_decode: bool = True,
+    weight_copy: bool | None = None,
 ) -> Rollout:
     """Generate ``num_generations`` completions for each prompt.
 
@@ -165,11 +181,15 @@ def generate(
         temperature, top_p, top_k, do_sample, generator: see :func:`sample_next`.
         stop_token_ids: ids that end a completion (included in it). Default: the model's
             ``generation_config.eos_token_id``, else ``tokenizer.eos_token_id``.
-        dtype: run a copy of the weights in this dtype (``torch.bfloat16`` or "bfloat16"),
-            LoRA merged (faster than the adapter forward), via :func:`inference_copy`; None
-            runs ``model`` itself.
+        dtype: generate in this precision (``torch.bfloat16`` or "bfloat16"); None runs ``model`` itself as it
+            is. With a weight copy (see ``weight_copy``): a copy of the weights in ``dtype``, LoRA merged and
+            bitsandbytes weights dequantized (faster than the adapter forward), via :func:`inference_copy`.
+            Without one: ``model`` itself under ``torch.autocast(dtype)``, as TRL's generate runs under
+            accelerate's mixed precision.
         fast_decode: decode the rewired bf16 copy with :func:`grpo.generation.decoder.decode_step` (where
             :func:`grpo.generation.decoder.supports` it); False forces transformers' forward, for comparison.
+        weight_copy: whether ``dtype`` gets a weight copy; None decides by device (:func:`uses_weight_copy`:
+            on a CPU, not on an accelerator).
 
     Returns:
         A :class:`Rollout` with P*G completions, prompt-major.
@@ -186,15 +206,21 @@ def generate(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
-    if dtype is not None and (dtype != next(model.parameters()).dtype or hasattr(model, "merge_and_unload")):
-        # a peft model gets a merged copy even in its own dtype; the copy is rewired for grpo.generation.decoder
-        # only when this transformers/torch passes the decoder's start-up self-check
-        model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
+    autocast = nullcontext()
+    if dtype is not None and (weight_copy if weight_copy is not None else uses_weight_copy(model)):
+        own_dtype = next(model.parameters()).dtype
+        if dtype != own_dtype or hasattr(model, "merge_and_unload") or has_quantized_weights(model):
+            # a peft or quantized model gets a merged float copy even in its own dtype; the copy is rewired for
+            # grpo.generation.decoder only when this transformers/torch passes the decoder's start-up self-check
+            model = inference_copy(model, dtype, rewire=fast_decode and decoder.self_check())
+    elif dtype is not None and dtype != torch.float32:
+        autocast = torch.autocast(next(model.parameters()).device.type, dtype=dtype)
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
-                         do_sample, stops, generator, fast_decode and decoder.supports(model))
+        with autocast:
+            return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
+                             do_sample, stops, generator, fast_decode and decoder.supports(model))
     finally:
         for m, flag in training.items():
             m.training = flag

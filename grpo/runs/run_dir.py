@@ -140,16 +140,33 @@ def _last_user_text(prompt):
     return prompt
 
 
+class _MergedWeights:
+    """What ``save_checkpoint`` saves for a peft model: its base model's files with the LoRA-merged weights
+    (:func:`grpo.generation.inference_copy.merged_named_weights`), gathered on the CPU one tensor at a time, so no
+    second model exists on the training device (a deep copy merged there cost a full model: 7B fp32, 28 GB)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def save_pretrained(self, path) -> None:
+        from grpo.generation.inference_copy import merged_named_weights
+
+        base = self.model.get_base_model()
+        state = {name: tensor.to("cpu") for name, tensor in merged_named_weights(self.model)}
+        for name, module in base.named_modules():  # persistent buffers, as merge_and_unload's state_dict holds them
+            for leaf, buf in module._buffers.items():
+                if buf is not None and leaf not in module._non_persistent_buffers_set and ".lora_" not in name:
+                    state[f"{name}.{leaf}".lstrip(".").replace(".base_layer.", ".")] = buf.to("cpu")
+        base.save_pretrained(path, state_dict=state)
+
+
 def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
     """``output_dir/checkpoint``: the merged model (loadable by ``from_pretrained``) and, for a
-    peft model, its LoRA adapter in ``checkpoint/adapter``."""
+    peft model, its LoRA adapter in ``checkpoint/adapter``. The trained model is not changed or copied."""
     is_peft = hasattr(model, "peft_config")
     if not is_peft:
         return save_checkpoint(model, tokenizer, Path(output_dir) / "checkpoint", replace=True)  # no stale adapter/
-    import copy
-
-    merged = copy.deepcopy(model).merge_and_unload()
-    return save_checkpoint(merged, tokenizer, Path(output_dir) / "checkpoint",
+    return save_checkpoint(_MergedWeights(model), tokenizer, Path(output_dir) / "checkpoint",
                            extra_files={"adapter": lambda p: model.save_pretrained(p)}, replace=True)
 
 

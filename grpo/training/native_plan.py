@@ -38,7 +38,8 @@ class NativePlan:
         prompts_per_generation: prompts this process rolls out per generation batch.
         completions_per_generation: completions per process per generation batch (= micro * accumulation).
         autocast_dtype: ``torch.bfloat16`` under ``bf16`` (training forwards), else None (fp32).
-        rollout_dtype: the sampler's weight copy dtype (bf16 under ``bf16``), None = the model's own.
+        rollout_dtype: the precision rollouts generate in (bf16 under ``bf16``), None = the model's own: a weight
+            copy on a CPU, the model itself under autocast on an accelerator (:func:`grpo.generation.sampler.uses_weight_copy`).
         needs_reference: ``beta != 0``: reference log-probs are computed (frozen copy, or LoRA disabled).
         stores_old_logps: ``num_iterations > 1``: the generating policy's log-probs are stored.
         reward_weights: (F,) float32 weights, or None (all 1.0).
