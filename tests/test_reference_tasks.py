@@ -151,3 +151,35 @@ def test_one_grpo_step_from_a_recipe_checkpoint(config, metric, tmp_path):
     assert before["n"] == after["n"] == 3 and before["task"] == after["task"]
     comparison = json.loads((run / "eval_comparison.json").read_text())
     assert comparison and "paired" in comparison[0]
+
+
+def write_pairs(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    return data
+
+
+def test_grpo_eval_infers_the_task_from_columns(tmp_path):
+    from grpo.cli.reference_tasks import eval_task_rows
+
+    task, rows = eval_task_rows(str(write_pairs(tmp_path)), "test", 3, None)
+    assert task == "translation" and len(rows) == 3
+    assert eval_task_rows("gsm8k", "test", 3, None) == ("gsm8k", None)
+    stories = tmp_path / "stories.jsonl"
+    stories.write_text("".join(json.dumps(s) + "\n" for s in STORIES))
+    assert eval_task_rows(str(stories), "test", None, None)[0] == "summarization"
+
+
+@pytest.mark.slow  # ~5 s alone, 20+ s on a loaded machine
+def test_grpo_eval_scores_a_checkpoint_with_its_baseline(tmp_path, capsys):
+    from grpo.cli import commands as cli
+
+    data = write_pairs(tmp_path)
+    checkpoint = tiny_recipe_checkpoint(tmp_path / "recipe")
+    report_path = tmp_path / "report.json"
+    code = cli.main(["eval", "--model", str(checkpoint), "--dataset", str(data), "--max_new_tokens", "3",
+                     "--dtype", "float32", "--output", str(report_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "baseline: copy source" in out and "chrf" in out
+    report = json.loads(report_path.read_text())
+    assert report["task"] == "translation" and report["n"] == 4 and len(report["samples"]) == 4
