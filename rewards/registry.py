@@ -54,6 +54,11 @@ BUILTIN = {
     "repetition": "rewards.repetition:RepetitionPenalty",
     "reward_model": "rewards.reward_model:RewardModel",
     "code_execution": "rewards.code_execution:CodeExecution",
+    "chrf": "rewards.reference:Chrf",
+    "bleu": "rewards.reference:Bleu",
+    "rouge": "rewards.reference:Rouge",
+    "placeholders_kept": "rewards.reference:PlaceholdersKept",
+    "copy_source": "rewards.reference:CopySource",
 }
 _USER: dict[str, Callable] = {}
 

@@ -106,6 +106,11 @@ def cmd_eval(argv) -> int:
     parser.add_argument("--batch_size", type=int, default=32, help="problems generated together")
     parser.add_argument("--prompt_format", default="tags", choices=["tags", "hash"],
                         help="'tags': <reasoning>/<answer> system prompt; 'hash': verl's '####' prompt (see ScriptArgs)")
+    parser.add_argument("--task", default=None, choices=["gsm8k", "translation", "summarization"],
+                        help="what to score: GSM8K accuracy, or sacreBLEU BLEU/chrF (translation) / ROUGE (summarization) "
+                        "against the references with the copy-source / lead-1 baseline; default: inferred from the "
+                        "data's columns (translation: KDE4 rows, e.g. pkg:po-en-fr; summarization: document + summary, "
+                        "e.g. pkg:lee-lead)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="precision to generate in: bfloat16 runs the sampler's fast path (tokens identical to the "
                         "plain model cast to bf16); auto = bfloat16 where this CPU's bf16 matmuls are measured faster "
@@ -118,7 +123,11 @@ def cmd_eval(argv) -> int:
     from grpo.modeling.models import load_model
     from grpo.common.checkpoint_io import write_json_atomic
 
-    rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit, prompt_format=args.prompt_format)
+    from grpo.cli.reference_tasks import eval_task_rows
+
+    task, rows = eval_task_rows(args.dataset, args.split, args.limit, args.task)
+    if task == "gsm8k":
+        rows = load_gsm8k(args.dataset, split=args.split, limit=args.limit, prompt_format=args.prompt_format)
     model, tokenizer = load_model(args.model)
     import torch
 
@@ -127,8 +136,13 @@ def cmd_eval(argv) -> int:
     if args.dtype == "auto":
         args.dtype = "bfloat16" if torch.cuda.is_available() or bf16_is_fast() else "float32"
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
-    report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size, prompt_format=args.prompt_format,
-                      dtype=dtype)
+    if task == "gsm8k":
+        report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size, prompt_format=args.prompt_format,
+                          dtype=dtype)
+    else:
+        from grpo.evaluation.text_eval import evaluate_text
+
+        report = evaluate_text(model, tokenizer, rows, task, args.max_new_tokens, args.batch_size, dtype=dtype)
     report.update(model=args.model, dataset=args.dataset)
     if args.output:
         output = Path(args.output)

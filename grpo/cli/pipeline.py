@@ -22,9 +22,11 @@ from grpo.common.errors import UserError
 from grpo.common.hardware import describe, pad_to_multiple_of
 from grpo.common.memory import MemoryLog
 from grpo.common.placement import evaluate_on_main
+from grpo.cli.reference_tasks import check_recipe_checkpoint, load_reference_splits
 from grpo.data.loaders import load_gsm8k, split_holdout
 from grpo.evaluation.evaluate import eval_columns, evaluate, run_comparison
 from grpo.evaluation.periodic_eval import PeriodicEval
+from grpo.evaluation.text_eval import evaluate_text
 from grpo.generation.inference_copy import release_copies
 from grpo.generation.vllm_server import check_vllm_setup
 from grpo.maths.stats import linear_trend
@@ -70,7 +72,10 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
 
 
 def load_splits(script_args, seed: int):
-    """Training rows and held-out evaluation rows, as :func:`grpo.data.loaders.load_gsm8k` returns them."""
+    """Training rows and held-out evaluation rows, as :func:`grpo.data.loaders.load_gsm8k` returns them
+    (a recipe task's prompt/source/reference rows: :func:`grpo.cli.reference_tasks.load_reference_splits`)."""
+    if script_args.task != "gsm8k":
+        return load_reference_splits(script_args, seed)
     fmt = script_args.prompt_format
     train = load_gsm8k(script_args.dataset_spec, split=script_args.dataset_train_split, prompt_format=fmt)
     if script_args.eval_dataset and script_args.eval_size == 0:  # 0 = skip, as with a held-out slice
@@ -116,8 +121,12 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     if path.exists():
         logger.warning("Reusing %s", path)
         return json.loads(path.read_text())
-    report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress,
-                      prompt_format=script_args.prompt_format, dtype=dtype)
+    if script_args.task != "gsm8k":  # translation / summarization: sacreBLEU or ROUGE against the references
+        report = evaluate_text(model, tokenizer, heldout, script_args.task, script_args.eval_max_new_tokens,
+                               script_args.eval_batch_size, progress, dtype)
+    else:
+        report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size,
+                          progress, prompt_format=script_args.prompt_format, dtype=dtype)
     release_copies(model)  # the GRPO stage rolls out from its own copy of the peft model
     write_json_atomic(path, report)
     return report
@@ -169,6 +178,7 @@ def preflight(script_args, training_args) -> Preflight:
         UserError: naming the setting and what to set instead.
     """
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # the warm-start pads on either backend
+    check_recipe_checkpoint(script_args)  # a recipe task's checkpoint: say which command makes it
     plan = None
     if script_args.backend == "native":
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))

@@ -100,6 +100,11 @@ class ScriptArgs(ModelConfig, ScriptArguments):
                 "answer after '####'.\" as the only message (accuracy reads the number after ####); "
                 "'summary': one user turn asking for a one-sentence summary of the question text (the length-reward "
                 "exercise, grpo/configs/length.yaml)."})
+    task: str = field(default="gsm8k", metadata={
+        "help": "'gsm8k': the exercise's problems (accuracy); 'translation' / 'summarization': a recipe's "
+                "data (pkg:po-en-fr, pkg:lee-lead or rows in its schema) as prompt/source/reference rows for the "
+                "reference rewards (chrf, rouge...), evaluated with sacreBLEU / ROUGE against the copy-source / "
+                "lead-1 baseline (grpo/configs/translate_en_fr.yaml, summarize.yaml)."})
     eval_base: bool = field(default=True, metadata={
         "help": "Evaluate the base model before any training; false starts the table at the warm-start model "
                 "(saves one evaluation when the base model's score is already known)."})
@@ -183,6 +188,11 @@ class ScriptArgs(ModelConfig, ScriptArguments):
             raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'summary' set warm_start false")
         if self.prompt_format == "hash" and self.warm_start:
             raise UserError("warm_start writes <reasoning>/<answer> targets; with prompt_format 'hash' set warm_start false")
+        if self.task not in {"gsm8k", "translation", "summarization"}:
+            raise UserError(f"task={self.task!r}: use 'gsm8k', 'translation' or 'summarization'")
+        if self.task != "gsm8k" and (self.warm_start or self.periodic_eval_steps):
+            raise UserError(f"task={self.task!r} starts from a recipe checkpoint and is evaluated before/after only: "
+                            f"set warm_start false and periodic_eval_steps 0")
         if self.eval_size < 0:
             raise UserError(f"eval_size={self.eval_size}: must be >= 0")
         if self.periodic_eval_steps < 0 or (self.periodic_eval_steps and self.periodic_eval_size < 1):

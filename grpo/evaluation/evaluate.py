@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from grpo.common.errors import UserError
+from grpo.evaluation.text_metrics import TEXT_TASKS, compare_text, format_text_comparison, format_text_table
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ def compare(before_report: dict, after_report: dict, confidence: float = CONFIDE
     """
     from grpo.maths.stats import paired_comparison
 
+    if before_report.get("task") in TEXT_TASKS:  # translation / summarization reports
+        return compare_text(before_report, after_report)
     before, after = _flags(before_report, "before"), _flags(after_report, "after")
     questions = [s.get("question") for s in before], [s.get("question") for s in after]
     if questions[0] != questions[1]:
@@ -274,6 +277,8 @@ def format_table(reports: dict, markdown: bool = False) -> str:
     Rates show as ``12.5% [9.1, 17.0]``: the rate and its 95 % Wilson interval in percent (reports
     written before intervals existed show the rate alone); ``clipped`` appears when a report has it.
     """
+    if any(r is not None and r.get("task") in TEXT_TASKS for r in reports.values()):
+        return format_text_table(reports, markdown)
     keys = ["accuracy", "last_number_accuracy", "format_rate"] + (["numeric_answer_rate"] if any(
         r is not None and "numeric_answer_rate" in r for r in reports.values()) else [])
     if any(r is not None and "clipped" in r for r in reports.values()):
@@ -307,6 +312,9 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
     """
     if not comparisons:
         return ""
+    if any("paired" in e for e in comparisons):  # translation / summarization: sacreBLEU / ROUGE paired tests
+        return "\n\n".join(f"{e['before']} -> {e['after']}: not compared: {e['error']}" if "error" in e
+                           else format_text_comparison(e["before"], e["after"], e, markdown) for e in comparisons)
     rows = [["pair", "metric", "change [95% interval]", "lost/gained", "McNemar p", ""]]
     notes = []
     for entry in comparisons:
