@@ -5,7 +5,10 @@
 
 Each optimizer step: rollout (G completions per prompt, grpo.generation.sampler) -> rewards -> group
 advantages (grpo.maths.advantages) -> per-token log-probs and the GRPO loss (grpo.maths.loss) over
-gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log.
+gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log. As in TRL, a
+generation batch holds steps_per_generation micro-batches, so one rollout may serve several optimizer steps
+(or a step span several rollouts); with sync_ref_model the frozen reference is mixed toward the policy
+every ref_model_sync_steps steps (TR-DPO; refused with LoRA, whose reference is the adapter-free model).
 Metric names are TRL's, so `--backend trl` and `--backend native` runs compare line by line.
 
 Speed: a group's G completions share one prompt forward (its KV cache, with gradient); the
