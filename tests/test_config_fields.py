@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grpo.common.errors import UserError
-from grpo.training.native_config import IGNORED, REFUSED, SUPPORTED, classify, fields_table, grpo_fields
+from grpo.training.native_config import IGNORED, NOTES, REFUSED, SUPPORTED, classify, fields_table, grpo_fields
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "grpo_config_fields.md"
 
@@ -22,6 +22,7 @@ def test_every_grpo_field_is_classified_exactly_once():
     twice = [n for n in names if (n in SUPPORTED) + (n in IGNORED) + (n in REFUSED) != 1]
     assert not twice, f"fields in more than one list: {twice}"
     assert not set(REFUSED) - set(names), "REFUSED names fields GRPOConfig no longer has"
+    assert not set(NOTES) - set(names), "NOTES names fields GRPOConfig no longer has"
 
 
 def test_the_native_backend_covers_most_fields():

@@ -72,6 +72,27 @@ REFUSED = {
     "off_policy_mask_threshold": "not implemented by the native loss yet",
 }
 
+# What differs from trl.GRPOTrainer, or needs saying, for honoured/ignored fields (docs/grpo_config_fields.md's notes)
+NOTES = {
+    "per_device_train_batch_size": "unset together with the other layout fields on `grpo train`: completions per "
+                                   "forward chosen from a token budget (same optimizer step; one warning line)",
+    "steps_per_generation": "TRL's micro-step schedule; micro-batches keep generation order (TRL shuffles them)",
+    "generation_batch_size": "as TRL: per_device_train_batch_size x processes x steps_per_generation",
+    "sync_ref_model": "full fine-tuning only: refused with LoRA, whose reference is the adapter-free model (as TRL)",
+    "ref_model_sync_steps": "on resume the reference restarts from the initial weights (TRL saves no reference)",
+    "generation_kwargs": "keys temperature, top_p, top_k, min_p, repetition_penalty (the sampler's knobs)",
+    "repetition_penalty": "over prompt and completion tokens; greedy output equals `model.generate`'s",
+    "min_p": "after temperature, top-k and top-p, as transformers' MinPLogitsWarper",
+    "gradient_checkpointing": "HF's version disables the KV cache the shared prompt forward uses",
+    "cache_implementation": "the sampler keeps its own KV buffers",
+    "use_transformers_paged": "the sampler replaces transformers' generation engines",
+    "use_transformers_continuous_batching": "the sampler replaces transformers' generation engines",
+    "transformers_continuous_batching_config": "the sampler replaces transformers' generation engines",
+    "ds3_gather_for_generation": "the native backend does not run under DeepSpeed",
+    "vllm_importance_sampling_correction": "also corrects the bf16 sampler copy (ScriptArgs.sampler_importance_"
+                                           "sampling_correction)",
+}
+
 
 def _default(field):
     """A dataclass field's declared default (None when it has none)."""
@@ -140,7 +161,7 @@ def fields_table() -> str:
              "(`dataclasses.fields(trl.GRPOConfig)` minus `transformers.TrainingArguments`' fields); a refused field "
              "set away from its default stops a native run before any model loads. The TRL backend hands every field "
              "to `trl.GRPOTrainer` unchanged.", "",
-             "| field | default | native backend | TRL backend |", "| --- | --- | --- | --- |"]
+             "| field | default | native backend | TRL backend | note |", "| --- | --- | --- | --- | --- |"]
     for f, verdict in zip(fields, verdicts):
-        lines.append(f"| `{f.name}` | `{_default(f)!r}` | {verdict} | honoured |")
+        lines.append(f"| `{f.name}` | `{_default(f)!r}` | {verdict} | honoured | {NOTES.get(f.name, '')} |")
     return "\n".join(lines) + "\n"
