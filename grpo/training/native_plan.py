@@ -99,9 +99,11 @@ class NativePlan:
         return math.ceil(generations * self.args.num_iterations * self.steps_per_generation / self.grad_accum_steps)
 
 
-# Completion tokens one training forward may hold when the user left the micro-batch to us: the activations kept
-# for backward grow with completions x tokens (scripts/bench_memory.py measures them per setting).
-TOKENS_PER_FORWARD = 1024
+# Completion tokens one training forward may hold when the user left the micro-batch to us. The activations kept
+# for backward grow with completions x tokens: ~1.9 MB per token for SmolLM2-135M with LoRA under bf16 autocast
+# (the demo config: 2 x 200 tokens per forward peaked at 3.6 GB, 4 x 200 at 4.3-4.6 GB), so TRL's defaults
+# (8 x 512) held ~8 GB at once; 512 keeps them near 1 GB (scripts/bench_memory.py --micro_batch 8 2 1).
+TOKENS_PER_FORWARD = 512
 # The fields that fix the micro-batch layout; when the user gave none of them, :func:`choose_micro_batch` may split.
 LAYOUT_FIELDS = frozenset({"per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
                            "generation_batch_size"})
