@@ -89,7 +89,7 @@ def test_budget_split_gives_the_same_step_as_the_whole_micro_batch(tmp_path, mon
     monkeypatch.setattr(native_plan, "TOKENS_PER_FORWARD", 6)  # one 6-token completion per forward
     split, split_metrics, split_samples, plan = run(tmp_path / "split", loss_type=loss_type, max_steps=2, given=frozenset())
     assert (plan.micro_batch_size, plan.grad_accum_steps, plan.steps_per_generation) == (1, 8, 8)
-    assert "micro-batch: 1 completions per forward x 8 accumulation steps" in caplog.text
+    assert "per_device_train_batch_size=1, gradient_accumulation_steps=8" in caplog.text
     assert [s["completion"] for s in split_samples] == [s["completion"] for s in whole_samples]
     for a, b in zip(whole_metrics, split_metrics):  # the loss and its gradient's norm (AdamW hides a scale error)
         assert (b["loss"], b["grad_norm"]) == pytest.approx((a["loss"], a["grad_norm"]), rel=1e-4, abs=1e-7)

@@ -176,10 +176,10 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     if given is not None and not LAYOUT_FIELDS & set(given):
         chosen = choose_micro_batch(micro, args.max_completion_length, args.loss_type)
         if chosen != micro:
-            log.warning("micro-batch: %d completions per forward x %d accumulation steps (per_device_train_batch_size "
-                        "was not set: %d x %d completions of up to %d tokens would hold their activations at once); "
-                        "the optimizer step is the same; set per_device_train_batch_size to choose", chosen,
-                        ga * micro // chosen, micro, ga, args.max_completion_length)
+            log.warning("micro-batch chosen for memory: per_device_train_batch_size=%d, gradient_accumulation_steps=%d "
+                        "(unset, %d completions of up to %d tokens would keep their activations in one forward); the "
+                        "optimizer step is the same; set per_device_train_batch_size to choose", chosen,
+                        ga * micro // chosen, micro, args.max_completion_length)
             ga, spg, micro = ga * micro // chosen, spg * micro // chosen, chosen
     if args.sync_ref_model and args.beta == 0.0:
         raise UserError("sync_ref_model=True with beta=0.0: no reference model is used, so there is nothing to sync; "
