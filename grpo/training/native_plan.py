@@ -101,8 +101,9 @@ class NativePlan:
 
 # Completion tokens one training forward may hold when the user left the micro-batch to us. The activations kept
 # for backward grow with completions x tokens: ~1.9 MB per token for SmolLM2-135M with LoRA under bf16 autocast
-# (the demo config: 2 x 200 tokens per forward peaked at 3.6 GB, 4 x 200 at 4.3-4.6 GB), so TRL's defaults
-# (8 x 512) held ~8 GB at once; 512 keeps them near 1 GB (scripts/bench_memory.py --micro_batch 8 2 1).
+# (the demo config: 2 x 200 tokens per forward peaked at 3.6 GB, 4 x 200 at 4.3-4.6 GB). One forward + backward
+# of completions of 240..512 tokens peaked at 6.9 GB with 8 per forward (TRL's defaults), 3.1 GB with 2
+# (scripts/bench_memory.py --micro_batch 8 2 --widths 240 512, 2026-12-07, contended 2-core EPYC).
 TOKENS_PER_FORWARD = 512
 # The fields that fix the micro-batch layout; when the user gave none of them, :func:`choose_micro_batch` may split.
 LAYOUT_FIELDS = frozenset({"per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
@@ -116,9 +117,10 @@ def choose_micro_batch(per_device: int, max_completion_length: int, loss_type: s
     forward holds at most :data:`TOKENS_PER_FORWARD` completion tokens (at least 1).
 
     Splitting a micro-batch of B into B/m micro-batches of m, with the accumulation and ``steps_per_generation``
-    multiplied by B/m, leaves each optimizer step's loss the same for every loss type that normalises per
-    sequence or by the generation batch (grpo, dr_grpo, dapo: TRL's aggregation); ``bnpo`` divides by the
-    micro-batch's own token count, so it keeps ``per_device``.
+    multiplied by B/m, leaves each optimizer step's loss the same (up to float rounding) for every TRL loss type
+    but one: grpo, sapo and luspo average per sequence, dr_grpo divides by B x max_completion_length, and
+    dapo, cispo and vespo by the generation batch's tokens; ``bnpo`` divides by the micro-batch's own token
+    count, so it keeps ``per_device``.
     """
     if loss_type == "bnpo":
         return per_device
