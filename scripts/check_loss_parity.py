@@ -179,9 +179,9 @@ def compare(case: dict, output_dir: str | None = None, steps: int = 2) -> dict:
             ours_logps, ours_ent = logps.clone().requires_grad_(True), entropies.clone().requires_grad_(True)
             loss, metrics = grpo_loss(
                 ours_logps, adv, mask, old_logps=old, ref_logps=ref if beta else None,
-                num_items_in_batch=num_items, steps_per_generation=trainer.args.steps_per_generation,
-                entropies=ours_ent, entropy_control=control, sampling_weights=weights,
-                sampling_logps=sampling if case.get("sampling") else None, **{**plan.loss_kwargs, "beta": beta})
+                num_items_in_batch=num_items, entropies=ours_ent, entropy_control=control, sampling_weights=weights,
+                sampling_logps=sampling if case.get("sampling") else None,
+                **{**plan.loss_kwargs, "beta": beta, "steps_per_generation": trainer.args.steps_per_generation})
             loss.backward()
             if control is not None and i == ga - 1:
                 metrics["entropy_coef"] = control.end_step()

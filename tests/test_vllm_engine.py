@@ -74,7 +74,13 @@ def test_sampling_params_kwargs_sampling():
     kw = sampling_params_kwargs(8, 128, temperature=0.9, top_p=0.95, top_k=50, stop_token_ids=[2, 7], seed=3)
     assert kw == {"n": 8, "max_tokens": 128, "temperature": 0.9, "top_p": 0.95, "top_k": 50,
                   "stop_token_ids": [2, 7], "ignore_eos": False, "skip_special_tokens": False, "logprobs": 0,
-                  "seed": 3}
+                  "seed": 3, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
+def test_sampling_params_kwargs_min_p_and_repetition_penalty():
+    kw = sampling_params_kwargs(2, 16, min_p=0.1, repetition_penalty=1.3)
+    assert (kw["min_p"], kw["repetition_penalty"]) == (0.1, 1.3)
+    assert sampling_params_kwargs(2, 16, min_p=0.1, do_sample=False)["min_p"] == 0.0  # greedy: no warpers, as HF
 
 
 @pytest.mark.parametrize("top_k", [0, None])

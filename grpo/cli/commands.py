@@ -28,11 +28,12 @@ USAGE = __doc__.split("\n\n")[1]
 def _training_config(argv):
     from trl import GRPOConfig
 
-    from grpo.config.parser import check_sampling, parse_config
+    from grpo.config.parser import check_ranges, check_sampling, parse_config
     from grpo.config.script_args import ScriptArgs
 
     script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
     check_sampling(training_args)
+    check_ranges(training_args)
     return script_args, training_args
 
 
@@ -52,8 +53,11 @@ def cmd_train(argv) -> int:
 
     from grpo.runs.run_dir import command_line
 
+    from grpo.config.parser import given_keys
+
     script_args, training_args = _training_config(argv)
-    result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]))
+    result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]),
+                          given=given_keys(argv))
     if "eval_after" in result:
         _print_closing_table(eval_columns(result))
         trend = result.get("reward_trend")

@@ -160,7 +160,7 @@ class Preflight:
     plan: NativePlan | None
 
 
-def preflight(script_args, training_args) -> Preflight:
+def preflight(script_args, training_args, given: frozenset | None = None) -> Preflight:
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
     Refuses settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
@@ -169,7 +169,8 @@ def preflight(script_args, training_args) -> Preflight:
     do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
     pushed by :func:`grpo.modeling.hub.push_run`; the TRL backend hands its Trainer a copy of the config with
     ``push_to_hub`` off (the Trainer would upload every adapter-only ``checkpoint-N``). Nothing here changes
-    the parsed config.
+    the parsed config. ``given``: the keys the user set (:func:`grpo.config.parser.given_keys`), for the native
+    plan's micro-batch choice; None = all of them.
 
     Returns:
         The :class:`Preflight`.
@@ -181,7 +182,7 @@ def preflight(script_args, training_args) -> Preflight:
     check_recipe_checkpoint(script_args)  # a recipe task's checkpoint: say which command makes it
     plan = None
     if script_args.backend == "native":
-        plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))
+        plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs), given=given)
         check_native_launch()
     if training_args.use_vllm:
         check_vllm_setup(training_args)
@@ -256,7 +257,7 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
     return model, reports
 
 
-def run_training(script_args, training_args, command: str | None = None) -> dict:
+def run_training(script_args, training_args, command: str | None = None, given: frozenset | None = None) -> dict:
     """Run the exercise: warm-start (optional), GRPO with the chosen backend, before/after eval.
 
     Args:
@@ -264,6 +265,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory. With ``push_to_hub``
             the hub is checked first and the finished run is pushed by :func:`grpo.modeling.hub.push_run`.
         command: the command line that started the run, for the model card.
+        given: the config keys the user set (:func:`grpo.config.parser.given_keys`); None = all (see :func:`preflight`).
 
     Returns:
         ``{"output_dir", "checkpoint", "eval_before", "eval_after_sft", "eval_after", "curves"}`` (+ ``"hub"`` URLs).
@@ -278,7 +280,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
-    checked = preflight(script_args, training_args)
+    checked = preflight(script_args, training_args, given)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     train_rows, periodic_rows = periodic_holdout(train_rows, script_args, training_args.seed)
     main_process = training_args.process_index == 0

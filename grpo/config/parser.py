@@ -44,6 +44,45 @@ def check_sampling(training_args) -> None:
             raise UserError(f"{name}={value}: {fix}")
 
 
+def given_keys(argv: list[str]) -> frozenset[str]:
+    """The config keys the user set: the ``--config`` YAML's keys and the ``--key`` flags (aliases resolved to
+    TRL's names), so a backend can tell a chosen value from a default one. ``argv`` as :func:`parse_dataclasses` takes it."""
+    import yaml
+
+    from grpo.config.script_args import ALIASES
+
+    keys = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--") and a != "--config"}
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        keys |= set(yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {})
+    return frozenset(ALIASES.get(k, k) for k in keys)
+
+
+def check_ranges(training_args) -> None:
+    """Refuse out-of-range counts in the training config, at parse time, for both backends.
+
+    HF's Trainer reads any ``max_steps <= 0`` as "train ``num_train_epochs``", so a typo such as
+    ``--max_steps -3`` would silently train whole epochs; only -1 (TrainingArguments' default) means that.
+    The other counts must be positive (``save_total_limit`` and ``seed``: non-negative); ``None`` stays
+    allowed where GRPOConfig allows it.
+
+    Raises:
+        UserError: naming the first bad field, its value and the valid range.
+    """
+    a = training_args
+    if a.max_steps < -1 or a.max_steps == 0:
+        raise UserError(f"max_steps={a.max_steps}: must be >= 1 (optimizer steps), or -1 to train num_train_epochs")
+    positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations", "steps_per_generation",
+                "generation_batch_size", "ref_model_sync_steps", "num_train_epochs", "save_steps")
+    for name in positive:
+        value = getattr(a, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"{name}={value}: must be > 0")
+    for name in ("save_total_limit", "seed"):
+        value = getattr(a, name, None)
+        if value is not None and value < 0:
+            raise UserError(f"{name}={value}: must be >= 0")
+
+
 def parse_config(argv: list[str], dataclass_types):
     """``grpo train`` / ``grpo sft`` config: :func:`parse_dataclasses` with this machine's precision default.
 

@@ -13,8 +13,10 @@ the order TRL uses). Compared with ``model.generate(num_return_sequences=G)`` it
   that no second model takes device memory (:func:`uses_weight_copy`).
 
 Greedy decoding (``do_sample=False``) in the model's own dtype reproduces ``model.generate``
-token for token (tests/test_sampler.py). Sampling applies temperature, then top-k, then top-p,
-in the order transformers' logits processors do. Benchmark: ``scripts/bench_rollout.py``.
+token for token, with or without ``repetition_penalty`` (tests/test_sampler.py). Sampling applies the
+repetition penalty, temperature, then top-k, top-p and min-p, in the order transformers' logits processors
+do, and draws from the same distribution (the draw itself uses its own RNG stream, so seeded samples are
+not ``model.generate``'s). Benchmark: ``scripts/bench_rollout.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from grpo.generation.streams import RowStreams
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["generate", "sample_next", "uses_weight_copy"]
+__all__ = ["generate", "sample_next", "penalize_repetitions", "uses_weight_copy"]
 
 
 # ---------------------------------------------------------------------------- sampling
@@ -80,6 +82,21 @@ def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     return index.squeeze(-1)  # (B,)
 
 
+def penalize_repetitions(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al. 2019, arXiv:1909.05858, eq. 2), as transformers'
+    ``RepetitionPenaltyLogitsProcessor``: a logit of a token already in the row (prompt or completion) is
+    divided by ``penalty`` when positive and multiplied by it when negative.
+
+    Args:
+        logits: (B, V) next-token logits. seen: (B, V) bool, the tokens present in each row. penalty: > 0; 1 = none.
+
+    Returns:
+        (B, V) penalised logits (a new tensor).
+    """
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)  # (B, V)
+    return torch.where(seen, penalised, logits)
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -87,18 +104,22 @@ def sample_next(
     top_p: float = 1.0,
     do_sample: bool = True,
     generator: torch.Generator | None = None,
+    min_p: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick the next token for each row.
 
     Filters follow transformers' logits processors: temperature, then top-k, then top-p on the
     renormalised top-k distribution (a token is dropped when the tokens strictly more likely
-    than it already reach ``top_p``; the most likely token always stays).
+    than it already reach ``top_p``; the most likely token always stays), then min-p (a token
+    is dropped when its probability is below ``min_p`` times the most likely token's; Nguyen et al.
+    2024, "Turning Up the Heat: Min-p Sampling", arXiv:2407.01082).
 
     Args:
         logits: ``(B, V)`` float32 next-token logits.
         temperature: > 0; logits are divided by it (sampling only; greedy ignores it for the pick).
         top_k: keep the k most likely tokens; 0 or None keeps all.
         top_p: nucleus mass in (0, 1]; 1.0 keeps all.
+        min_p: in [0, 1], relative to the most likely token; None or 0 keeps all.
         do_sample: False = greedy argmax (what ``model.generate(do_sample=False)`` does).
         generator: RNG; must live on ``logits.device``. :func:`generate` also accepts a
             :class:`grpo.generation.streams.RowStreams`, whose draws depend only on (seed, row, step):
@@ -110,7 +131,7 @@ def sample_next(
     """
     scaled = logits / temperature if temperature != 1.0 else logits  # (B, V)
     vocab = scaled.shape[-1]
-    if (not top_k or top_k >= vocab) and top_p >= 1.0:
+    if (not top_k or top_k >= vocab) and top_p >= 1.0 and not min_p:
         # the common GRPO case: one softmax serves the draw and the log-prob (no separate logsumexp pass;
         # log(p) of a drawn or argmax token is as accurate as log_softmax in fp32)
         probs = torch.softmax(scaled, dim=-1)  # (B, V); ~10x faster than exp(x - lse)
@@ -121,16 +142,20 @@ def sample_next(
         tokens = logits.argmax(dim=-1)  # (B,)
     else:
         k = vocab if not top_k or top_k >= vocab else top_k
-        # The full distribution's nucleus usually sits in its top 256: sort everything only if not.
-        for head in (min(vocab, 256), k) if (top_p < 1.0 and k == vocab) else (k,):
+        # The full distribution's nucleus (or min-p set) usually sits in its top 256: sort everything only if not.
+        for head in (min(vocab, 256), k) if ((top_p < 1.0 or min_p) and k == vocab) else (k,):
             values, order = torch.topk(scaled, head, dim=-1)  # (B, head) descending
             # probabilities as top-p sees them: the full softmax, or top-k renormalised
             probs = torch.exp(values - (lse[:, None] if k == vocab else torch.logsumexp(values, -1, keepdim=True)))
-            if top_p >= 1.0 or head == k or bool((probs.sum(-1) >= top_p).all()):
+            covered_p = top_p < 1.0 and bool((probs.sum(-1) >= top_p).all())
+            covered_min = bool(min_p) and bool((probs[:, -1] < min_p * probs[:, 0]).all())  # the rest is below too
+            if (top_p >= 1.0 and not min_p) or head == k or covered_p or covered_min:
                 break
         if top_p < 1.0:
             before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly more likely tokens
             probs = probs.masked_fill(before >= top_p, 0.0)  # rank 0 has before == 0: always kept
+        if min_p:  # a ratio to the top token: the same before or after renormalising, rank 0 always kept
+            probs = probs.masked_fill(probs < min_p * probs[:, :1], 0.0)
         tokens = order.gather(-1, _draw(probs, generator)[:, None]).squeeze(-1)  # (B,)
     logprobs = scaled.gather(-1, tokens[:, None]).squeeze(-1) - lse  # (B,)
     return tokens, logprobs
@@ -167,6 +192,8 @@ def generate(
     dtype: torch.dtype | str | None = None,
     fast_decode: bool = True,
     weight_copy: bool | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> Rollout:
     """Generate ``num_generations`` completions for each prompt.
 
@@ -178,7 +205,10 @@ def generate(
         prompt_ids: P prompts as token-id lists (may differ in length; no padding).
         num_generations: G completions per prompt.
         max_new_tokens: cap on completion length (tokens).
-        temperature, top_p, top_k, do_sample, generator: see :func:`sample_next`.
+        temperature, top_p, top_k, min_p, do_sample, generator: see :func:`sample_next`.
+        repetition_penalty: > 0, :func:`penalize_repetitions` over the prompt's and the completion's tokens
+            before temperature (also when greedy, as transformers); 1.0 = none. The returned log-probs are
+            those of the penalised distribution.
         stop_token_ids: ids that end a completion (included in it). Default: the model's
             ``generation_config.eos_token_id``, else ``tokenizer.eos_token_id``.
         dtype: generate in this precision (``torch.bfloat16`` or "bfloat16"); None runs ``model`` itself as it
@@ -195,7 +225,8 @@ def generate(
         A :class:`Rollout` with P*G completions, prompt-major.
 
     Raises:
-        ValueError: no prompts, an empty prompt, G < 1, temperature <= 0 when sampling, top_p not in (0, 1].
+        ValueError: no prompts, an empty prompt, G < 1, temperature <= 0 when sampling, top_p not in (0, 1],
+            min_p not in [0, 1], repetition_penalty <= 0.
     """
     if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
         raise ValueError("prompt_ids must be a non-empty list of non-empty token-id lists")
@@ -203,6 +234,8 @@ def generate(
         raise ValueError(f"need num_generations >= 1, max_new_tokens >= 0; got {num_generations}, {max_new_tokens}")
     if (do_sample and temperature <= 0) or not 0 < top_p <= 1:
         raise ValueError(f"need temperature > 0 when sampling and 0 < top_p <= 1; got {temperature}, {top_p}")
+    if (min_p is not None and not 0 <= min_p <= 1) or not repetition_penalty > 0:
+        raise ValueError(f"need 0 <= min_p <= 1 and repetition_penalty > 0; got {min_p}, {repetition_penalty}")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     stops = stop_ids_for(model, tokenizer, stop_token_ids)
@@ -220,14 +253,15 @@ def generate(
     try:
         with autocast:
             return _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k,
-                             do_sample, stops, generator, fast_decode and decoder.supports(model))
+                             do_sample, stops, generator, fast_decode and decoder.supports(model), min_p,
+                             repetition_penalty)
     finally:
         for m, flag in training.items():
             m.training = flag
 
 
 def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, top_p, top_k, do_sample,
-              stops, generator, fast) -> Rollout:
+              stops, generator, fast, min_p=None, repetition_penalty=1.0) -> Rollout:
     device = next(model.parameters()).device
     n_prompts, group = len(prompt_ids), num_generations
     n_rows = n_prompts * group
@@ -259,9 +293,18 @@ def _generate(model, prompt_ids, num_generations, max_new_tokens, temperature, t
     next_pos = positions[:, -1:].repeat_interleave(group, dim=0) + 1  # (P*G, 1)
     rows = torch.arange(n_rows, device=device)  # original row index of each live batch row
     stop_tensor = torch.tensor(stops, dtype=torch.long, device=device)
+    seen = None  # (P*G, V) tokens in each row so far, for the repetition penalty
+    if repetition_penalty != 1.0:
+        seen = torch.zeros((n_rows, logits.shape[-1]), dtype=torch.bool, device=device)
+        for i, p in enumerate(prompt_ids):
+            seen[i * group : (i + 1) * group, torch.tensor(p, dtype=torch.long, device=device)] = True
     for step in range(max_new_tokens):
+        if seen is not None:
+            logits = penalize_repetitions(logits, seen[rows], repetition_penalty)  # (B, V)
         draws = generator.at(rows, step) if isinstance(generator, RowStreams) else generator
-        tokens, token_logprobs = sample_next(logits, temperature, top_k, top_p, do_sample, draws)  # (B,), (B,)
+        tokens, token_logprobs = sample_next(logits, temperature, top_k, top_p, do_sample, draws, min_p)  # (B,), (B,)
+        if seen is not None:
+            seen[rows, tokens] = True
         for r, t, lp in zip(rows.tolist(), tokens.tolist(), token_logprobs.tolist()):
             completions[r].append(t)
             logprobs[r].append(lp)

@@ -65,12 +65,14 @@ def sampling_params_kwargs(
     do_sample: bool = True,
     stop_token_ids: Sequence[int] = (),
     seed: int | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> dict:
     """Keyword arguments for ``vllm.SamplingParams`` matching :func:`grpo.generation.sampler.generate`'s options.
 
     Greedy (``do_sample=False``) is vLLM's ``temperature=0``. ``top_k`` 0/None means "all tokens",
     which vLLM spells -1 (accepted by every version). ``logprobs=0`` asks for the sampled token's
-    log-probability only. Stop tokens are kept in the output ids, as HF does.
+    log-probability only. Stop tokens are kept in the output ids, as HF does. ``min_p`` None is vLLM's 0.0.
     """
     return {
         "n": num_generations,
@@ -83,6 +85,8 @@ def sampling_params_kwargs(
         "skip_special_tokens": False,
         "logprobs": 0,
         "seed": seed,
+        "min_p": float(min_p or 0.0) if do_sample else 0.0,
+        "repetition_penalty": float(repetition_penalty),
     }
 
 
@@ -203,7 +207,8 @@ class VLLMEngine:
     def generate(self, model, tokenizer, prompt_ids: list[list[int]], num_generations: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = 0, do_sample: bool = True,
                  stop_token_ids: Sequence[int] | int | None = None, generator: torch.Generator | None = None,
-                 seed: int | None = None, sync: bool = True) -> Rollout:
+                 seed: int | None = None, sync: bool = True, min_p: float | None = None,
+                 repetition_penalty: float = 1.0) -> Rollout:
         """Same contract as :func:`grpo.generation.sampler.generate`; syncs ``model``'s weights first when ``sync``.
 
         ``generator`` is accepted for signature compatibility and ignored (vLLM has its own RNG;
@@ -216,7 +221,7 @@ class VLLMEngine:
             self.sync_weights(model)
         params = self._vllm.SamplingParams(**sampling_params_kwargs(
             num_generations, max_new_tokens, temperature, top_p, top_k, do_sample,
-            stop_ids_for(model, tokenizer, stop_token_ids), seed))
+            stop_ids_for(model, tokenizer, stop_token_ids), seed, min_p, repetition_penalty))
         if self.sleep_mode:
             self.llm.wake_up(tags=["kv_cache"])
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], sampling_params=params,

@@ -156,16 +156,18 @@ class VLLMServerEngine:
     def generate(self, model, tokenizer, prompt_ids: list[list[int]], num_generations: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = 0, do_sample: bool = True,
                  stop_token_ids: Sequence[int] | int | None = None, generator: torch.Generator | None = None,
-                 seed: int | None = None, sync: bool = True) -> Rollout:
+                 seed: int | None = None, sync: bool = True, min_p: float | None = None,
+                 repetition_penalty: float = 1.0) -> Rollout:
         """Same contract as :func:`grpo.generation.sampler.generate` (``generator`` is ignored; ``seed`` goes to vLLM)."""
         if model is not None and sync:
             self.sync_weights(model)
         stops = stop_ids_for(model, tokenizer, stop_token_ids)
         params = vllm_engine.sampling_params_kwargs(num_generations, max_new_tokens, temperature, top_p, top_k,
-                                                    do_sample, stops, seed)
+                                                    do_sample, stops, seed, min_p, repetition_penalty)
         output = self.client.generate(
             [list(p) for p in prompt_ids], n=num_generations, temperature=params["temperature"], top_p=params["top_p"],
-            top_k=params["top_k"], max_tokens=max_new_tokens, logprobs=0,
+            top_k=params["top_k"], min_p=params["min_p"], repetition_penalty=params["repetition_penalty"],
+            max_tokens=max_new_tokens, logprobs=0,
             generation_kwargs={"seed": seed, "stop_token_ids": params["stop_token_ids"]})
         return rollout_from_server(prompt_ids, output, num_generations, max_new_tokens, stops)
 

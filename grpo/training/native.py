@@ -5,7 +5,10 @@
 
 Each optimizer step: rollout (G completions per prompt, grpo.generation.sampler) -> rewards -> group
 advantages (grpo.maths.advantages) -> per-token log-probs and the GRPO loss (grpo.maths.loss) over
-gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log.
+gradient_accumulation_steps micro-batches -> all-reduce gradients -> clip -> step -> log. As in TRL, a
+generation batch holds steps_per_generation micro-batches, so one rollout may serve several optimizer steps
+(or a step span several rollouts); with sync_ref_model the frozen reference is mixed toward the policy
+every ref_model_sync_steps steps (TR-DPO; refused with LoRA, whose reference is the adapter-free model).
 Metric names are TRL's, so `--backend trl` and `--backend native` runs compare line by line.
 
 Speed: a group's G completions share one prompt forward (its KV cache, with gradient); the
@@ -81,14 +84,14 @@ def _record(step: int, scored: ScoredRollout, advantages, names, plan, metrics_l
     tracker.log_completions(step, prompts, scored.completions, rewards, advantages)  # every logging_steps
 
 
-def _backward(model, buffer: GenerationBatch, plan: NativePlan, world: int, autocast, entropy_control=None,
+def _backward(model, experiences, buffer: GenerationBatch, plan: NativePlan, world: int, autocast, entropy_control=None,
               device=None) -> tuple[float, dict]:
-    """Loss and backward over every micro-batch of ``buffer``; returns the summed loss and the metrics' lists.
+    """Loss and backward over ``experiences`` (micro-batches of ``buffer``); returns the summed loss and the metrics' lists.
 
     ``entropy_control``: the run's :class:`grpo.maths.entropy.EntropyControl` (entropy bonus on), else None."""
     step_loss, metrics = 0.0, defaultdict(list)
     gather = (lambda x: all_gather_ragged(x, world, device)) if world > 1 else None  # top_entropy_quantile's quantile
-    for batch in buffer.experiences:
+    for batch in experiences:
         logps, entropy = completion_logps(model, batch, plan.args.temperature, autocast,
                                           entropy_grad=entropy_control is not None)  # (B, T), (B, T)
         is_weights, sampling_metrics = None, {}  # (not `weights`: the reward weights)
@@ -114,6 +117,34 @@ def _backward(model, buffer: GenerationBatch, plan: NativePlan, world: int, auto
         for k, v in m.items():
             metrics[k].append(v)
     return step_loss, metrics
+
+
+def _micro_batch_runs(step: int, plan: NativePlan) -> list[tuple[bool, list[int]]]:
+    """Optimizer step ``step``'s micro-batches as runs ``(generate first?, buffer indices)``, TRL's schedule.
+
+    Micro-step ``s`` (``step * grad_accum_steps + j``) trains ``buffer.experiences[s % steps_per_generation]``, and a
+    new generation batch is rolled out when ``s % (steps_per_generation * num_iterations) == 0``
+    (``GRPOTrainer._prepare_inputs``): one rollout serves several optimizer steps when ``steps_per_generation``
+    exceeds the accumulation, and a step spans several rollouts when it is smaller.
+    """
+    runs, every = [], plan.steps_per_generation * plan.args.num_iterations
+    for s in range(step * plan.grad_accum_steps, (step + 1) * plan.grad_accum_steps):
+        if s % every == 0 or not runs:
+            runs.append((s % every == 0, []))
+        runs[-1][1].append(s % plan.steps_per_generation)
+    return runs
+
+
+def sync_reference(model, ref_model, alpha: float) -> None:
+    """TR-DPO's reference update, in place: ref <- alpha * policy + (1 - alpha) * ref, parameter by parameter.
+
+    Gorbatovski et al. 2024, "Learn Your Reference Model for Real Good Alignment" (arXiv:2404.09656), the soft
+    update; TRL's ``SyncRefModelCallback`` applies it every ``ref_model_sync_steps`` optimizer steps (alpha =
+    ``ref_model_mixup_alpha``; alpha = 1 is the hard update).
+    """
+    with torch.no_grad():
+        for ref, cur in zip(ref_model.parameters(), model.parameters(), strict=True):
+            ref.mul_(1.0 - alpha).add_(cur.detach(), alpha=alpha)
 
 
 def _all_reduce_grads(params, world: int, device) -> None:
@@ -208,20 +239,28 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
             committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}
             start, window = time.perf_counter(), state["window"]
             model.train()  # every forward in training mode (dropout), as TRL
-            # ---- rollout -> rewards -> advantages (one generation batch serves num_iterations steps)
-            if state["step"] % args.num_iterations == 0 or state["buffer"] is None:
-                state["buffer"], scored, advantages, gen_metrics = make_generation_batch(
-                    model, ref_model, tokenizer, train_dataset, reward_funcs, names, plan, state, rank, world, device,
-                    autocast, engine)
-                if rank == 0:
-                    _record(state["step"] + 1, scored, advantages, names, plan, metrics_logger, recorder, tracker)
-                for k, v in gen_metrics.items():
-                    window[k].append(v)
-                state["signal"].append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
-                warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
-            # ---- loss -> backward -> all-reduce -> clip -> step
-            with frozen_weights_cast(model, plan.autocast_dtype):  # one bf16 cast per step, not two per micro-batch
-                step_loss, step_metrics = _backward(model, state["buffer"], plan, world, autocast, entropy_control, device)
+            step_loss, step_metrics = 0.0, defaultdict(list)
+            for generate, indices in _micro_batch_runs(state["step"], plan):
+                # ---- rollout -> rewards -> advantages (a generation batch of steps_per_generation micro-batches,
+                # each trained num_iterations times)
+                if generate or state["buffer"] is None:
+                    state["buffer"], scored, advantages, gen_metrics = make_generation_batch(
+                        model, ref_model, tokenizer, train_dataset, reward_funcs, names, plan, state, rank, world,
+                        device, autocast, engine)
+                    if rank == 0:
+                        _record(state["step"] + 1, scored, advantages, names, plan, metrics_logger, recorder, tracker)
+                    for k, v in gen_metrics.items():
+                        window[k].append(v)
+                    state["signal"].append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
+                    warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
+                # ---- loss -> backward (then all-reduce -> clip -> step)
+                buffer = state["buffer"]
+                with frozen_weights_cast(model, plan.autocast_dtype):  # one bf16 cast per run, not two per micro-batch
+                    run_loss, run_metrics = _backward(model, [buffer.experiences[i] for i in indices], buffer, plan,
+                                                      world, autocast, entropy_control, device)
+                step_loss += run_loss
+                for k, v in run_metrics.items():
+                    step_metrics[k] += v
             if entropy_control is not None:  # the adaptive coefficient moves once per optimizer step, as TRL
                 window["entropy_coef"].append(entropy_control.end_step(
                     lambda t: all_sum(t.to(device), world, device).cpu()))
@@ -239,6 +278,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                 window["nonfinite_skipped"].append(1.0)
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
+            if plan.sync_ref_every and state["step"] % plan.sync_ref_every == 0:
+                sync_reference(model, ref_model, plan.ref_mixup_alpha)  # after the update, as TRL's on_step_end
             # ---- log, checkpoint
             for k, v in [("loss", step_loss), ("grad_norm", grad_norm), ("step_time", time.perf_counter() - start)]:
                 window[k].append(v)

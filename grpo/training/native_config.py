@@ -27,7 +27,9 @@ SUPPORTED = set("""
     vllm_importance_sampling_clip_max vllm_importance_sampling_cap pad_to_multiple_of
     delta sapo_temperature_neg sapo_temperature_pos vespo_k_pos vespo_lambda_pos vespo_k_neg vespo_lambda_neg
     top_entropy_quantile entropy_coef use_adaptive_entropy entropy_coef_min entropy_coef_max entropy_coef_delta
-    entropy_target multi_objective_aggregation off_policy_mask_threshold""".split())
+    entropy_target multi_objective_aggregation off_policy_mask_threshold
+    steps_per_generation generation_batch_size sync_ref_model ref_model_mixup_alpha ref_model_sync_steps
+    min_p repetition_penalty generation_kwargs chat_template_kwargs""".split())
 # No effect on the optimisation: paths, reporting, hub, dataloader and launcher plumbing, and activation
 # checkpointing (a memory knob; HF's version disables the KV cache that `completion_logps` shares), and the
 # best-model fields (no evaluation during native training; HF derives them from lr_scheduler_type).
@@ -43,7 +45,40 @@ IGNORED = set("""
     save_on_each_node save_only_model per_device_eval_batch_size num_generations_eval accelerator_config
     model_init_kwargs trust_remote_code tf32 include_num_input_tokens_seen ignore_data_skip
     gradient_checkpointing_kwargs activation_checkpointing_kwargs torch_empty_cache_steps cast_lm_head_to_fp32
-    debug metric_for_best_model greater_is_better""".split())
+    debug metric_for_best_model greater_is_better
+    cache_implementation use_transformers_paged use_transformers_continuous_batching
+    transformers_continuous_batching_config ds3_gather_for_generation""".split())
+# Refused when set away from the default, with the reason (one field per line; a field leaves this table when the
+# native backend learns it). Everything else not SUPPORTED or IGNORED is refused too, without a reason.
+REFUSED = {
+    "router_aux_loss_coef": "the native loss has no Mixture-of-Experts load-balancing term",
+    "max_tool_calling_iterations": "tool calling (agent training) is not implemented by the native rollout",
+    "log_completions_hub_repo": "completions are written to samples.jsonl, not pushed to a hub dataset",
+    "vllm_model_impl": "the native vLLM engine loads vLLM's own model implementation",
+    "vllm_structured_outputs_regex": "structured (regex-guided) outputs are not passed to the native vLLM engine",
+    "vllm_tensor_parallel_size": "the native colocated vLLM engine runs on one GPU per process",
+}
+
+# What differs from trl.GRPOTrainer, or needs saying, for honoured/ignored fields (docs/grpo_config_fields.md's notes)
+NOTES = {
+    "per_device_train_batch_size": "unset together with the other layout fields on `grpo train`: completions per "
+                                   "forward chosen from a token budget (same optimizer step; one warning line)",
+    "steps_per_generation": "TRL's micro-step schedule; micro-batches keep generation order (TRL shuffles them)",
+    "generation_batch_size": "as TRL: per_device_train_batch_size x processes x steps_per_generation",
+    "sync_ref_model": "full fine-tuning only: refused with LoRA, whose reference is the adapter-free model (as TRL)",
+    "ref_model_sync_steps": "on resume the reference restarts from the initial weights (TRL saves no reference)",
+    "generation_kwargs": "keys temperature, top_p, top_k, min_p, repetition_penalty (the sampler's knobs)",
+    "repetition_penalty": "over prompt and completion tokens; greedy output equals `model.generate`'s",
+    "min_p": "after temperature, top-k and top-p, as transformers' MinPLogitsWarper",
+    "gradient_checkpointing": "HF's version disables the KV cache the shared prompt forward uses",
+    "cache_implementation": "the sampler keeps its own KV buffers",
+    "use_transformers_paged": "the sampler replaces transformers' generation engines",
+    "use_transformers_continuous_batching": "the sampler replaces transformers' generation engines",
+    "transformers_continuous_batching_config": "the sampler replaces transformers' generation engines",
+    "ds3_gather_for_generation": "the native backend does not run under DeepSpeed",
+    "vllm_importance_sampling_correction": "also corrects the bf16 sampler copy (ScriptArgs.sampler_importance_"
+                                           "sampling_correction)",
+}
 
 
 def _default(field):
@@ -56,24 +91,19 @@ def _default(field):
 def check_supported(args) -> None:
     """Refuse GRPOConfig fields this backend does not implement, when set away from their defaults.
 
-    Two fields are derived by ``GRPOConfig.__post_init__`` from SUPPORTED ones, so their expected value is
-    derived the same way (no second GRPOConfig is built): ``steps_per_generation`` =
-    ``gradient_accumulation_steps``, ``generation_batch_size`` = per-device batch x processes x that.
-
     Raises:
-        UserError: naming the first offending field, its value and the alternative.
+        UserError: naming the first offending field, its value, why (:data:`REFUSED`) and the alternative.
     """
     from trl import GRPOConfig
 
-    ga = args.gradient_accumulation_steps
-    derived = {"steps_per_generation": ga, "generation_batch_size": args.per_device_train_batch_size * args.world_size * ga}
     for field in (f for f in dataclasses.fields(GRPOConfig) if f.init):
         name = field.name
         if name in SUPPORTED or name in IGNORED or (name.startswith("vllm_") and not args.use_vllm):
             continue
-        value, default = getattr(args, name), derived.get(name, _default(field))
+        value, default = getattr(args, name), _default(field)
         if value != default and repr(value) != repr(default):
-            raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}): "
+            why = f": {REFUSED[name]}" if name in REFUSED else ""
+            raise UserError(f"{name}={value!r} is not implemented by the native backend (default {default!r}){why}; "
                             f"unset it or use --backend trl")
     for name, allowed in (("loss_type", tuple(POLICY_LOSSES)),  # the registered objectives, read at call time
                           ("multi_objective_aggregation", MULTI_OBJECTIVE_AGGREGATIONS),
@@ -82,3 +112,45 @@ def check_supported(args) -> None:
         value = str(getattr(getattr(args, name), "value", getattr(args, name))).lower()  # enums: their value
         if value not in {a.lower() for a in allowed}:
             raise UserError(f"{name}={getattr(args, name)!r}: the native backend supports {', '.join(allowed)}")
+
+
+def grpo_fields() -> list:
+    """The GRPO-specific fields of ``trl.GRPOConfig``: its dataclass fields minus ``transformers.TrainingArguments``'."""
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return [f for f in dataclasses.fields(GRPOConfig) if f.name not in base]
+
+
+def classify(name: str) -> str:
+    """``honoured``, ``ignored`` or ``refused: <reason>`` for the native backend; ``unclassified`` when no list names it."""
+    if name in SUPPORTED:
+        return "honoured"
+    if name in IGNORED:
+        return "ignored (no effect on the optimisation)"
+    if name in REFUSED:
+        return f"refused: {REFUSED[name]}" + (" (only with use_vllm)" if name.startswith("vllm_") else "")
+    return "unclassified"
+
+
+def fields_table() -> str:
+    """docs/grpo_config_fields.md: one Markdown row per GRPO-specific GRPOConfig field, native vs TRL backend.
+
+    Written by ``python scripts/grpo_config_fields.py``; tests/test_config_fields.py checks the file is current.
+    """
+    import trl
+
+    fields = grpo_fields()
+    verdicts = [classify(f.name) for f in fields]
+    native = sum(v.startswith(("honoured", "ignored")) for v in verdicts)
+    lines = [f"# GRPOConfig fields: native backend vs TRL backend (trl {trl.__version__})", "",
+             "Generated by `python scripts/grpo_config_fields.py` from `grpo/training/native_config.py`; do not edit.",
+             f"The native backend honours or safely ignores {native} of the {len(fields)} GRPO-specific fields "
+             "(`dataclasses.fields(trl.GRPOConfig)` minus `transformers.TrainingArguments`' fields); a refused field "
+             "set away from its default stops a native run before any model loads. The TRL backend hands every field "
+             "to `trl.GRPOTrainer` unchanged.", "",
+             "| field | default | native backend | TRL backend | note |", "| --- | --- | --- | --- | --- |"]
+    for f, verdict in zip(fields, verdicts):
+        lines.append(f"| `{f.name}` | `{_default(f)!r}` | {verdict} | honoured | {NOTES.get(f.name, '')} |")
+    return "\n".join(lines) + "\n"

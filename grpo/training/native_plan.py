@@ -33,15 +33,26 @@ class NativePlan:
         args: the ``trl.GRPOConfig`` (read, never changed).
         script_args: :class:`grpo.config.script_args.ScriptArgs` (defaults when the caller gave none).
         num_generations: G, completions per prompt.
-        micro_batch_size: completions per forward/backward (``per_device_train_batch_size``).
-        grad_accum_steps: micro-batches per optimizer step (``gradient_accumulation_steps``).
+        micro_batch_size: completions per forward/backward (``per_device_train_batch_size``, or chosen by
+            :func:`choose_micro_batch` when the user set neither it nor the accumulation).
+        grad_accum_steps: micro-batches per optimizer step (``gradient_accumulation_steps``, scaled likewise).
+        steps_per_generation: micro-batches per generation batch (TRL's ``steps_per_generation``, scaled likewise):
+            one rollout serves ``steps_per_generation / grad_accum_steps`` optimizer steps (times ``num_iterations``).
         prompts_per_generation: prompts this process rolls out per generation batch.
-        completions_per_generation: completions per process per generation batch (= micro * accumulation).
+        completions_per_generation: completions per process per generation batch (= micro * steps_per_generation).
         autocast_dtype: ``torch.bfloat16`` under ``bf16`` (training forwards), else None (fp32).
         rollout_dtype: the precision rollouts generate in (bf16 under ``bf16``), None = the model's own: a weight
             copy on a CPU, the model itself under autocast on an accelerator (:func:`grpo.generation.sampler.uses_weight_copy`).
         needs_reference: ``beta != 0``: reference log-probs are computed (frozen copy, or LoRA disabled).
-        stores_old_logps: ``num_iterations > 1``: the generating policy's log-probs are stored.
+        stores_old_logps: the generating policy's log-probs are stored, because some micro-batch of a generation
+            batch is trained after an optimizer step (TRL: ``gradient_accumulation_steps % (steps_per_generation *
+            num_iterations) != 0``).
+        sync_ref_every: ``sync_ref_model``: mix the policy into the frozen reference every this many optimizer
+            steps (``ref_model_sync_steps``), with weight ``ref_mixup_alpha``; 0 = never.
+        ref_mixup_alpha: TR-DPO's alpha (``ref_model_mixup_alpha``).
+        sampling: the sampler's options (:func:`grpo.generation.sampler.generate` keywords: temperature, top_p,
+            top_k, min_p, repetition_penalty), ``generation_kwargs`` merged over them as TRL merges them.
+        chat_template_kwargs: extra ``apply_chat_template`` keywords for chat prompts (TRL's field).
         reward_weights: (F,) float32 weights, or None (all 1.0).
         correct_sampling: weight the loss by TRL's importance-sampling correction (vLLM's flag with
             ``use_vllm``, else ``ScriptArgs.sampler_importance_sampling_correction``); only where the
@@ -67,6 +78,11 @@ class NativePlan:
     rollout_dtype: torch.dtype | None
     needs_reference: bool
     stores_old_logps: bool
+    sync_ref_every: int
+    ref_mixup_alpha: float
+    sampling: dict
+    chat_template_kwargs: dict
+    steps_per_generation: int
     reward_weights: torch.Tensor | None
     correct_sampling: bool
     correction: dict
@@ -88,17 +104,71 @@ class NativePlan:
         """Optimizer steps: ``max_steps`` when set, else enough for ``num_train_epochs`` over ``num_rows`` prompts."""
         if self.args.max_steps > 0:
             return self.args.max_steps
-        epochs = self.args.num_train_epochs * num_rows / (self.prompts_per_generation * world)
-        return self.args.num_iterations * math.ceil(epochs)
+        generations = math.ceil(self.args.num_train_epochs * num_rows / (self.prompts_per_generation * world))
+        return math.ceil(generations * self.args.num_iterations * self.steps_per_generation / self.grad_accum_steps)
 
 
-def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards: int | None = None) -> NativePlan:
+# Completion tokens one training forward may hold when the user left the micro-batch to us. The activations kept
+# for backward grow with completions x tokens: ~1.9 MB per token for SmolLM2-135M with LoRA under bf16 autocast
+# (the demo config: 2 x 200 tokens per forward peaked at 3.6 GB, 4 x 200 at 4.3-4.6 GB). One forward + backward
+# of completions of 240..512 tokens peaked at 6.9 GB with 8 per forward (TRL's defaults), 3.1 GB with 2, 2.5 GB
+# with 1 (scripts/bench_memory.py --micro_batch 8 2 1 --widths 240 512, 2026-12-07, contended 2-core EPYC).
+# `grpo train` with no config on a one-row file (completions 237 tokens on average): peak 3.5 GB for one step
+# (/usr/bin/time -v), against 10.3 GB before this choice existed.
+TOKENS_PER_FORWARD = 512
+# The fields that fix the micro-batch layout; when the user gave none of them, :func:`choose_micro_batch` may split.
+LAYOUT_FIELDS = frozenset({"per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation",
+                           "generation_batch_size"})
+# generation_kwargs keys the sampler (and the native vLLM engines) implement, as GenerationConfig / SamplingParams name them
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+def choose_micro_batch(per_device: int, max_completion_length: int, loss_type: str) -> int:
+    """Completions per forward when the user set no batch layout: the largest divisor of ``per_device`` whose
+    forward holds at most :data:`TOKENS_PER_FORWARD` completion tokens (at least 1).
+
+    Splitting a micro-batch of B into B/m micro-batches of m, with the accumulation and ``steps_per_generation``
+    multiplied by B/m, leaves each optimizer step's loss the same (up to float rounding) for every TRL loss type
+    but one: grpo, sapo and luspo average per sequence, dr_grpo divides by B x max_completion_length, and
+    dapo, cispo and vespo by the generation batch's tokens; ``bnpo`` divides by the micro-batch's own token
+    count, so it keeps ``per_device``.
+    """
+    if loss_type == "bnpo":
+        return per_device
+    fits = [m for m in range(1, per_device + 1) if per_device % m == 0 and m * max_completion_length <= TOKENS_PER_FORWARD]
+    return max(fits, default=1)
+
+
+def _sampling(args) -> dict:
+    """The sampler's keyword options: GRPOConfig's sampling fields, with ``generation_kwargs`` over them (TRL's order)."""
+    extra = args.generation_kwargs or {}
+    if isinstance(extra, str):  # GRPOConfig keeps a JSON string from the command line as given
+        import json
+
+        extra = json.loads(extra)
+    unknown = sorted(set(extra) - set(SAMPLING_KEYS))
+    if unknown:
+        raise UserError(f"generation_kwargs {unknown}: the native sampler implements {', '.join(SAMPLING_KEYS)}; "
+                        f"drop the others or use --backend trl")
+    values = {**{k: getattr(args, k) for k in SAMPLING_KEYS}, **extra}
+    if values["min_p"] is not None and not 0 <= values["min_p"] <= 1:
+        raise UserError(f"min_p={values['min_p']}: must be in [0, 1]")
+    if not values["repetition_penalty"] > 0:
+        raise UserError(f"repetition_penalty={values['repetition_penalty']}: must be > 0 (1.0 = no penalty)")
+    return values
+
+
+def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards: int | None = None,
+               given: frozenset | None = None) -> NativePlan:
     """Check ``training_args`` against the native backend and derive the loop's settings, once.
 
     Args:
         training_args: the parsed ``trl.GRPOConfig``; not modified.
         script_args: :class:`grpo.config.script_args.ScriptArgs`; None = its defaults.
         num_rewards: number of reward functions, to check ``reward_weights`` against (None skips it).
+        given: the config keys the user set (YAML or command line, :func:`grpo.config.parser.given_keys`);
+            when it names none of :data:`LAYOUT_FIELDS`, the micro-batch is chosen by :func:`choose_micro_batch`
+            (one warning line says so). None = treat every field as set (library callers, tests).
 
     Returns:
         The :class:`NativePlan`.
@@ -106,15 +176,32 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     Raises:
         UserError: a GRPOConfig field the backend does not implement (:func:`check_supported`), micro-batches
             that do not hold whole groups, ``reward_weights`` of the wrong length, ``top_entropy_quantile``
-            outside [0, 1], or ``loss_type='vespo'`` with a sequence-level sampling correction (TRL refuses it too).
+            outside [0, 1], ``loss_type='vespo'`` with a sequence-level sampling correction (TRL refuses it too),
+            ``sync_ref_model`` without a reference to sync (``beta == 0``) or with LoRA (TRL refuses both), bad
+            ``generation_kwargs``.
     """
     args = training_args
     script_args = script_args if script_args is not None else ScriptArgs()
     check_supported(args)
-    g, ga, micro = args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size
-    if (micro * ga) % g:
-        raise UserError(f"per_device_train_batch_size * gradient_accumulation_steps = {micro * ga} is not a "
-                        f"multiple of num_generations={g}: the native backend keeps whole groups on each process")
+    g, ga, micro, spg = (args.num_generations, args.gradient_accumulation_steps, args.per_device_train_batch_size,
+                         args.steps_per_generation)
+    if (micro * spg) % g:
+        raise UserError(f"per_device_train_batch_size * steps_per_generation = {micro * spg} is not a multiple of "
+                        f"num_generations={g}: the native backend keeps whole groups on each process")
+    if given is not None and not LAYOUT_FIELDS & set(given):
+        chosen = choose_micro_batch(micro, args.max_completion_length, args.loss_type)
+        if chosen != micro:
+            log.warning("micro-batch chosen for memory: per_device_train_batch_size=%d, gradient_accumulation_steps=%d "
+                        "(unset, %d completions of up to %d tokens would keep their activations in one forward); the "
+                        "optimizer step is the same; set per_device_train_batch_size to choose", chosen,
+                        ga * micro // chosen, micro, args.max_completion_length)
+            ga, spg, micro = ga * micro // chosen, spg * micro // chosen, chosen
+    if args.sync_ref_model and args.beta == 0.0:
+        raise UserError("sync_ref_model=True with beta=0.0: no reference model is used, so there is nothing to sync; "
+                        "set beta > 0 or unset sync_ref_model")
+    if args.sync_ref_model and (script_args.use_peft or script_args.load_in_4bit):
+        raise UserError("sync_ref_model=True with LoRA (use_peft): the reference is the model with its adapters "
+                        "disabled, not a separate copy to sync (TRL refuses this too); use --use_peft false or unset it")
     weights = None if args.reward_weights is None else torch.tensor(args.reward_weights, dtype=torch.float32)
     if weights is not None and num_rewards is not None and len(weights) != num_rewards:
         raise UserError(f"reward_weights has {len(weights)} values for {num_rewards} reward functions")
@@ -136,16 +223,24 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
                     {"luspo": "'sequence'", "vespo": "'token' (VESPO weighs whole sequences itself)"}.get(
                         args.loss_type, "loss_type='grpo' at sequence level (GSPO); this one weights sequences by "
                         "length"))
+    chat_kwargs = args.chat_template_kwargs or {}
+    if isinstance(chat_kwargs, str):
+        import json
+
+        chat_kwargs = json.loads(chat_kwargs)
     return NativePlan(
         args=args, script_args=script_args, num_generations=g, micro_batch_size=micro, grad_accum_steps=ga,
-        prompts_per_generation=micro * ga // g, completions_per_generation=micro * ga,
-        autocast_dtype=low, rollout_dtype=low, needs_reference=args.beta != 0.0, stores_old_logps=args.num_iterations > 1,
+        steps_per_generation=spg, prompts_per_generation=micro * spg // g, completions_per_generation=micro * spg,
+        autocast_dtype=low, rollout_dtype=low, needs_reference=args.beta != 0.0,
+        stores_old_logps=ga % (spg * args.num_iterations) != 0,
+        sync_ref_every=args.ref_model_sync_steps if args.sync_ref_model else 0, ref_mixup_alpha=args.ref_model_mixup_alpha,
+        sampling=_sampling(args), chat_template_kwargs=dict(chat_kwargs),
         reward_weights=weights, correct_sampling=correct,
         correction=dict(mode=args.vllm_importance_sampling_mode, clip_min=args.vllm_importance_sampling_clip_min,
                         clip_max=args.vllm_importance_sampling_clip_max),
         loss_kwargs=dict(beta=args.beta, epsilon=args.epsilon, epsilon_high=args.epsilon_high, loss_type=args.loss_type,
                          importance_sampling_level=args.importance_sampling_level, grad_accum_steps=ga,
-                         use_bias_correction_kl=args.use_bias_correction_kl,
+                         steps_per_generation=spg, use_bias_correction_kl=args.use_bias_correction_kl,
                          max_completion_length=args.max_completion_length, delta=args.delta,
                          sapo_temperature_pos=args.sapo_temperature_pos, sapo_temperature_neg=args.sapo_temperature_neg,
                          **{k: getattr(args, k) for k in ("vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg",

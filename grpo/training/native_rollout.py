@@ -53,16 +53,19 @@ class ScoredRollout:
         return [self.prompts[p] for p in self.rollout.prompt_index]
 
 
-def tokenize_prompt(tokenizer, prompt) -> list[int]:
-    """Token ids of one prompt: chat messages through the chat template with a generation prompt (as TRL), else text."""
+def tokenize_prompt(tokenizer, prompt, chat_template_kwargs: dict | None = None) -> list[int]:
+    """Token ids of one prompt: chat messages through the chat template with a generation prompt (as TRL), else text.
+
+    ``chat_template_kwargs`` (TRL's field, e.g. ``{"enable_thinking": False}``) go to ``apply_chat_template`` and
+    reach the template as variables."""
     if isinstance(prompt, list):
-        return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
+        return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                  **(chat_template_kwargs or {}))["input_ids"])
     return tokenizer(prompt)["input_ids"]
 
 
-def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, device, engine=None,
-            first_row: int = 0) -> ScoredRollout:
+def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, device, engine=None, sampling=None,
+            chat_template_kwargs=None, first_row: int = 0) -> ScoredRollout:
     """Generate G completions per dataset row (grpo.generation.sampler, or the vLLM engine) and score them.
 
     Args:
@@ -71,6 +74,9 @@ def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, devic
         args: ``trl.GRPOConfig`` (num_generations, sampling fields). seed: this generation batch's sampling seed.
         dtype: the sampler's weight copy dtype (None = the model's). step: the optimizer step, for ``trainer_state``.
         device: the training device (the sampler's generator). engine: a vLLM engine, or None for the sampler.
+        sampling: the sampler's options (``NativePlan.sampling``: temperature, top_p, top_k, min_p,
+            repetition_penalty); None = ``args``' temperature, top_p and top_k only.
+        chat_template_kwargs: extra ``apply_chat_template`` keywords for chat prompts (``NativePlan.chat_template_kwargs``).
         first_row: the global index of this call's first completion (rank * completions per process): the sampler
             draws completion i from its own stream (:class:`grpo.generation.streams.RowStreams`), so one process
             or several sample the same completions for the same global batch.
@@ -82,14 +88,15 @@ def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, devic
         rewards.RewardError: a reward raised or broke its contract (named in the message).
     """
     g = args.num_generations
-    prompt_ids = [tokenize_prompt(tokenizer, r["prompt"]) for r in rows]
+    prompt_ids = [tokenize_prompt(tokenizer, r["prompt"], chat_template_kwargs) for r in rows]
     if engine is not None:  # vLLM seeds each call; the offset keeps the processes' streams apart
         sample, extra = engine.generate, {"seed": seed + first_row}
     else:
         sample, extra = sampler.generate, {"dtype": dtype}
+    if sampling is None:
+        sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
     out = sample(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
-                 temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, do_sample=True,
-                 generator=RowStreams(seed, first_row, device), **extra)
+                 do_sample=True, generator=RowStreams(seed, first_row, device), **sampling, **extra)
     texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
     owner = out.prompt_index  # completion -> its row
     prompts = [rows[p]["prompt"] for p in owner]
@@ -179,7 +186,7 @@ class GenerationBatch:
     """This process's share of one generation batch: its micro-batches and the token count DAPO divides by.
 
     Attributes:
-        experiences: ``gradient_accumulation_steps`` :class:`Experience` s, in generation order.
+        experiences: ``steps_per_generation`` :class:`Experience` s, in generation order.
         num_items_in_batch: scalar tensor, loss tokens summed over every process (the ``dapo`` normaliser).
     """
 
@@ -289,7 +296,7 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
         state["cursor"] += world * n_prompts
         seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729  # the same on every process
         return rollout(model, tokenizer, rows, reward_funcs, args, seed, plan.rollout_dtype, state["step"], device, engine,
-                       first_row=rank * n_prompts * g)
+                       plan.sampling, plan.chat_template_kwargs, first_row=rank * n_prompts * g)
 
     def gather(values: list) -> torch.Tensor:  # every process's (N, ...) in rank order, created on the device (NCCL)
         return all_gather_cat(torch.tensor(values, dtype=torch.float32, device=device), world, device)
