@@ -23,16 +23,27 @@ from pathlib import Path
 from grpo.common.errors import UserError
 
 USAGE = __doc__.split("\n\n")[1]
+logger = logging.getLogger("grpo.cli")
 
 
 def _training_config(argv):
     from trl import GRPOConfig
 
-    from grpo.config.parser import check_sampling, parse_config
+    from grpo.config.parser import check_sampling, compose_overrides, parse_config
     from grpo.config.script_args import ScriptArgs
 
     script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
+    compose_overrides(argv, script_args, training_args)
     check_sampling(training_args)
+    if "--config" not in argv:
+        logger.info("no --config: every setting not given on the command line is its default (TRL's GRPOConfig: "
+                    "learning_rate %g, max_completion_length %d, output_dir %s); the exercise's settings are in "
+                    "grpo/configs/gsm8k.yaml (`grpo train --help` lists the options)", training_args.learning_rate,
+                    training_args.max_completion_length, training_args.output_dir)
+    if 0 < training_args.max_steps <= training_args.warmup_steps:
+        logger.warning("max_steps=%d <= warmup_steps=%g: the learning rate is still warming up (from 0) at the last "
+                       "step, so the run barely moves the weights; lower --warmup_steps", training_args.max_steps,
+                       training_args.warmup_steps)
     return script_args, training_args
 
 
@@ -69,12 +80,14 @@ def cmd_sft(argv) -> int:
     from transformers import set_seed
 
     from grpo.modeling.loading import load_for_training
+    from grpo.modeling.models import check_causal_lm
     from grpo.cli.pipeline import before_grpo, load_splits
     from grpo.common.hardware import pad_to_multiple_of
     from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = _training_config(argv)
     check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
+    check_causal_lm(script_args.model_name_or_path)
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # refuses < 1 before the base eval
     out = Path(training_args.output_dir)
     if training_args.push_to_hub:  # refuse rather than ignore: the user expects an upload
@@ -184,12 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv[0] in {"train", "sft"} and {"-h", "--help", "--help-all"} & set(argv[1:]):
+        from grpo.config.help import format_help  # no TRL import unless --help-all: answers in well under 2 s
+
+        print(format_help(argv[0], full="--help-all" in argv[1:]))
+        return 0
+    verbose = "--verbose" in argv[1:]
+    if verbose and argv[0] != "rewards":
+        argv = [w for w in argv if w != "--verbose"]
+    from grpo.common.console import setup_console
+
+    setup_console(verbose)
     # transformers 5 renames many arguments; its deprecation notices are not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
-    # peft imports bitsandbytes when installed, and on an AVX512-BF16 CPU bitsandbytes warns at import that
-    # its optional hub-fetched 4-bit kernel is missing (it falls back to its own); every command would print it
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         if argv[0] in {"train", "sft", "recipe"}:  # before any TrainingArguments sets up the distributed state
             from grpo.training.launch import check_launch

@@ -30,7 +30,7 @@ from grpo.generation.vllm_server import check_vllm_setup
 from grpo.maths.stats import linear_trend
 from grpo.modeling.hub import push_run, require_push
 from grpo.modeling.loading import full_precision_copy, load_for_training
-from grpo.modeling.models import apply_lora
+from grpo.modeling.models import apply_lora, check_causal_lm
 from grpo.modeling.quantization import check_quantization_supported
 from grpo.modeling.sharded import is_sharded
 from grpo.runs.run_dir import MetricsLogger, plot_curves, SampleRecorder, save_final_checkpoint, write_model_card
@@ -57,7 +57,8 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
     reward_kwargs = reward_kwargs or {}
     unused = set(reward_kwargs) - set(specs)
     if unused:
-        raise UserError(f"reward_kwargs names {sorted(unused)}, which are not in reward_funcs {specs}")
+        raise UserError(f"reward_kwargs names {sorted(unused)}, which are not in reward_funcs {specs}: give "
+                        f"--reward_kwargs with parameters for those rewards only (or '{{}}' for none)")
     funcs = []
     for spec in specs:
         try:
@@ -65,7 +66,9 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
         except rewards.RewardError as err:
             raise UserError(str(err)) from None
     if weights is not None and len(weights) != len(funcs):
-        raise UserError(f"reward_weights has {len(weights)} values but reward_funcs has {len(funcs)}: {specs}")
+        raise UserError(f"reward_weights has {len(weights)} values but reward_funcs has {len(funcs)} ({specs}): give "
+                        f"--reward_weights with {len(funcs)} value{'s' * (len(funcs) != 1)}, one per reward in order, "
+                        f"or leave it out (1.0 each)")
     return funcs
 
 
@@ -114,7 +117,7 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     if heldout is None or len(heldout) == 0:
         return None
     if path.exists():
-        logger.warning("Reusing %s", path)
+        logger.info("Reusing %s", path)
         return json.loads(path.read_text())
     report = evaluate(model, tokenizer, heldout, script_args.eval_max_new_tokens, script_args.eval_batch_size, progress,
                       prompt_format=script_args.prompt_format, dtype=dtype)
@@ -142,7 +145,7 @@ class Preflight:
 def preflight(script_args, training_args) -> Preflight:
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
-    Refuses settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
+    Refuses a model that is not a causal LM (:func:`grpo.modeling.models.check_causal_lm`), settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
     and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
     trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
     do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
@@ -157,6 +160,7 @@ def preflight(script_args, training_args) -> Preflight:
         UserError: naming the setting and what to set instead.
     """
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # the warm-start pads on either backend
+    check_causal_lm(script_args.model_name_or_path)  # an encoder fails later at the chat template, 12 frames deep
     plan = None
     if script_args.backend == "native":
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs))
@@ -267,7 +271,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         hardware = describe()
         write_json_atomic(out / "hardware.json", {"hardware": hardware, "bf16": training_args.bf16,
                                                   "backend": script_args.backend})
-        logger.warning("hardware: %s; backend %s, %s", hardware, script_args.backend,
+        logger.info("hardware: %s; backend %s, %s", hardware, script_args.backend,
                        "bf16" if training_args.bf16 else "fp32")
     dtype = eval_dtype(training_args)
     reward_funcs = load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
