@@ -4,7 +4,7 @@ Layout of ``output_dir`` after ``grpo train``::
 
     checkpoint/            merged model + tokenizer (``from_pretrained``-loadable); checkpoint/adapter/ = LoRA
     metrics.jsonl          one JSON object per logged step, TRL's metric names
-    samples.jsonl          prompts, completions and per-reward scores
+    samples.jsonl          prompts, completions, per-reward scores and each row's dataset columns (answer, question)
     eval_before.json       accuracy / format rate / mean completion length before training
     eval_after.json        the same after training
     curves.png             reward, each reward function, KL and completion length over steps
@@ -58,15 +58,23 @@ class MetricsLogger:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(line) + "\n")
 
-    def log_samples(self, step: int, prompts, completions, rewards_by_name: dict) -> None:
-        """Append one line per completion: prompt, completion and each reward's score."""
+    def log_samples(self, step: int, prompts, completions, rewards_by_name: dict, columns=None) -> None:
+        """Append one line per completion: prompt, completion, each reward's score, then its row's dataset columns.
+
+        Args:
+            columns: per completion, ``{column: value}`` of its dataset row (``answer``, ``question``, ...), so that
+                ``grpo rewards try --completions samples.jsonl`` gives each reward the gold values training gave it.
+                Columns named like the line's own keys are left out.
+        """
         if not self.enabled:
             return
+        columns = columns or [{}] * len(completions)
         with self.samples_path.open("a") as f:
             for i, (prompt, completion) in enumerate(zip(prompts, completions)):
                 scores = {name: _clean(values[i]) for name, values in rewards_by_name.items()}
-                f.write(json.dumps({"step": int(step), "prompt": prompt, "completion": completion,
-                                    "rewards": scores}, default=str) + "\n")
+                line = {"step": int(step), "prompt": prompt, "completion": completion, "rewards": scores}
+                line.update({k: _clean(v) for k, v in columns[i].items() if k not in line})
+                f.write(json.dumps(line, default=str) + "\n")
 
     def truncate_after(self, step: int) -> None:
         """Drop metric/sample lines with ``step`` greater than ``step`` (used when resuming)."""
@@ -100,13 +108,15 @@ class SampleRecorder:
         self.max_per_step = max_per_step
         self.pending: dict = {}
 
-    def record(self, prompts, completions, rewards_by_name: dict) -> None:
-        """Keep one batch: prompts and completions (text or chat messages) and ``{reward name: scores}``."""
+    def record(self, prompts, completions, rewards_by_name: dict, columns=None) -> None:
+        """Keep one batch: prompts and completions (text or chat messages), ``{reward name: scores}`` and, per
+        completion, its dataset row's columns (``{"answer": ..., "question": ...}``; see :func:`sample_columns`)."""
         import rewards
 
         self.pending = {"prompts": [_last_user_text(p) for p in prompts],
                         "completions": [rewards.completion_text(c) for c in completions],
-                        "rewards": dict(rewards_by_name)}
+                        "rewards": dict(rewards_by_name),
+                        "columns": [sample_columns(c) for c in columns] if columns else None}
 
     def wrap(self, fn):
         """``fn`` validated, its first call of a batch keeping the prompts and completions, every call its scores."""
@@ -117,7 +127,9 @@ class SampleRecorder:
         def recorded(completions, prompts=None, **columns):
             scores = rewards.call_reward(fn, completions, prompts=prompts, **columns)
             if not recorder.pending:
-                recorder.record(prompts or [None] * len(completions), completions, {})
+                per_row = [{k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) == len(completions)}
+                           for i in range(len(completions))]
+                recorder.record(prompts or [None] * len(completions), completions, {}, per_row)
             recorder.pending["rewards"][fn.__name__] = scores
             return scores
 
@@ -129,9 +141,26 @@ class SampleRecorder:
         """Write the kept batch (its first ``max_per_step`` completions) at ``step``, then forget it."""
         if self.pending:
             n = self.max_per_step
+            columns = self.pending.get("columns")
             self.metrics_logger.log_samples(step, self.pending["prompts"][:n], self.pending["completions"][:n],
-                                            {k: v[:n] for k, v in self.pending["rewards"].items()})
+                                            {k: v[:n] for k, v in self.pending["rewards"].items()},
+                                            columns[:n] if columns else None)
         self.pending = {}
+
+
+# Reward keyword arguments that are not dataset columns (TRL passes them to every reward)
+_NOT_COLUMNS = {"prompt", "prompts", "completion", "completions", "completion_ids", "trainer_state", "log_extra",
+                "log_metric"}
+
+
+def sample_columns(row: dict) -> dict:
+    """The dataset columns of one row worth a samples.jsonl line: JSON scalars (``answer``, ``question``, ...).
+
+    >>> sample_columns({"answer": "72", "question": "How many?", "completion_ids": [1, 2], "trainer_state": object()})
+    {'answer': '72', 'question': 'How many?'}
+    """
+    return {k: v for k, v in row.items()
+            if k not in _NOT_COLUMNS and (v is None or isinstance(v, (str, int, float, bool)))}
 
 
 def _last_user_text(prompt):

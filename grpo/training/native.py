@@ -74,10 +74,10 @@ def _record(step: int, scored: ScoredRollout, advantages, names, plan, metrics_l
     """This generation batch's samples: samples.jsonl (through the recorder, else every logging_steps) and the tracker table."""
     prompts, rewards = scored.completion_prompts(), {n: [r[i] for r in scored.rewards] for i, n in enumerate(names)}
     if recorder is not None:
-        recorder.record(prompts, scored.completions, rewards)
+        recorder.record(prompts, scored.completions, rewards, scored.completion_rows())
         recorder.flush(step)
     elif metrics_logger is not None and step % plan.args.logging_steps == 0:
-        metrics_logger.log_samples(step, prompts, scored.completions, rewards)
+        metrics_logger.log_samples(step, prompts, scored.completions, rewards, scored.completion_rows())
     tracker.log_completions(step, prompts, scored.completions, rewards, advantages)  # every logging_steps
 
 
