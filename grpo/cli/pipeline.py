@@ -19,6 +19,7 @@ import rewards
 
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
 from grpo.common.errors import UserError
+from grpo.common.console import is_terminal
 from grpo.common.hardware import describe, pad_to_multiple_of
 from grpo.common.memory import MemoryLog
 from grpo.common.placement import evaluate_on_main
@@ -222,7 +223,7 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
 
 
     out = Path(training_args.output_dir)
-    progress, dtype = not training_args.disable_tqdm, eval_dtype(training_args)
+    progress, dtype = not training_args.disable_tqdm and is_terminal(), eval_dtype(training_args)
     stage = memory.stage if memory is not None else (lambda name: nullcontext())
     reports = {}
     if script_args.eval_base:
@@ -276,7 +277,7 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
     dtype = eval_dtype(training_args)
     reward_funcs = load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
     model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
-    progress = not training_args.disable_tqdm
+    progress = not training_args.disable_tqdm and is_terminal()  # a log file gets no bar redraws
 
     result = {"output_dir": str(out)}
     model, reports = before_grpo(model, tokenizer, train_rows, heldout, script_args, training_args,

@@ -40,15 +40,19 @@ class _Formatter(logging.Formatter):
 def setup_console(verbose: bool = False) -> None:
     """Logging and progress bars for one ``grpo`` command (call before transformers / datasets are imported).
 
-    Our packages log at INFO (DEBUG with ``verbose``), other libraries at WARNING. Without ``verbose``
+    Our packages log at INFO (DEBUG with ``verbose``) to stdout, where the tables go; warnings and
+    errors of any library go to stderr. Without ``verbose``
     the Hugging Face libraries' progress bars are off (``HF_HUB_DISABLE_PROGRESS_BARS``, which
     transformers reads at import, and ``HF_DATASETS_DISABLE_PROGRESS_BARS``; an explicit setting in
     the environment wins) and transformers' info/warning chatter stays at ERROR.
     """
     root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root.handlers[:] = [handler]
+    info, warnings = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+    info.addFilter(lambda record: record.levelno < logging.WARNING)  # the run's narrative, with its tables
+    warnings.setLevel(logging.WARNING)  # warnings and errors: stderr, so `2>/dev/null` drops no result
+    for handler in (info, warnings):
+        handler.setFormatter(_Formatter())
+    root.handlers[:] = [info, warnings]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -47,10 +47,16 @@ DESCRIPTIONS = {
 
 
 def _type_name(annotation) -> str:
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    text = text.replace("typing.", "").replace("Optional[", "").replace(" | None", "").replace("NoneType", "")
-    text = text.rstrip("]") if text.count("]") > text.count("[") else text
-    return "|".join(part.rsplit(".", 1)[-1] for part in text.split(" | "))  # SchedulerType, not its module path
+    """``int``, ``list[str]``, ``SchedulerType|str``: the field's type without None, from the resolved annotation."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(_type_name(a) for a in args if a is not type(None))
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{','.join(_type_name(a) for a in args)}]"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def field_entries(dataclass_types) -> list[dict]:
@@ -60,12 +66,14 @@ def field_entries(dataclass_types) -> list[dict]:
     name of the TRL / transformers class that declares it.
     """
     import dataclasses
+    import typing
 
     from grpo.config.script_args import DEFAULTS, ScriptArgs
 
     own = set(ScriptArgs.__dict__.get("__annotations__", {}))
     entries, seen = [], set()
     for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if not f.init or f.name in seen or f.name.startswith("_"):
                 continue
@@ -79,7 +87,7 @@ def field_entries(dataclass_types) -> list[dict]:
             default = DEFAULTS.get(f.name, default) if cls is ScriptArgs else default  # filled in by __post_init__
             owner = "toolkit" if cls is ScriptArgs and f.name in own else next(
                 (c.__name__ for c in cls.__mro__ if f.name in c.__dict__.get("__annotations__", {})), cls.__name__)
-            entries.append({"name": f.name, "type": _type_name(f.type), "owner": owner,
+            entries.append({"name": f.name, "type": _type_name(hints.get(f.name, f.type)), "owner": owner,
                             "default": default if isinstance(default, (str, int, float, bool, list, dict, type(None)))
                             else str(default),
                             "help": " ".join(str(f.metadata.get("help", "")).replace("%%", "%").split())})
