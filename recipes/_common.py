@@ -204,8 +204,13 @@ def check_row_fields(row: dict, fields, source: str, index: int) -> None:
 def train_and_evaluate(trainer, evaluate_fn):
     """``evaluate_fn()`` (the recipe's metric dict), ``trainer.train()``, ``evaluate_fn()`` again.
 
-    Returns ``(before, after, train_metrics)``, the last being ``TrainOutput.metrics``.
+    Returns ``(before, after, train_metrics)``, the last being ``TrainOutput.metrics``. The Trainer's own
+    progress output (unlabelled evaluation bars, raw metric dicts) is replaced by the ``grpo`` console's
+    (:func:`grpo.common.console.quiet_progress`: one labelled bar, a compact row per log).
     """
+    from grpo.common.console import quiet_progress
+
+    quiet_progress(trainer, "train")
     before = evaluate_fn()
     logger.info("before training: %s", before)
     _allow_distributed_wrap(trainer)

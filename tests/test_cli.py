@@ -372,3 +372,11 @@ def test_importing_grpo_modules_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"imported at module level: {proc.stdout.strip()}"
+
+
+def test_closing_table_without_evaluation_says_so(capsys):
+    from grpo.cli.commands import _print_closing_table
+
+    _print_closing_table({"base": None, "after GRPO": None})
+    out = capsys.readouterr().out
+    assert out.startswith("not evaluated (eval_size 0)") and "metric" not in out

@@ -51,6 +51,10 @@ def _print_closing_table(columns: dict) -> None:
     """The evaluation table ({label: report or None}), then the paired before/after rows under it."""
     from grpo.evaluation.evaluate import compare_columns, format_comparisons, format_table
 
+    if not any(v is not None for v in columns.values()):
+        print("not evaluated (eval_size 0): no before/after table; `grpo eval --model RUN_DIR/checkpoint "
+              "--dataset gsm8k --limit 200` evaluates the checkpoint")
+        return
     print(format_table(columns))
     paired = format_comparisons(compare_columns({k: v for k, v in columns.items() if v is not None}))
     if paired:
@@ -65,7 +69,7 @@ def cmd_train(argv) -> int:
 
     script_args, training_args = _training_config(argv)
     result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]))
-    if "eval_after" in result:
+    if "checkpoint" in result:  # the main process of a finished run
         _print_closing_table(eval_columns(result))
         trend = result.get("reward_trend")
         if trend:

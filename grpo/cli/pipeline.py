@@ -319,7 +319,8 @@ def run_training(script_args, training_args, command: str | None = None) -> dict
         write_json_atomic(out / "reward_trend.json", result["reward_trend"])
     result["memory"] = memory.stages
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
-    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
+    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command,
+                     trend=result["reward_trend"])
     if checked.push:
         result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,
                                  training_args.hub_token, script_args.push_merged)

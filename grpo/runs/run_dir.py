@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from grpo.common.checkpoint_io import save_checkpoint, write_text_atomic
-from grpo.runs.model_card import front_matter, render_card
+from grpo.runs.model_card import front_matter, hub_source, render_card
 
 
 def _clean(value):
@@ -211,6 +211,7 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     for ax, (title, names, empty) in zip(axes.flat, PANELS):
@@ -225,6 +226,7 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
             ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="gray", wrap=True)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
         if len(ax.lines) > 1:
             ax.legend(fontsize=7)
@@ -276,46 +278,88 @@ def _config_file(command: str | None) -> Path | None:
 
 
 def write_model_card(output_dir, script_args, training_args, reports: dict, base_model: str,
-                     command: str | None = None) -> Path:
-    """``output_dir/README.md``: what was trained, on what data, with which rewards, how, the
-    before/after evaluation table and the exact command that produced the run.
+                     command: str | None = None, comparisons: list[dict] | None = None,
+                     trend: dict | None = None) -> Path:
+    """``output_dir/README.md``: what was trained, on what data, with which rewards, how, the before/after
+    evaluation table with its paired comparison, the reward trend, any shortcut the evaluation detected, and
+    the exact command; Hub metadata (``base_model``, ``datasets``, ``library_name``, ``tags``, ``model-index``).
 
     Args:
         reports: ``{column label: eval report or None}``, e.g. base / after warm-start / after GRPO.
         base_model: the model spec training started from.
         command: the command line of the run (``grpo train ...``); None if not started from the CLI.
+        comparisons: :func:`grpo.evaluation.evaluate.compare_columns` of ``reports`` (None: computed here).
+        trend: :func:`grpo.cli.pipeline.reward_trend`'s dict, or None.
     """
-    from grpo.evaluation.evaluate import format_table
+    from grpo.evaluation.evaluate import compare_columns, format_comparisons, format_table
 
     reports = {k: v for k, v in reports.items() if v is not None}
+    name = Path(output_dir).resolve().name
     n = next((r.get("n") for r in reports.values()), "-")
     settings = {k: getattr(training_args, k) for k in (
         "learning_rate", "max_steps", "num_train_epochs", "num_generations", "per_device_train_batch_size",
         "gradient_accumulation_steps", "max_completion_length", "temperature", "beta", "epsilon", "loss_type",
         "scale_rewards", "entropy_coef", "lr_scheduler_type", "weight_decay", "max_grad_norm", "bf16", "use_vllm",
         "seed") if hasattr(training_args, k)}
-    front = front_matter(tags=["grpo", "trl", "grpo-toolkit"], base_model=base_model,
-                         datasets=[script_args.dataset_name, script_args.eval_dataset])
+    eval_spec = script_args.eval_dataset or script_args.dataset_name
+    eval_data = (f"the first {n} problems of {script_args.eval_dataset} (test split)" if script_args.eval_dataset
+                 else f"{n} held-out rows of {script_args.dataset_name}")
+    results = [{"metric": metric, "value": round(float(report[metric]), 4), "name": f"{metric} ({label})",
+                "dataset": hub_source(eval_spec) or str(eval_spec), "dataset_name": eval_data,
+                "split": "test" if script_args.eval_dataset else "train (held out)"}
+               for label, report in reports.items() for metric in ("accuracy", "format_rate")
+               if report.get(metric) is not None]
+    front = front_matter(tags=["grpo", "trl", "grpo-toolkit", "reinforcement-learning"], base_model=base_model,
+                         datasets=[script_args.dataset_name, script_args.eval_dataset], model_name=name,
+                         eval_results=results)
     kwargs = script_args.reward_kwargs or {}
     reward_lines = "\n".join(f"- `{r}`" + (f" with `{json.dumps(kwargs[r])}`" if r in kwargs else "")
                              for r in script_args.reward_funcs)
-    eval_data = script_args.eval_dataset or f"{script_args.dataset_name} (held-out rows)"
     command_block = f"```bash\n{command}\n```" if command else "(not started from the `grpo` command line)"
     config = _config_file(command)
     if config is not None:  # the command names a file that may change later: keep its text as it was
         command_block += f"\n\n`{config}` at the time of the run:\n\n```yaml\n{config.read_text().rstrip()}\n```"
     lora = ("r=%d, alpha=%d, %s" % (script_args.lora_r, script_args.lora_alpha, script_args.lora_target_modules)
             if script_args.use_peft else "no")
-    intro = f"""GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}` on `{script_args.dataset_name}`
+    source = hub_source(base_model)
+    intro = f"""GRPO-trained with grpo-toolkit (backend `{script_args.backend}`) from `{base_model}`{f" (`{source}`)" if source and source != base_model else ""} on `{script_args.dataset_name}`
 (split `{script_args.dataset_train_split}`, prompt format `{getattr(script_args, "prompt_format", "tags")}`).
 Warm-start SFT before GRPO: {"yes" if script_args.warm_start else "no"}. LoRA: {lora}."""
     usage = f"""Load with `AutoModelForCausalLM.from_pretrained("{Path(output_dir) / "checkpoint"}")`; the LoRA adapter alone is in
 `checkpoint/adapter` (`grpo export --model {Path(output_dir)} --output_dir DIR` writes a standalone merged copy).
 Per-step metrics: `metrics.jsonl`; curves: `curves.png`."""
-    text = render_card(front, Path(output_dir).resolve().name, intro, [
+    text = render_card(front, name, intro, [
         ("Rewards", f"Weights: {training_args.reward_weights or 'all 1.0'}.\n\n{reward_lines}"),
-        (f"Evaluation ({n} problems of {eval_data}, greedy)", format_table(reports, markdown=True)),
+        (f"Evaluation ({n} problems, greedy)" if reports else "Evaluation", _evaluation_text(
+            reports, eval_data, format_table, format_comparisons,
+            compare_columns(reports) if comparisons is None else comparisons, trend)),
         ("Training settings", f"```json\n{json.dumps(settings, indent=2, default=str)}\n```"),
         ("Command", f"{command_block}\n\n{usage}"),
     ])
     return write_text_atomic(Path(output_dir) / "README.md", text)
+
+
+def _evaluation_text(reports: dict, eval_data: str, format_table, format_comparisons, comparisons, trend) -> str:
+    """The card's evaluation section: table, shortcuts next to the format rate, paired changes, reward trend."""
+    parts = []
+    if not reports:
+        parts.append("Not evaluated (eval_size 0): the run has no before/after numbers. Evaluate the checkpoint with "
+                     "`grpo eval --model <run>/checkpoint --dataset gsm8k --limit 200`.")
+    else:
+        parts.append(f"On {eval_data}; rates with 95% Wilson intervals.\n\n{format_table(reports, markdown=True)}")
+        shortcuts = [f"- {label}: format rate {report['format_rate']:.1%}, but {report['placeholder_reasoning_rate']:.1%} "
+                     f"of the completions have placeholder reasoning (an empty or `...` reasoning block), which the "
+                     f"format rewards score as formatted" for label, report in reports.items()
+                     if report.get("placeholder_reasoning_rate") and report.get("format_rate") is not None]
+        if shortcuts:
+            parts.append("Shortcut detected -- the format rate overstates what the model learned:\n\n"
+                         + "\n".join(shortcuts))
+        paired = format_comparisons(comparisons or [], markdown=True)
+        if paired:
+            parts.append(paired)
+    if trend:
+        low, high = trend["slope_ci"]
+        verdict = "rising" if low > 0 else "falling" if high < 0 else "no clear trend"
+        parts.append(f"Mean total reward over {trend['n']} logged steps: slope {trend['slope']:+.4f} per step, 95% "
+                     f"interval [{low:+.4f}, {high:+.4f}] ({verdict}; fitted {trend['first']:.3f} -> {trend['last']:.3f}).")
+    return "\n\n".join(parts)
