@@ -127,8 +127,8 @@ def cmd_eval(argv) -> int:
                         help="precision to generate in: bfloat16 runs the sampler's fast path (tokens identical to the "
                         "plain model cast to bf16); auto = bfloat16 where this CPU's bf16 matmuls are measured faster "
                         "than fp32 (or on a GPU), else float32")
-    parser.add_argument("--output", default=None, help="write the JSON report here (default: <model>/eval_<dataset>.json "
-                        "for a local model, else ./eval_report.json)")
+    parser.add_argument("--output", default=None, help="write the JSON report here (default: "
+                        "./eval_<model>_<dataset>.json in the current directory; the model directory is left as it is)")
     args = parser.parse_args(argv)
     from grpo.data.loaders import load_gsm8k
     from grpo.evaluation.evaluate import evaluate, format_table
@@ -147,16 +147,25 @@ def cmd_eval(argv) -> int:
     report = evaluate(model, tokenizer, rows, args.max_new_tokens, args.batch_size, prompt_format=args.prompt_format,
                       dtype=dtype)
     report.update(model=args.model, dataset=args.dataset)
-    if args.output:
-        output = Path(args.output)
-    elif Path(args.model).is_dir():
-        output = Path(args.model) / f"eval_{Path(args.dataset).stem.replace(':', '_')}.json"
-    else:
-        output = Path("eval_report.json")
+    output = Path(args.output) if args.output else default_eval_output(args.model, args.dataset)
     write_json_atomic(output, report)
     print(format_table({args.model: report}))
     print(f"\n{report['n']} problems; report: {output}")
     return 0
+
+
+def default_eval_output(model: str, dataset: str) -> Path:
+    """``grpo eval``'s report path without ``--output``: in the current directory, named after model and dataset.
+
+    >>> str(default_eval_output("runs/gsm8k/checkpoint", "gsm8k")), str(default_eval_output("embedded:x", "d/t.jsonl"))
+    ('eval_gsm8k-checkpoint_gsm8k.json', 'eval_embedded-x_t.json')
+    """
+    import re
+
+    path = Path(model.rstrip("/"))
+    name = f"{path.parent.name}-{path.name}" if path.parent.name else path.name
+    words = [re.sub(r"[^A-Za-z0-9._-]+", "-", w).strip("-") for w in (name, Path(dataset).stem)]
+    return Path(f"eval_{words[0]}_{words[1]}.json")
 
 
 def cmd_rewards(argv) -> int:
