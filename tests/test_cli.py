@@ -380,3 +380,12 @@ def test_closing_table_without_evaluation_says_so(capsys):
     _print_closing_table({"base": None, "after GRPO": None})
     out = capsys.readouterr().out
     assert out.startswith("not evaluated (eval_size 0)") and "metric" not in out
+
+
+def test_recipe_help_is_grouped_and_short(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["recipe", "masked_lm", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and out.startswith("usage: grpo recipe masked_lm ")
+    assert out.index("\nmasked_lm options") < out.index("\nmost-used Trainer options") < out.index("\n  --learning_rate ")
+    assert "--adam_beta1" not in out and len(out.splitlines()) < 120

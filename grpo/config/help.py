@@ -59,18 +59,19 @@ def _type_name(annotation) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
-def field_entries(dataclass_types) -> list[dict]:
+def field_entries(dataclass_types, own_cls=None) -> list[dict]:
     """One ``{"name", "type", "default", "help", "owner"}`` per init field of the dataclasses, first occurrence wins.
 
-    ``owner`` is ``"toolkit"`` for a field :class:`grpo.config.script_args.ScriptArgs` declares itself, else the
-    name of the TRL / transformers class that declares it.
+    ``owner`` is ``"toolkit"`` for a field ``own_cls`` (default :class:`grpo.config.script_args.ScriptArgs`)
+    declares itself, else the name of the TRL / transformers class that declares it.
     """
     import dataclasses
     import typing
 
     from grpo.config.script_args import DEFAULTS, ScriptArgs
 
-    own = set(ScriptArgs.__dict__.get("__annotations__", {}))
+    own_cls = own_cls or ScriptArgs
+    own = set(own_cls.__dict__.get("__annotations__", {}))
     entries, seen = [], set()
     for cls in dataclass_types:
         hints = typing.get_type_hints(cls)
@@ -85,7 +86,7 @@ def field_entries(dataclass_types) -> list[dict]:
             else:
                 default = None
             default = DEFAULTS.get(f.name, default) if cls is ScriptArgs else default  # filled in by __post_init__
-            owner = "toolkit" if cls is ScriptArgs and f.name in own else next(
+            owner = "toolkit" if cls is own_cls and f.name in own else next(
                 (c.__name__ for c in cls.__mro__ if f.name in c.__dict__.get("__annotations__", {})), cls.__name__)
             entries.append({"name": f.name, "type": _type_name(hints.get(f.name, f.type)), "owner": owner,
                             "default": default if isinstance(default, (str, int, float, bool, list, dict, type(None)))
@@ -174,6 +175,48 @@ def format_help(command: str, full: bool = False, width: int | None = None) -> s
     if not full:
         lines += ["", f"{len(toolkit) + len(most_used)} of the options are shown; `grpo {command} --help-all` lists "
                       "all of them (~240) with their full help text."]
+    return "\n".join(lines)
+
+
+# transformers.TrainingArguments fields a supervised recipe sets most often, in this order
+RECIPE_MOST_USED = ["output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "gradient_accumulation_steps", "warmup_steps", "weight_decay",
+                    "logging_steps", "eval_strategy", "save_strategy", "seed", "bf16", "report_to", "push_to_hub",
+                    "hub_model_id", "resume_from_checkpoint"]
+
+
+def format_recipe_help(name: str, args_cls, training_cls, full: bool = False, width: int | None = None) -> str:
+    """The help text of ``grpo recipe NAME``: the recipe's own options, the most-used Trainer fields, the rest
+    with ``full`` (``--help-all``).
+
+    Args:
+        name: the recipe name. args_cls: its ``@dataclass <Task>Args``. training_cls: its TrainingArguments class.
+    """
+    import sys
+
+    width = width or min(110, shutil.get_terminal_size((100, 24)).columns)
+    entries = field_entries((args_cls, training_cls), own_cls=args_cls)
+    by_name = {e["name"]: e for e in entries}
+    own = [e for e in entries if e["owner"] == "toolkit"]
+    most_used = [by_name[n] for n in RECIPE_MOST_USED if n in by_name and by_name[n]["owner"] != "toolkit"]
+    shown = {e["name"] for e in own + most_used}
+    doc = (sys.modules[args_cls.__module__].__doc__ or "").strip().split("\n\n")[0]
+    groups = [(f"{name} options ({args_cls.__name__})", own),
+              (f"most-used Trainer options ({training_cls.__name__})", most_used)]
+    if full:
+        groups.append((f"all other options ({training_cls.__name__})",
+                       sorted((e for e in entries if e["name"] not in shown), key=lambda e: e["name"])))
+    lines = [f"usage: grpo recipe {name} [--config recipes/configs/{name}.yaml] [--key value ...]", "",
+             textwrap.fill(" ".join(doc.split()), width), "", "command options:"]
+    lines += [_option(n, t, width) for n, t in [
+        ("--config FILE.yaml", f"YAML file of `key: value` settings (e.g. recipes/configs/{name}.yaml); flags given "
+                               f"on the command line override its values."),
+        ("-h, --help", "This help: the recipe's options, then the most-used Trainer fields."),
+        ("--help-all", f"Every field of {args_cls.__name__} and {training_cls.__name__}, with full help texts.")]]
+    for title, group in groups:
+        lines += ["", f"{title}:"] + [_field_line(e, width, full) for e in group]
+    if not full:
+        lines += ["", f"{len(shown)} of the options are shown; `grpo recipe {name} --help-all` lists all of them."]
     return "\n".join(lines)
 
 
