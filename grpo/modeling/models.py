@@ -136,7 +136,7 @@ def check_causal_lm(spec: str) -> None:
     """Refuse, before anything loads, a model that cannot generate: GRPO samples completions from a causal LM.
 
     Reads the checkpoint's ``config.json`` (a LoRA adapter's base model's; a hub id's only when it is in the
-    local hub cache): the ``architectures`` it names must include a causal-LM class of transformers'
+    local hub cache; a spec that does not resolve is left to the loader, which names the problem): the ``architectures`` it names must include a causal-LM class of transformers'
     ``AutoModelForCausalLM`` mapping, or, without ``architectures``, its ``model_type`` must be in that mapping.
     A config that cannot be read is left to the loader.
 
@@ -147,7 +147,8 @@ def check_causal_lm(spec: str) -> None:
     """
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    path = Path(resolve_model_path(spec))
+    local = embedded_models.is_embedded(spec) or Path(spec).expanduser().is_dir()
+    path = Path(resolve_model_path(spec)) if local else Path(spec)  # hub ids: the loader reports hub errors
     if path.is_dir() and not (path / "config.json").exists() and (path / "adapter_config.json").exists():
         path = Path(adapter_base(path))
     if path.is_dir():
@@ -155,7 +156,10 @@ def check_causal_lm(spec: str) -> None:
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(str(path), "config.json")
+        try:
+            cached = try_to_load_from_cache(str(path), "config.json")
+        except ValueError:  # not a valid repo id: the loader says what is wrong with the spec
+            cached = None
         config_file = Path(cached) if isinstance(cached, str) else None
     try:
         config = json.loads(config_file.read_text()) if config_file is not None else None
