@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``grpo`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage:\n" + USAGE + "\n\n`grpo COMMAND --help` explains each command's options.")
+        print("usage:\n" + USAGE + "\n\n`grpo COMMAND --help` explains each command's options; `--verbose` (any "
+              "command) also shows the libraries' progress bars and messages.")
         return 0
     command = COMMANDS.get(argv[0])
     if command is None:
@@ -216,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_help(argv[0], full="--help-all" in argv[1:]))
         return 0
     verbose = "--verbose" in argv[1:]
-    if verbose and argv[0] != "rewards":
-        argv = [w for w in argv if w != "--verbose"]
+    argv = [w for w in argv if w != "--verbose"]
     from grpo.common.console import setup_console
 
     setup_console(verbose)
