@@ -146,8 +146,8 @@ class Preflight:
 def preflight(script_args, training_args) -> Preflight:
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
-    Refuses a model that is not a causal LM (:func:`grpo.modeling.models.check_causal_lm`), settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
-    and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
+    Refuses a model that is not a causal LM (:func:`grpo.modeling.models.check_causal_lm`); settings the
+    native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once) and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
     trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
     do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
     pushed by :func:`grpo.modeling.hub.push_run`; the TRL backend hands its Trainer a copy of the config with
