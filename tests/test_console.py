@@ -87,3 +87,36 @@ def test_verbose_leaves_progress_bars_on(monkeypatch):
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
         for name in ("grpo", "rewards", "recipes", "embedded_models", "bitsandbytes"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_quiet_progress_replaces_the_raw_dict_printer_even_with_disable_tqdm(capsys):
+    """transformers prints every log as a raw dict when disable_tqdm is on (PrinterCallback): swapped for table rows."""
+    from types import SimpleNamespace
+
+    from transformers import PrinterCallback, ProgressCallback
+
+    from grpo.common.console import quiet_progress
+
+    class FakeTrainer:
+        def __init__(self, disable_tqdm):
+            self.args = SimpleNamespace(disable_tqdm=disable_tqdm)
+            self.callbacks = [PrinterCallback if disable_tqdm else ProgressCallback]
+
+        def remove_callback(self, cls):
+            self.callbacks = [c for c in self.callbacks if c is not cls]
+
+        def add_callback(self, cb):
+            self.callbacks.append(cb)
+
+    for disable_tqdm in (True, False):
+        trainer = FakeTrainer(disable_tqdm)
+        quiet_progress(trainer, "warm-start SFT")
+        assert PrinterCallback not in trainer.callbacks and ProgressCallback not in trainer.callbacks
+        (progress,) = trainer.callbacks
+        state = SimpleNamespace(is_world_process_zero=True, max_steps=2, global_step=0)
+        progress.on_train_begin(None, state, None)
+        state.global_step = 1
+        progress.on_log(None, state, None, logs={"loss": 1.387, "mean_token_accuracy": 0.68, "epoch": 1.0})
+        progress.on_train_end(None, state, None)
+    out = capsys.readouterr().out
+    assert "{'" not in out and [ln.split()[:2] for ln in out.splitlines()] == [["step", "loss"], ["1", "1.39"]] * 2

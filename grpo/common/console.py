@@ -44,7 +44,8 @@ def setup_console(verbose: bool = False) -> None:
     errors of any library go to stderr. Without ``verbose``
     the Hugging Face libraries' progress bars are off (``HF_HUB_DISABLE_PROGRESS_BARS``, which
     transformers reads at import, and ``HF_DATASETS_DISABLE_PROGRESS_BARS``; an explicit setting in
-    the environment wins) and transformers' info/warning chatter stays at ERROR.
+    the environment wins). transformers' own verbosity stays at its WARNING default: above it,
+    ``TrainingArguments`` would default ``disable_tqdm`` to true and the Trainer would print raw dicts.
     """
     root = logging.getLogger()
     info, warnings = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
@@ -59,7 +60,6 @@ def setup_console(verbose: bool = False) -> None:
     if not verbose:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # peft imports bitsandbytes when installed, and on an AVX512-BF16 CPU bitsandbytes warns at import that
     # its optional hub-fetched 4-bit kernel is missing (it falls back to its own); every command would print it
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -146,19 +146,19 @@ class StepProgress:
 
 
 def quiet_progress(trainer, desc: str) -> None:
-    """Swap a ``transformers.Trainer``'s progress callback (which prints every log as a raw dict of
-    ~30 metrics) for :class:`StepProgress`: one bar, a compact row per log. No-op when tqdm is off."""
-    from transformers import ProgressCallback, TrainerCallback
+    """Swap a ``transformers.Trainer``'s progress callback (a bar, or with ``disable_tqdm`` every log printed
+    as a raw dict of ~30 metrics) for :class:`StepProgress`: one bar, a compact row per log; with
+    ``disable_tqdm`` the rows alone."""
+    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-    if trainer.args.disable_tqdm:
-        return
+    bar = False if trainer.args.disable_tqdm else None
 
     class _Progress(TrainerCallback):
         progress: StepProgress | None = None
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self.progress = StepProgress(state.max_steps, desc, initial=state.global_step)
+                self.progress = StepProgress(state.max_steps, desc, initial=state.global_step, bar=bar)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.progress is not None and logs:
@@ -174,4 +174,5 @@ def quiet_progress(trainer, desc: str) -> None:
                 self.progress.close()
 
     trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_Progress())

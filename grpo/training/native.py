@@ -185,7 +185,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
     state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": []}
     ckpt.resume(args.resume_from_checkpoint, args.output_dir, state, model, optimizer, scheduler, metrics_logger, device)
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
-    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
+    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0,
+                            bar=False if args.disable_tqdm else None)  # disable_tqdm: the rows, no bar
     if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
         _log_row(0, evaluated := periodic_eval(model, 0), metrics_logger, tracker)
         progress.update(0, evaluated, log_row=False)  # shown (and carried) from the first table row on
