@@ -120,7 +120,7 @@ class ScriptArgs(ModelConfig, ScriptArguments):
     # Training
     backend: str = field(default="auto", metadata={
         "help": "'auto' (native without a CUDA GPU, trl with one), 'native' (our loop, grpo.training.native, with "
-                "the fast CPU sampler) or 'trl' (trl.GRPOTrainer); README section 'Which backend'."})
+                "the fast CPU sampler) or 'trl' (trl.GRPOTrainer), as the README's 'Which backend' explains."})
     warm_start: bool = field(default=False, metadata={
         "help": "Run a supervised warm-start (SFT on solutions in the target format) before GRPO."})
     sft_examples: int = field(default=128, metadata={"help": "Warm-start: training rows rewritten into the target format."})
