@@ -118,7 +118,7 @@ def write_snapshot() -> Path:
     return SNAPSHOT
 
 
-def _first_sentence(text: str, limit: int = 160) -> str:
+def _first_sentence(text: str, limit: int = 200) -> str:
     match = re.search(r"(?<!e\.g)(?<!i\.e)[.;:] [A-Z(]", text)
     text = text[:match.start()].rstrip(".;:") + "." if match else text
     return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0] + " ..."
