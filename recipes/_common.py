@@ -76,6 +76,13 @@ def parse_args(args_cls, argv=None, training_args_cls=None, training_defaults=No
     import transformers
 
     training_args_cls = training_args_cls or transformers.TrainingArguments
+    words = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help", "--help-all"} & set(words):  # grouped, one line per option (not HfArgumentParser's ~650 lines)
+        from grpo.config.help import format_recipe_help
+
+        name = args_cls.__module__.rsplit(".", 1)[-1]
+        print(format_recipe_help(name, args_cls, training_args_cls, full="--help-all" in words))
+        raise SystemExit(0)
     known = {f.name for f in dataclasses.fields(training_args_cls)}
     defaults = {k: v for k, v in {**CPU_TRAINING_DEFAULTS, **(training_defaults or {})}.items() if k in known}
     args, training_args = parse_dataclasses(argv, (args_cls, training_args_cls), defaults=defaults,
@@ -204,8 +211,13 @@ def check_row_fields(row: dict, fields, source: str, index: int) -> None:
 def train_and_evaluate(trainer, evaluate_fn):
     """``evaluate_fn()`` (the recipe's metric dict), ``trainer.train()``, ``evaluate_fn()`` again.
 
-    Returns ``(before, after, train_metrics)``, the last being ``TrainOutput.metrics``.
+    Returns ``(before, after, train_metrics)``, the last being ``TrainOutput.metrics``. The Trainer's own
+    progress output (unlabelled evaluation bars, raw metric dicts) is replaced by the ``grpo`` console's
+    (:func:`grpo.common.console.quiet_progress`: one labelled bar, a compact row per log).
     """
+    from grpo.common.console import quiet_progress
+
+    quiet_progress(trainer, "train")
     before = evaluate_fn()
     logger.info("before training: %s", before)
     _allow_distributed_wrap(trainer)

@@ -299,12 +299,37 @@ def call_reward(fn: Callable, completions: list, prompts: list | None = None, **
         out = fn(completions=completions, prompts=prompts, **columns)
     except RewardError:
         raise
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err) or _accepts_kwargs(fn):
+            raise _raised(fn, name, err, completions, prompts, columns) from err
+        raise RewardError(f"reward {name!r} does not accept the keyword arguments it is called with ({err}); give it "
+                          f"a `**kwargs` parameter: TRL calls every reward with prompts, completions, "
+                          f"completion_ids, trainer_state and each dataset column") from err
     except Exception as err:  # user code: anything it raises becomes one clear message
-        index = _find_offender(fn, completions, prompts, columns)
-        where = (f"on completion #{index}: {_excerpt(completions[index])}" if index is not None
-                 else f"on a batch of {len(completions)} completions (no single completion reproduces it)")
-        raise RewardError(f"reward {name!r} raised {type(err).__name__}: {err} {where}; "
-                          f"a reward should score odd completions (or return None), not raise") from err
+        raise _raised(fn, name, err, completions, prompts, columns) from err
+    return _checked(name, out, completions)
+
+
+def _accepts_kwargs(fn) -> bool:
+    """Whether ``fn`` (or its ``__call__``) has a ``**kwargs`` parameter; True when it cannot be inspected."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _raised(fn, name: str, err: Exception, completions, prompts, columns) -> RewardError:
+    """The :class:`RewardError` for a reward that raised ``err``, naming the completion that reproduces it."""
+    index = _find_offender(fn, completions, prompts, columns)
+    where = (f"on completion #{index}: {_excerpt(completions[index])}" if index is not None
+             else f"on a batch of {len(completions)} completions (no single completion reproduces it)")
+    return RewardError(f"reward {name!r} raised {type(err).__name__}: {err} {where}; "
+                       f"a reward should score odd completions (or return None), not raise")
+
+
+def _checked(name: str, out, completions) -> list:
+    """The reward's output ``out`` checked against the contract (see :func:`call_reward`)."""
     if hasattr(out, "tolist") and not isinstance(out, (list, tuple)):
         out = out.tolist()  # numpy array / torch tensor
     if not isinstance(out, (list, tuple)):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from grpo.cli.commands import main
+from grpo.common.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "gsm8k"
@@ -172,12 +173,147 @@ def test_top_level_help(capsys):
 
 
 @pytest.mark.parametrize("command, flag", [("eval", "--max_new_tokens"), ("train", "--num_generations"),
-                                           ("train", "--reward_funcs")])
+                                           ("train", "--reward_funcs"), ("sft", "--sft_examples")])
 def test_command_help(capsys, command, flag):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code in (0, None)
+    try:
+        code = main([command, "--help"])
+    except SystemExit as exit_info:  # argparse's own --help (grpo eval)
+        code = exit_info.code
+    assert code in (0, None)
     assert flag in capsys.readouterr().out
+
+
+def test_train_help_is_short_grouped_and_fast(tmp_path):
+    """`grpo train --help`: its own usage line, --config listed, the toolkit's options, then the most-used TRL
+    fields, the rest behind --help-all; one screenful-ish, answered without importing TRL."""
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "grpo.cli", "train", "--help"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - start
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert out.startswith("usage: grpo train ") and "--config FILE.yaml" in out
+    toolkit, most_used = out.index("\ngrpo-toolkit options"), out.index("\nmost-used TRL options")
+    assert out.index("\n  --config ") < toolkit < out.index("\n  --reward_funcs ") < out.index("\n  --backend ") < most_used
+    assert most_used < out.index("\n  --learning_rate ") < out.index("\n  --num_generations ")
+    assert "--adam_beta1" not in out and "--help-all" in out
+    assert len(out.splitlines()) < 160 and len(out) < 12_000
+    assert seconds < 2.0, f"grpo train --help took {seconds:.2f} s"
+
+
+def test_help_all_lists_every_field(capsys):
+    from grpo.config.help import format_help
+
+    text = format_help("train", full=True, width=100)
+    assert "--adam_beta1" in text and "--vllm_mode" in text and "--lora_task_type" in text
+    assert text.index("\ngrpo-toolkit options") < text.index("\nmost-used TRL") < text.index("\nall other options")
+
+
+def test_help_snapshot_matches_installed_trl():
+    """help_fields.json is what `python -m grpo.config.help` writes from the installed ScriptArgs + GRPOConfig."""
+    import json
+
+    from trl import GRPOConfig
+
+    from grpo.config.help import SNAPSHOT, field_entries, short_entries
+    from grpo.config.script_args import ScriptArgs
+
+    live = json.loads(json.dumps(short_entries(field_entries((ScriptArgs, GRPOConfig)))))
+    assert json.loads(SNAPSHOT.read_text()) == live, "stale: run `python -m grpo.config.help`"
+
+
+# --------------------------------------------------------------------------------------------
+# overrides on top of --config compose
+
+
+GSM8K_YAML = str(ROOT / "grpo" / "configs" / "gsm8k.yaml")
+USER_REWARDS = str(Path(__file__).parent / "fixtures" / "rewards" / "user_rewards.py")
+
+
+def test_reward_funcs_override_resets_the_configs_weights_and_kwargs(caplog, tmp_path):
+    import logging
+
+    from grpo.cli.commands import _training_config
+    from grpo.cli.pipeline import load_reward_funcs
+
+    with caplog.at_level(logging.INFO, logger="grpo"):
+        script_args, training_args = _training_config(["--config", GSM8K_YAML, "--reward_funcs", f"{USER_REWARDS}:brevity",
+                                                       "--output_dir", str(tmp_path)])
+    assert training_args.reward_weights is None and not script_args.reward_kwargs
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("reward_weights [1.0, 1.0, 1.0, 2.0, 1.0]" in n and "reset" in n for n in notes), notes
+    assert any("reward_kwargs for correctness are dropped" in n for n in notes), notes
+    funcs = load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
+    assert [f.__name__ for f in funcs] == ["brevity"]
+
+
+def test_reward_funcs_override_keeps_matching_and_explicit_settings(tmp_path):
+    from grpo.cli.commands import _training_config
+
+    script_args, training_args = _training_config([
+        "--config", GSM8K_YAML, "--reward_funcs", "xml_count,soft_format,strict_format,integer_answer,correctness",
+        "--output_dir", str(tmp_path)])
+    assert training_args.reward_weights == [1.0, 1.0, 1.0, 2.0, 1.0]  # same length: the config's weights stay
+    assert script_args.reward_kwargs == {"correctness": {"extractors": ["answer_tag"]}}
+    script_args, training_args = _training_config(["--config", GSM8K_YAML, "--reward_funcs", "correctness",
+                                                   "--reward_weights", "2.0", "--output_dir", str(tmp_path)])
+    assert training_args.reward_weights == [2.0] and script_args.reward_kwargs == {"correctness": {"extractors": ["answer_tag"]}}
+
+
+def test_wrong_reward_weights_on_the_command_line_say_which_flag(tmp_path):
+    from grpo.cli.commands import _training_config
+    from grpo.cli.pipeline import load_reward_funcs
+
+    script_args, training_args = _training_config(["--config", GSM8K_YAML, "--reward_funcs", "correctness", "xml_count",
+                                                   "--reward_weights", "1.0", "--output_dir", str(tmp_path)])
+    with pytest.raises(UserError, match="give --reward_weights with 2 values, one per reward"):
+        load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
+
+
+def test_without_config_the_defaults_are_announced_and_short_warmup_warned(caplog, tmp_path):
+    import logging
+
+    from grpo.cli.commands import _training_config
+
+    with caplog.at_level(logging.INFO, logger="grpo"):
+        _training_config(["--output_dir", str(tmp_path), "--max_steps", "2", "--warmup_steps", "5"])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no --config" in text and "grpo/configs/gsm8k.yaml" in text
+    assert "max_steps=2 <= warmup_steps=5" in text
+
+
+# --------------------------------------------------------------------------------------------
+# preflight: a model that cannot generate
+
+
+def test_encoder_checkpoint_is_refused_in_one_line(capsys, train_argv):
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", "embedded:minilm-l6"])
+    assert_one_error_line(code, err, "not a causal language model (BertModel)", "grpo recipe causal_lm")
+
+
+def test_recipe_encoder_output_is_refused(capsys, tmp_path, train_argv):
+    import json
+
+    ckpt = tmp_path / "ner"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"architectures": ["BertForTokenClassification"], "model_type": "bert"}))
+    (ckpt / "model.safetensors").write_bytes(b"")
+    (ckpt / "tokenizer.json").write_text("{}")
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", str(ckpt)])
+    assert_one_error_line(code, err, "BertForTokenClassification", "token_classification recipes produce encoders")
+    code, _, err = run(capsys, ["sft", "--output_dir", str(tmp_path / "s"), "--model_name_or_path", str(ckpt)])
+    assert_one_error_line(code, err, "not a causal language model")
+
+
+def test_mistyped_local_path_is_not_called_a_hub_id(capsys, tmp_path, monkeypatch, train_argv):
+    (tmp_path / "runs" / "checkpoint").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, [*train_argv, "--model_name_or_path", "runs/chekpoint"])
+    assert_one_error_line(code, err, "model directory 'runs/chekpoint' does not exist",
+                          "did you mean 'runs/checkpoint'?")
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,3 +372,20 @@ def test_importing_grpo_modules_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"imported at module level: {proc.stdout.strip()}"
+
+
+def test_closing_table_without_evaluation_says_so(capsys):
+    from grpo.cli.commands import _print_closing_table
+
+    _print_closing_table({"base": None, "after GRPO": None})
+    out = capsys.readouterr().out
+    assert out.startswith("not evaluated (eval_size 0)") and "metric" not in out
+
+
+def test_recipe_help_is_grouped_and_short(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["recipe", "masked_lm", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and out.startswith("usage: grpo recipe masked_lm ")
+    assert out.index("\nmasked_lm options") < out.index("\nmost-used Trainer options") < out.index("\n  --learning_rate ")
+    assert "--adam_beta1" not in out and len(out.splitlines()) < 120

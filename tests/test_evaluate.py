@@ -142,12 +142,12 @@ def test_compare_counts_difference_and_mcnemar():
     result = compare(BEFORE, AFTER)
     assert result["n"] == 8
     acc = result["accuracy"]
-    assert (acc["both"], acc["b"], acc["c"], acc["neither"]) == (1, 1, 6, 0)
+    assert (acc["both"], acc["lost"], acc["gained"], acc["neither"]) == (1, 1, 6, 0)
     assert acc["before"] == 0.25 and acc["after"] == 0.875 and acc["difference"] == pytest.approx(0.625)
     assert acc["mcnemar_p"] == pytest.approx(2 * (1 + 7) / 2 ** 7)  # 0.125: exact binomial on 7 discordant pairs
     assert acc["difference_ci"] == pytest.approx(list(newcombe_paired_interval(1, 1, 6, 0)))
     fmt = result["format_rate"]  # format: 2 before, 8 after, none lost
-    assert (fmt["b"], fmt["c"]) == (0, 6) and fmt["mcnemar_p"] == pytest.approx(2 / 2 ** 6)
+    assert (fmt["lost"], fmt["gained"]) == (0, 6) and fmt["mcnemar_p"] == pytest.approx(2 / 2 ** 6)
     assert set(result) == {"n", "accuracy", "format_rate", "numeric_answer_rate", "last_number_accuracy"}
 
 

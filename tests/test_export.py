@@ -228,7 +228,7 @@ def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
     adapter_card, merged_card = text(plan["adapter"]["README.md"]), text(plan["merged"]["README.md"])
     assert "library_name: peft" in adapter_card and "library_name: transformers" in merged_card
     for card in (adapter_card, merged_card):
-        assert "base_model: Qwen/Qwen2.5-0.5B-Instruct" in card and "datasets: [openai/gsm8k]" in card
+        assert "base_model: Qwen/Qwen2.5-0.5B-Instruct" in card and "datasets:\n- openai/gsm8k" in card
         assert '`correctness` with `{"extractors": ["hash"]}`' in card and "`soft_format`" in card
         assert "[1.0, 0.5]" in card  # reward weights
         for number in ("12.5%", "50.0%", "62.5%", "87.5%", "99.0", "60.0"):  # before / after

@@ -92,6 +92,8 @@ def test_logs_trl_metric_names_and_samples(tmp_path):
     assert metrics[1]["kl"] > 0.0
     samples = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 8 and "word_reward" in samples[0]["rewards"]
+    gold = dict(zip(dataset()["prompt"], dataset()["answer"]))  # each line carries its own row's answer
+    assert all(sample["answer"] == gold[sample["prompt"]] for sample in samples)
 
 
 def test_weights_change_and_every_loss_type_runs(tmp_path):
@@ -216,7 +218,8 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
 
     tok = tiny_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"w{3 + i} w4"}] for i in range(4)]})
+    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"w{3 + i} w4"}] for i in range(4)],
+                              "answer": [str(3 + i) for i in range(4)]})
     seen = []
 
     def chat_reward(completions, prompts=None, **kwargs):
@@ -227,8 +230,9 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
         def __init__(self):
             self.flushed, self.recorded = [], []
 
-        def record(self, prompts, completions, rewards_by_name):
+        def record(self, prompts, completions, rewards_by_name, columns):
             self.recorded.append((prompts[0], completions[0], list(rewards_by_name)))
+            self.last = prompts, columns
 
         def flush(self, step):
             self.flushed.append(step)
@@ -239,6 +243,10 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
     assert completion[0]["role"] == "assistant" and prompt[0]["role"] == "user"
     assert recorder.flushed == [1, 2] and not (tmp_path / "samples.jsonl").exists()
     assert recorder.recorded[0][:2] == (prompt, completion) and recorder.recorded[0][2] == ["chat_reward"]
+    # each completion's dataset row travels with it (samples.jsonl's gold columns), in the same order
+    prompts, columns = recorder.last
+    assert len(columns) == len(prompts) == 8
+    assert all(p[0]["content"] == f"w{c['answer']} w4" and "prompt" not in c for p, c in zip(prompts, columns))
 
 
 def test_shared_prompt_forward_equals_one_forward_per_row():

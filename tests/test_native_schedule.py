@@ -83,8 +83,11 @@ def test_micro_batch_runs_follow_trls_counter(tmp_path, ga, spg, iterations):
 
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
 def test_budget_split_gives_the_same_step_as_the_whole_micro_batch(tmp_path, monkeypatch, loss_type, caplog):
+    import logging
+
     import grpo.training.native_plan as native_plan
 
+    caplog.set_level(logging.INFO, logger="grpo.training.native_plan")
     whole, whole_metrics, whole_samples, _ = run(tmp_path / "whole", loss_type=loss_type, max_steps=2)
     monkeypatch.setattr(native_plan, "TOKENS_PER_FORWARD", 6)  # one 6-token completion per forward
     split, split_metrics, split_samples, plan = run(tmp_path / "split", loss_type=loss_type, max_steps=2, given=frozenset())

@@ -189,3 +189,19 @@ def test_checked_wrapper_keeps_name_pickles_and_validates():
     bad = rewards.checked(rewards.resolve(f"{USER_FILE}:wrong_count"))
     with pytest.raises(rewards.RewardError, match="'wrong_count' returned 1 values for 2"):
         bad(["a", "b"])
+
+
+def test_reward_without_kwargs_is_told_to_accept_kwargs():
+    def strict(completions, answer):  # no **kwargs: TRL's prompts / completion_ids / trainer_state break it
+        return [1.0 for _ in completions]
+
+    with pytest.raises(rewards.RewardError, match=r"reward 'strict' does not accept .* give it a `\*\*kwargs` parameter"):
+        rewards.call_reward(strict, ["a"], ["p"], answer=["1"], trainer_state=None)
+
+
+def test_reward_with_kwargs_raising_typeerror_is_still_named_by_completion():
+    def buggy(completions, **kwargs):
+        return [len(c) + "x" for c in completions]  # TypeError of its own, not a signature problem
+
+    with pytest.raises(rewards.RewardError, match="raised TypeError.*on completion #0"):
+        rewards.call_reward(buggy, ["a"])

@@ -106,3 +106,57 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as info:
         main(["try", "--completions", COMPLETIONS])
     assert info.value.code == 2
+
+
+def _mini_questions():
+    return [json.loads(line)["question"] for line in (FIXTURES / "gsm8k_mini.jsonl").read_text().splitlines()]
+
+
+def test_try_matches_dataset_rows_by_prompt_not_line_number(capsys, tmp_path):
+    # samples.jsonl-shaped lines in the reverse order of the dataset: line 1 answers row 1 (10), line 2 row 0 (72)
+    q0, q1 = _mini_questions()
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps({"prompt": q1, "completion": "<answer>\n10\n</answer>"}) + "\n"
+                    + json.dumps({"prompt": q0 + "\nLet's think step by step.", "completion": "<answer>\n72\n</answer>"})
+                    + "\n")
+    code, out, err = run(capsys, "try", "--completions", str(path), "--dataset", str(FIXTURES / "gsm8k_mini.jsonl"),
+                         "--reward", "correctness", "--json")
+    assert code == 0, err
+    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"completion": "x"}, "names no dataset row"),
+    ({"completion": "x", "question": "How many apples?"}, "no row of"),
+    ({"completion": "x", "prompt": "How many apples?"}, "no row of"),
+    ({"completion": "x", "row": 5}, "dataset row 5 does not exist"),
+    ({"completion": "x", "row": 1, "question": "QUESTION0"}, "has another question"),
+])
+def test_try_row_mismatch_is_an_error(capsys, tmp_path, line, message):
+    line = {k: (_mini_questions()[0] if v == "QUESTION0" else v) for k, v in line.items()}
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    code, _, err = run(capsys, "try", "--completions", str(path), "--dataset", str(FIXTURES / "gsm8k_mini.jsonl"),
+                       "--reward", "correctness")
+    assert code == 2 and "c.jsonl:1:" in err and message in err, err
+
+
+def test_samples_jsonl_scores_as_training_scored(capsys, tmp_path):
+    """A run's samples.jsonl carries each row's gold columns: `rewards try` needs no --dataset and agrees with training."""
+    import rewards
+    from grpo.runs.run_dir import MetricsLogger, SampleRecorder
+
+    recorder = SampleRecorder(MetricsLogger(tmp_path))
+    wrapped = recorder.wrap(rewards.resolve("correctness"))
+    completions = [[{"role": "assistant", "content": "<answer>\n72\n</answer>"}],
+                   [{"role": "assistant", "content": "<answer>\n9\n</answer>"}]]
+    prompts = [[{"role": "user", "content": q}] for q in _mini_questions()]
+    trained = wrapped(completions, prompts=prompts, answer=["72", "10"], question=_mini_questions(),
+                      completion_ids=[[1], [2]], trainer_state=object())
+    recorder.flush(1)
+    lines = [json.loads(ln) for ln in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [ln["answer"] for ln in lines] == ["72", "10"] and "completion_ids" not in lines[0]
+    code, out, err = run(capsys, "try", "--completions", str(tmp_path / "samples.jsonl"), "--reward", "correctness",
+                         "--json")
+    assert code == 0, err
+    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == trained == [2.0, 0.0]

@@ -235,16 +235,68 @@ def test_model_card_contains_the_numbers(tmp_path):
                             "embedded:smollm2-135m-instruct")
     text = path.read_text()
     assert path == tmp_path / "run" / "README.md"
-    # base_model metadata only for hub ids (the hub rejects other values); the body names any spec
-    assert text.startswith("---\n") and "base_model:" not in text and "from `embedded:smollm2-135m-instruct`" in text
+    # the metadata names the Hub id the embedded spec stands for; the body names the spec
+    assert text.startswith("---\n") and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in text
+    assert "from `embedded:smollm2-135m-instruct`" in text
     for number in ("6.2%", "31.2%", "12.5%", "37.5%", "96.9%", "151.2", "88.5"):
         assert number in text, number
-    assert "32 problems of gsm8k (held-out rows)" in text
+    assert "32 held-out rows of gsm8k" in text
     assert "r=8, alpha=16" in text and "Warm-start SFT before GRPO: yes" in text
     assert '"learning_rate": 3.5e-05' in text and '"max_steps": 17' in text
     assert "skipped" not in text  # None reports are dropped
     for name in ("xml_count", "correctness"):
         assert f"`{name}`" in text
+
+
+def _card_args(**script):
+    from grpo.config.script_args import ScriptArgs
+
+    training = SimpleNamespace(learning_rate=1e-4, max_steps=20, num_generations=8, per_device_train_batch_size=2,
+                               gradient_accumulation_steps=8, max_completion_length=200, temperature=1.0, beta=0.0,
+                               epsilon=0.2, loss_type="dapo", scale_rewards="group", seed=42, reward_weights=None)
+    return ScriptArgs(**script), training
+
+
+def _report(flags_acc, flags_fmt, **extra):
+    from grpo.evaluation.evaluate import rate_summary
+
+    samples = [{"question": f"q{i}", "correct": a, "formatted": f} for i, (a, f) in enumerate(zip(flags_acc, flags_fmt))]
+    return {"n": len(samples), **rate_summary("accuracy", flags_acc), **rate_summary("format_rate", flags_fmt),
+            "last_number_accuracy": 0.0, "mean_completion_length": 50.0, "samples": samples, **extra}
+
+
+def test_model_card_metadata_reads_back_with_huggingface_hub(tmp_path):
+    """The Hub parses the card: base_model, datasets, library_name, tags and a model-index with the eval results."""
+    from huggingface_hub import ModelCard
+
+    script, training = _card_args(eval_dataset="gsm8k", warm_start=True)
+    sft = _report([True] * 2 + [False] * 18, [True] * 20)
+    grpo = _report([True] * 3 + [False] * 17, [True] * 20, placeholder_reasoning_rate=0.85)
+    trend = {"n": 20, "slope": 0.01, "slope_ci": [0.002, 0.018], "first": 1.0, "last": 1.2}
+    path = write_model_card(tmp_path / "demo", script, training, {"after warm-start": sft, "after GRPO": grpo},
+                            "embedded:smollm2-135m-instruct", "grpo train --config x.yaml", trend=trend)
+    card = ModelCard.load(path)
+    data = card.data
+    assert data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert data.datasets == ["openai/gsm8k"] and data.library_name == "transformers"
+    assert {"grpo", "trl", "grpo-toolkit"} <= set(data.tags)
+    results = {(r.metric_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results[("accuracy (after GRPO)", "accuracy")] == 0.15 and results[("format_rate (after warm-start)", "format_rate")] == 1.0
+    assert all(r.dataset_type == "openai/gsm8k" and r.dataset_split == "test" for r in data.eval_results)
+    text = card.text
+    assert "Shortcut detected" in text and "85.0% of the completions have placeholder reasoning" in text
+    assert "Paired on the same 20 problems" in text and "no significant change" in text
+    assert "slope +0.0100 per step" in text and "(rising;" in text
+
+
+def test_model_card_without_evaluation_says_so(tmp_path):
+    from huggingface_hub import ModelCard
+
+    script, training = _card_args(eval_size=0)
+    path = write_model_card(tmp_path / "run", script, training, {"after GRPO": None}, "embedded:smollm2-135m-instruct")
+    card = ModelCard.load(path)
+    assert "Not evaluated (eval_size 0)" in card.text and "- problems" not in card.text and "| metric" not in card.text
+    assert not card.data.eval_results
 
 
 def test_panels_cover_trl_metric_names():

@@ -125,7 +125,7 @@ def test_paired_comparison_counts_and_keys():
     before = [True, False, False, False, False, False, False, True]
     after = [False, True, True, True, True, True, True, True]
     result = paired_comparison(before, after)
-    assert {k: result[k] for k in ("n", "both", "b", "c", "neither")} == {"n": 8, "both": 1, "b": 1, "c": 6, "neither": 0}
+    assert {k: result[k] for k in ("n", "both", "lost", "gained", "neither")} == {"n": 8, "both": 1, "lost": 1, "gained": 6, "neither": 0}
     assert result["before"] == 0.25 and result["after"] == 0.875
     assert result["difference"] == pytest.approx(5 / 8)
     assert result["mcnemar_p"] == pytest.approx(0.125)
@@ -134,7 +134,7 @@ def test_paired_comparison_counts_and_keys():
 
 def test_paired_comparison_no_change_and_errors():
     result = paired_comparison([True, False, True], [True, False, True])
-    assert result["difference"] == 0 and result["mcnemar_p"] == 1.0 and result["b"] == result["c"] == 0
+    assert result["difference"] == 0 and result["mcnemar_p"] == 1.0 and result["lost"] == result["gained"] == 0
     low, high = result["difference_ci"]
     assert low < 0 < high
     with pytest.raises(ValueError, match="n=0"):

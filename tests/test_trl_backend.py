@@ -107,6 +107,8 @@ def test_samples_have_prompts_completions_and_scores(two_step_run):
         assert isinstance(s["prompt"], str) and s["prompt"]
         assert isinstance(s["completion"], str)
         assert set(s["rewards"]) == {"xmlcount_reward", "text_checksum_reward"}
+        # the row's gold columns, from the reward call's own keywords: `grpo rewards try` needs no --dataset
+        assert s["answer"] and s["question"] in s["prompt"] and "trainer_state" not in s and "completion_ids" not in s
 
 
 def test_eval_reports_and_card(two_step_run):
@@ -120,6 +122,7 @@ def test_eval_reports_and_card(two_step_run):
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     card = (out / "README.md").read_text()
     assert "embedded:smollm2-135m-instruct" in card and "accuracy" in card
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "model-index:" in card
     assert f'{result["eval_after"]["mean_completion_length"]:.1f}' in card
 
 

@@ -23,17 +23,28 @@ from pathlib import Path
 from grpo.common.errors import UserError
 
 USAGE = __doc__.split("\n\n")[1]
+logger = logging.getLogger("grpo.cli")
 
 
 def _training_config(argv):
     from trl import GRPOConfig
 
-    from grpo.config.parser import check_ranges, check_sampling, parse_config
+    from grpo.config.parser import check_ranges, check_sampling, compose_overrides, parse_config
     from grpo.config.script_args import ScriptArgs
 
     script_args, training_args = parse_config(argv, (ScriptArgs, GRPOConfig))
+    compose_overrides(argv, script_args, training_args)
     check_sampling(training_args)
     check_ranges(training_args)
+    if "--config" not in argv:
+        logger.info("no --config: every setting not given on the command line is its default (TRL's GRPOConfig: "
+                    "learning_rate %g, max_completion_length %d, output_dir %s); the exercise's settings are in "
+                    "grpo/configs/gsm8k.yaml (`grpo train --help` lists the options)", training_args.learning_rate,
+                    training_args.max_completion_length, training_args.output_dir)
+    if 0 < training_args.max_steps <= training_args.warmup_steps:
+        logger.warning("max_steps=%d <= warmup_steps=%g: the learning rate is still warming up (from 0) at the last "
+                       "step, so the run barely moves the weights; lower --warmup_steps", training_args.max_steps,
+                       training_args.warmup_steps)
     return script_args, training_args
 
 
@@ -41,6 +52,10 @@ def _print_closing_table(columns: dict) -> None:
     """The evaluation table ({label: report or None}), then the paired before/after rows under it."""
     from grpo.evaluation.evaluate import compare_columns, format_comparisons, format_table
 
+    if not any(v is not None for v in columns.values()):
+        print("not evaluated (eval_size 0): no before/after table; `grpo eval --model RUN_DIR/checkpoint "
+              "--dataset gsm8k --limit 200` evaluates the checkpoint")
+        return
     print(format_table(columns))
     paired = format_comparisons(compare_columns({k: v for k, v in columns.items() if v is not None}))
     if paired:
@@ -58,7 +73,7 @@ def cmd_train(argv) -> int:
     script_args, training_args = _training_config(argv)
     result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]),
                           given=given_keys(argv))
-    if "eval_after" in result:
+    if "checkpoint" in result:  # the main process of a finished run
         _print_closing_table(eval_columns(result))
         trend = result.get("reward_trend")
         if trend:
@@ -73,12 +88,14 @@ def cmd_sft(argv) -> int:
     from transformers import set_seed
 
     from grpo.modeling.loading import load_for_training
+    from grpo.modeling.models import check_causal_lm
     from grpo.cli.pipeline import before_grpo, load_splits
     from grpo.common.hardware import pad_to_multiple_of
     from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = _training_config(argv)
     check_quantization_supported(script_args, training_args, sft=True)  # before data, model or eval
+    check_causal_lm(script_args.model_name_or_path)
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # refuses < 1 before the base eval
     out = Path(training_args.output_dir)
     if training_args.push_to_hub:  # refuse rather than ignore: the user expects an upload
@@ -119,8 +136,8 @@ def cmd_eval(argv) -> int:
                         help="precision to generate in: bfloat16 runs the sampler's fast path (tokens identical to the "
                         "plain model cast to bf16); auto = bfloat16 where this CPU's bf16 matmuls are measured faster "
                         "than fp32 (or on a GPU), else float32")
-    parser.add_argument("--output", default=None, help="write the JSON report here (default: <model>/eval_<dataset>.json "
-                        "for a local model, else ./eval_report.json)")
+    parser.add_argument("--output", default=None, help="write the JSON report here (default: "
+                        "./eval_<model>_<dataset>.json in the current directory; the model directory is left as it is)")
     args = parser.parse_args(argv)
     from grpo.data.loaders import load_gsm8k
     from grpo.evaluation.evaluate import evaluate, format_table
@@ -148,16 +165,25 @@ def cmd_eval(argv) -> int:
 
         report = evaluate_text(model, tokenizer, rows, task, args.max_new_tokens, args.batch_size, dtype=dtype)
     report.update(model=args.model, dataset=args.dataset)
-    if args.output:
-        output = Path(args.output)
-    elif Path(args.model).is_dir():
-        output = Path(args.model) / f"eval_{Path(args.dataset).stem.replace(':', '_')}.json"
-    else:
-        output = Path("eval_report.json")
+    output = Path(args.output) if args.output else default_eval_output(args.model, args.dataset)
     write_json_atomic(output, report)
     print(format_table({args.model: report}))
     print(f"\n{report['n']} problems; report: {output}")
     return 0
+
+
+def default_eval_output(model: str, dataset: str) -> Path:
+    """``grpo eval``'s report path without ``--output``: in the current directory, named after model and dataset.
+
+    >>> str(default_eval_output("runs/gsm8k/checkpoint", "gsm8k")), str(default_eval_output("embedded:x", "d/t.jsonl"))
+    ('eval_gsm8k-checkpoint_gsm8k.json', 'eval_embedded-x_t.json')
+    """
+    import re
+
+    path = Path(model.rstrip("/"))
+    name = f"{path.parent.name}-{path.name}" if path.parent.name else path.name
+    words = [re.sub(r"[^A-Za-z0-9._-]+", "-", w).strip("-") for w in (name, Path(dataset).stem)]
+    return Path(f"eval_{words[0]}_{words[1]}.json")
 
 
 def cmd_rewards(argv) -> int:
@@ -196,18 +222,25 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``grpo`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
-        print("usage:\n" + USAGE + "\n\n`grpo COMMAND --help` explains each command's options.")
+        print("usage:\n" + USAGE + "\n\n`grpo COMMAND --help` explains each command's options; `--verbose` (any "
+              "command) also shows the libraries' progress bars and messages.")
         return 0
     command = COMMANDS.get(argv[0])
     if command is None:
         print(f"error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv[0] in {"train", "sft"} and {"-h", "--help", "--help-all"} & set(argv[1:]):
+        from grpo.config.help import format_help  # no TRL import unless --help-all: answers in well under 2 s
+
+        print(format_help(argv[0], full="--help-all" in argv[1:]))
+        return 0
+    verbose = "--verbose" in argv[1:]
+    argv = [w for w in argv if w != "--verbose"]
+    from grpo.common.console import setup_console
+
+    setup_console(verbose)
     # transformers 5 renames many arguments; its deprecation notices are not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning)
-    # peft imports bitsandbytes when installed, and on an AVX512-BF16 CPU bitsandbytes warns at import that
-    # its optional hub-fetched 4-bit kernel is missing (it falls back to its own); every command would print it
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         if argv[0] in {"train", "sft", "recipe"}:  # before any TrainingArguments sets up the distributed state
             from grpo.training.launch import check_launch

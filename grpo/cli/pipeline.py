@@ -19,6 +19,7 @@ import rewards
 
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
 from grpo.common.errors import UserError
+from grpo.common.console import is_terminal
 from grpo.common.hardware import describe, pad_to_multiple_of
 from grpo.common.memory import MemoryLog
 from grpo.common.placement import evaluate_on_main
@@ -32,7 +33,7 @@ from grpo.generation.vllm_server import check_vllm_setup
 from grpo.maths.stats import linear_trend
 from grpo.modeling.hub import push_run, require_push
 from grpo.modeling.loading import full_precision_copy, load_for_training
-from grpo.modeling.models import apply_lora
+from grpo.modeling.models import apply_lora, check_causal_lm
 from grpo.modeling.quantization import check_quantization_supported
 from grpo.modeling.sharded import is_sharded
 from grpo.runs.run_dir import MetricsLogger, plot_curves, SampleRecorder, save_final_checkpoint, write_model_card
@@ -59,7 +60,8 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
     reward_kwargs = reward_kwargs or {}
     unused = set(reward_kwargs) - set(specs)
     if unused:
-        raise UserError(f"reward_kwargs names {sorted(unused)}, which are not in reward_funcs {specs}")
+        raise UserError(f"reward_kwargs names {sorted(unused)}, which are not in reward_funcs {specs}: give "
+                        f"--reward_kwargs with parameters for those rewards only (or '{{}}' for none)")
     funcs = []
     for spec in specs:
         try:
@@ -67,7 +69,9 @@ def load_reward_funcs(specs: list[str], weights, reward_kwargs: dict | None = No
         except rewards.RewardError as err:
             raise UserError(str(err)) from None
     if weights is not None and len(weights) != len(funcs):
-        raise UserError(f"reward_weights has {len(weights)} values but reward_funcs has {len(funcs)}: {specs}")
+        raise UserError(f"reward_weights has {len(weights)} values but reward_funcs has {len(funcs)} ({specs}): give "
+                        f"--reward_weights with {len(funcs)} value{'s' * (len(funcs) != 1)}, one per reward in order, "
+                        f"or leave it out (1.0 each)")
     return funcs
 
 
@@ -119,7 +123,7 @@ def run_eval(model, tokenizer, heldout, script_args, path: Path, progress: bool 
     if heldout is None or len(heldout) == 0:
         return None
     if path.exists():
-        logger.warning("Reusing %s", path)
+        logger.info("Reusing %s", path)
         return json.loads(path.read_text())
     if script_args.task != "gsm8k":  # translation / summarization: sacreBLEU or ROUGE against the references
         report = evaluate_text(model, tokenizer, heldout, script_args.task, script_args.eval_max_new_tokens,
@@ -163,8 +167,8 @@ class Preflight:
 def preflight(script_args, training_args, given: frozenset | None = None) -> Preflight:
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
-    Refuses settings the native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once)
-    and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
+    Refuses a model that is not a causal LM (:func:`grpo.modeling.models.check_causal_lm`); settings the
+    native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once) and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
     trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
     do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
     pushed by :func:`grpo.modeling.hub.push_run`; the TRL backend hands its Trainer a copy of the config with
@@ -179,6 +183,7 @@ def preflight(script_args, training_args, given: frozenset | None = None) -> Pre
         UserError: naming the setting and what to set instead.
     """
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # the warm-start pads on either backend
+    check_causal_lm(script_args.model_name_or_path)  # an encoder fails later at the chat template, 12 frames deep
     check_recipe_checkpoint(script_args)  # a recipe task's checkpoint: say which command makes it
     plan = None
     if script_args.backend == "native":
@@ -241,7 +246,7 @@ def before_grpo(model, tokenizer, train_rows, heldout, script_args, training_arg
 
 
     out = Path(training_args.output_dir)
-    progress, dtype = not training_args.disable_tqdm, eval_dtype(training_args)
+    progress, dtype = not training_args.disable_tqdm and is_terminal(), eval_dtype(training_args)
     stage = memory.stage if memory is not None else (lambda name: nullcontext())
     reports = {}
     if script_args.eval_base:
@@ -291,12 +296,12 @@ def run_training(script_args, training_args, command: str | None = None, given: 
         hardware = describe()
         write_json_atomic(out / "hardware.json", {"hardware": hardware, "bf16": training_args.bf16,
                                                   "backend": script_args.backend})
-        logger.warning("hardware: %s; backend %s, %s", hardware, script_args.backend,
+        logger.info("hardware: %s; backend %s, %s", hardware, script_args.backend,
                        "bf16" if training_args.bf16 else "fp32")
     dtype = eval_dtype(training_args)
     reward_funcs = load_reward_funcs(script_args.reward_funcs, training_args.reward_weights, script_args.reward_kwargs)
     model, tokenizer = load_for_training(script_args.model_name_or_path, script_args)  # QLoRA: frozen 4/8-bit base, fp32 norms
-    progress = not training_args.disable_tqdm
+    progress = not training_args.disable_tqdm and is_terminal()  # a log file gets no bar redraws
 
     result = {"output_dir": str(out)}
     model, reports = before_grpo(model, tokenizer, train_rows, heldout, script_args, training_args,
@@ -341,7 +346,8 @@ def run_training(script_args, training_args, command: str | None = None, given: 
         write_json_atomic(out / "reward_trend.json", result["reward_trend"])
     result["memory"] = memory.stages
     result["curves"] = str(plot_curves(out)) if (out / "metrics.jsonl").exists() else None
-    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command)
+    write_model_card(out, script_args, training_args, eval_columns(result), script_args.model_name_or_path, command,
+                     trend=result["reward_trend"])
     if checked.push:
         result["hub"] = push_run(out, training_args.hub_model_id or out.resolve().name, training_args.hub_private_repo,
                                  training_args.hub_token, script_args.push_merged)

@@ -7,10 +7,15 @@
 
 The completions file is JSONL, one object per completion: ``completion`` (a string or a list of
 ``{"role", "content"}`` messages), optionally ``prompt``, and any other fields, which reach the
-reward as dataset columns (``answer``, ...). With ``--dataset`` (any dataset spec
-``grpo.data.loaders.load_rows`` reads) the dataset's columns are added row by row -- line *i* of the
-completions file takes row *i*, or row ``row`` when a line has that field; fields of the line
-win over the dataset's.
+reward as dataset columns (``answer``, ...). A run's ``samples.jsonl`` is such a file: each line
+carries its row's columns (``answer``, ``question``), so it scores as training scored it.
+
+With ``--dataset`` (any dataset spec ``grpo.data.loaders.load_rows`` reads) the dataset's columns
+are added to each line from the row the line names -- never by line number: the line's ``row``
+field (the row's index), else its ``question`` (the same text as the row's), else its ``prompt``
+(the row's question, or the question followed by instructions). A line that names no row, or a
+row that does not exist or does not match, is an error naming the line. Fields of the line win
+over the dataset's.
 
 This is the quickest way to debug a reward before spending a training run on it: every value
 goes through :func:`rewards.call_reward`, so a reward that raises or returns the wrong count is
@@ -62,18 +67,65 @@ def _read_completions(path: str) -> list[dict]:
     return rows
 
 
+def _normalized(text) -> str:
+    return " ".join(str(text).split())
+
+
 def _attach_dataset(rows: list[dict], spec: str, split: str, completions_path: str) -> None:
+    """Add each line's dataset row's columns to it (``setdefault``), matching by ``row``, ``question`` or ``prompt``.
+
+    Raises:
+        UserError: naming the line, for a row index out of range, a ``row`` whose question differs from the
+            line's, a question or prompt no row has, or a line with none of the three.
+    """
     from grpo.data.loaders import load_rows
 
     dataset = load_rows(spec, split)
-    for position, row in enumerate(rows):
-        index = row.get("row", position)
-        if not isinstance(index, int) or not 0 <= index < len(dataset):
-            raise UserError(f"{completions_path}:{row['_line']}: dataset row {index!r} does not exist "
-                            f"({spec} has {len(dataset)} rows)")
+    questions = [_normalized(q) for q in dataset["question"]] if "question" in dataset.column_names else None
+    by_question = {}
+    for index, question in enumerate(questions or []):
+        by_question.setdefault(question, index)
+    for row in rows:
+        where = f"{completions_path}:{row['_line']}"
+        index = _dataset_index(row, where, spec, len(dataset), questions, by_question)
         for key, value in dataset[index].items():
             if key != "_line":
                 row.setdefault(key, value)
+
+
+def _dataset_index(row: dict, where: str, spec: str, size: int, questions, by_question: dict) -> int:
+    """The dataset row a completions line names (see :func:`_attach_dataset`)."""
+    if "row" in row:
+        index = row["row"]
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < size:
+            raise UserError(f"{where}: dataset row {index!r} does not exist ({spec} has {size} rows)")
+        if questions is not None and "question" in row and _normalized(row["question"]) != questions[index]:
+            raise UserError(f"{where}: 'row' {index} of {spec} has another question than the line's 'question'; "
+                            f"fix the line's 'row' (or drop it to match by question)")
+        return index
+    if questions is None:
+        raise UserError(f"{where}: {spec} has no 'question' column to match lines by; give each line a 'row' field "
+                        f"(the index of its dataset row)")
+    if "question" in row:
+        index = by_question.get(_normalized(row["question"]))
+        if index is None:
+            raise UserError(f"{where}: no row of {spec} has this line's 'question'; is it the dataset (and --split) "
+                            f"the completions came from?")
+        return index
+    prompt = row.get("prompt")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        prompt = prompt[-1].get("content")
+    if isinstance(prompt, str) and prompt.strip():
+        text = _normalized(prompt)
+        index = by_question.get(text)
+        if index is None:  # the question followed by the prompt format's instructions ('hash')
+            index = next((i for i, q in enumerate(questions) if q and text.startswith(q)), None)
+        if index is None:
+            raise UserError(f"{where}: no row of {spec} has this line's prompt as its question; is it the dataset "
+                            f"(and --split) the completions came from?")
+        return index
+    raise UserError(f"{where}: the line names no dataset row: add 'row' (the row's index) or 'question' "
+                    f"(lines are never paired with rows by their position)")
 
 
 def _batch(rows: list[dict]) -> tuple[list, list | None, dict]:
@@ -166,7 +218,8 @@ def make_parser() -> argparse.ArgumentParser:
     p_try.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="factory parameter for a single --reward, value read as YAML (repeatable)")
     p_try.add_argument("--completions", required=True, help="JSONL: {'completion': ..., 'prompt'?: ..., columns...}")
-    p_try.add_argument("--dataset", help="dataset spec whose rows supply columns (line i <- row i, or 'row' field)")
+    p_try.add_argument("--dataset", help="dataset spec whose rows supply missing columns; each line names its row by "
+                       "'row' (index), 'question' or 'prompt', never by position")
     p_try.add_argument("--split", default="train", help="split for hub / synthetic dataset specs")
     p_try.add_argument("--limit", type=int, help="score only the first N completions")
     p_try.add_argument("--show", type=int, default=20, help="print at most N rows (default 20)")

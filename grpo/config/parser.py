@@ -12,11 +12,14 @@ key and the closest known one. :func:`parse_dataclasses` is the one implementati
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
 from pathlib import Path
 
 from grpo.common.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 def check_sampling(training_args) -> None:
     """Refuse sampling settings GRPO cannot train with, at parse time rather than at the first generation.
@@ -44,6 +47,48 @@ def check_sampling(training_args) -> None:
             raise UserError(f"{name}={value}: {fix}")
 
 
+def command_line_keys(argv: list[str]) -> set[str]:
+    """The config keys given as ``--key value`` / ``--key=value`` words (``--config`` itself excluded).
+
+    >>> sorted(command_line_keys(["--config", "x.yaml", "--reward_funcs", "a", "--lr=1", "-v"]))
+    ['lr', 'reward_funcs']
+    """
+    return {w[2:].split("=", 1)[0] for w in argv if w.startswith("--") and len(w) > 2} - {"config"}
+
+
+def compose_overrides(argv: list[str], script_args, training_args) -> list[str]:
+    """Settings of the ``--config`` file that a command-line ``--reward_funcs`` makes meaningless, reset.
+
+    A config's ``reward_weights`` (one per reward) and ``reward_kwargs`` (``{spec: params}``) describe
+    its own ``reward_funcs``. When the command line replaces ``reward_funcs`` without giving them too,
+    weights of the wrong length go back to None (all 1.0) and the parameters of rewards no longer
+    named are dropped -- each with an info line -- instead of failing at load time. Flags given on
+    the command line are never changed (a mismatch there is the user's and
+    :func:`grpo.cli.pipeline.load_reward_funcs` says which flag to fix).
+
+    Returns:
+        One line per reset, as logged.
+    """
+    given = command_line_keys(argv)
+    if "reward_funcs" not in given or "--config" not in argv:
+        return []
+    notes, funcs = [], script_args.reward_funcs
+    weights = training_args.reward_weights
+    if "reward_weights" not in given and weights is not None and len(weights) != len(funcs):
+        training_args.reward_weights = None
+        notes.append(f"--reward_funcs {' '.join(funcs)} replaces the config's rewards: its reward_weights {weights} "
+                     f"no longer match and are reset to 1.0 each (give --reward_weights to weight them)")
+    kwargs = script_args.reward_kwargs or {}
+    stale = sorted(set(kwargs) - set(funcs))
+    if "reward_kwargs" not in given and stale:
+        script_args.reward_kwargs = {k: v for k, v in kwargs.items() if k in funcs} or None
+        notes.append(f"--reward_funcs {' '.join(funcs)} replaces the config's rewards: its reward_kwargs for "
+                     f"{', '.join(stale)} are dropped (give --reward_kwargs to set parameters)")
+    for note in notes:
+        logger.info(note)
+    return notes
+
+
 def given_keys(argv: list[str]) -> frozenset[str]:
     """The config keys the user set: the ``--config`` YAML's keys and the ``--key`` flags (aliases resolved to
     TRL's names), so a backend can tell a chosen value from a default one. ``argv`` as :func:`parse_dataclasses` takes it."""
@@ -51,7 +96,7 @@ def given_keys(argv: list[str]) -> frozenset[str]:
 
     from grpo.config.script_args import ALIASES
 
-    keys = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--") and a != "--config"}
+    keys = {k.replace("-", "_") for k in command_line_keys(argv)}
     if "--config" in argv and argv.index("--config") + 1 < len(argv):
         keys |= set(yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {})
     return frozenset(ALIASES.get(k, k) for k in keys)

@@ -124,8 +124,8 @@ class ScriptArgs(ModelConfig, ScriptArguments):
         "help": "Parameters per reward spec, e.g. {length: {ideal: 50, unit: words}} (YAML) or a JSON string."})
     # Training
     backend: str = field(default="auto", metadata={
-        "help": "'native' (grpo.training.native: our loop with the fast CPU sampler), 'trl' (trl.GRPOTrainer), or 'auto': "
-                "native without a CUDA GPU, trl with one (see README, 'Which backend')."})
+        "help": "'auto' (native without a CUDA GPU, trl with one), 'native' (our loop, grpo.training.native, with "
+                "the fast CPU sampler) or 'trl' (trl.GRPOTrainer), as the README's 'Which backend' explains."})
     warm_start: bool = field(default=False, metadata={
         "help": "Run a supervised warm-start (SFT on solutions in the target format) before GRPO."})
     sft_examples: int = field(default=128, metadata={"help": "Warm-start: training rows rewritten into the target format."})

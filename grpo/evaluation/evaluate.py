@@ -189,7 +189,7 @@ def compare(before_report: dict, after_report: dict, confidence: float = CONFIDE
 
     Returns:
         ``{"n", "accuracy", "format_rate", "last_number_accuracy"}``, each rate a
-        :func:`grpo.maths.stats.paired_comparison` dict: ``b`` lost, ``c`` gained, ``difference`` = after -
+        :func:`grpo.maths.stats.paired_comparison` dict: ``lost``, ``gained``, ``difference`` = after -
         before with ``difference_ci`` (Newcombe 1998, method 10) and ``mcnemar_p`` (exact).
 
     Raises:
@@ -328,7 +328,7 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
                 continue
             low, high = c["difference_ci"]
             rows.append([pair, rate, f"{100 * c['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]",
-                         f"{c['b']}/{c['c']}", _p_text(c["mcnemar_p"]), 
+                         f"{c['lost']}/{c['gained']}", _p_text(c["mcnemar_p"]), 
                          "significant" if c["mcnemar_p"] < 0.05 else "no significant change"])
     ns = sorted({e["n"] for e in comparisons if "error" not in e})
     heading = (f"Paired on the same {ns[0]} problems" if len(ns) == 1 else "Paired on the same problems") + \

@@ -151,9 +151,9 @@ def paired_comparison(before: list[bool], after: list[bool], confidence: float =
         confidence: coverage of the interval, in (0, 1).
 
     Returns:
-        ``{"n", "both", "b", "c", "neither", "before", "after", "difference", "difference_ci", "mcnemar_p"}``:
-        b = right before and wrong after (lost), c = wrong before and right after (gained),
-        ``before``/``after`` the two rates, ``difference = after - before = (c - b) / n`` and
+        ``{"n", "both", "lost", "gained", "neither", "before", "after", "difference", "difference_ci", "mcnemar_p"}``:
+        ``lost`` = right before and wrong after (McNemar's b), ``gained`` = wrong before and right after (c),
+        ``before``/``after`` the two rates, ``difference = after - before = (gained - lost) / n`` and
         ``difference_ci = [low, high]``, all as fractions.
 
     Raises:
@@ -171,7 +171,7 @@ def paired_comparison(before: list[bool], after: list[bool], confidence: float =
     neither = len(pairs) - both - b - c
     n = len(pairs)
     low, high = newcombe_paired_interval(both, b, c, neither, confidence)
-    return {"n": n, "both": both, "b": b, "c": c, "neither": neither,
+    return {"n": n, "both": both, "lost": b, "gained": c, "neither": neither,
             "before": (both + b) / n, "after": (both + c) / n, "difference": (c - b) / n,
             "difference_ci": [low, high], "mcnemar_p": mcnemar_exact_p(b, c)}
 

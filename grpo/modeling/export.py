@@ -131,5 +131,5 @@ def export(source, output_dir, dtype: str = "auto") -> Path:
                      if p.is_file() and "grpo-toolkit" in p.read_text()), None)
     card = export_card(info, dtype, run_card).encode()
     dest = save_checkpoint(model, tokenizer, output_dir, extra_files={"README.md": card})
-    logger.warning("Exported %s (%s) -> %s", info["source"], info["kind"], dest)
+    logger.info("Exported %s (%s) -> %s", info["source"], info["kind"], dest)
     return dest

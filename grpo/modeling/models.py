@@ -82,6 +82,19 @@ def check_checkpoint_dir(path: Path) -> None:
                         "save the tokenizer beside the weights (tokenizer.save_pretrained)")
 
 
+def _did_you_mean(path: Path) -> str:
+    """`` (did you mean 'x'?)`` for the closest existing sibling directory of a path that does not exist."""
+    import difflib
+
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    return f" (did you mean {str(parent / close[0])!r}?)" if close else ""
+
+
 def resolve_model_path(spec: str) -> str:
     """Turn a model spec into something ``from_pretrained`` accepts.
 
@@ -106,15 +119,65 @@ def resolve_model_path(spec: str) -> str:
             raise UserError(f"model {spec!r} is not a checkpoint directory (no config.json or adapter_config.json in it)")
         check_checkpoint_dir(path)
         return str(path)
-    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(("/",))
+    # `runs/chekpoint` has the shape of a hub id, but `runs` is a local directory: a mistyped path
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(("/",)) \
+        or ("/" in spec and path.parent.is_dir() and str(path.parent) not in {"", "."})
     if looks_local:
-        raise UserError(f"model directory {spec!r} does not exist")
+        raise UserError(f"model directory {spec!r} does not exist" + _did_you_mean(path))
     from huggingface_hub import try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return spec  # already in the local hub cache: transformers loads it without the network
     require_hub("model", spec, f"a local checkpoint dir or {EMBEDDED_SMOLLM2} / {EMBEDDED_MINILM}")
     return spec
+
+
+def check_causal_lm(spec: str) -> None:
+    """Refuse, before anything loads, a model that cannot generate: GRPO samples completions from a causal LM.
+
+    Reads the checkpoint's ``config.json`` (a LoRA adapter's base model's; a hub id's only when it is in the
+    local hub cache; a spec that does not resolve is left to the loader, which names the problem): the ``architectures`` it names must include a causal-LM class of transformers'
+    ``AutoModelForCausalLM`` mapping, or, without ``architectures``, its ``model_type`` must be in that mapping.
+    A config that cannot be read is left to the loader.
+
+    Raises:
+        UserError: naming the checkpoint's architecture and where causal LMs come from (the ``causal_lm``
+            recipe, the seq2seq recipes on a decoder; ``masked_lm``, ``question_answering`` and
+            ``token_classification`` produce encoders).
+    """
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    local = embedded_models.is_embedded(spec) or Path(spec).expanduser().is_dir()
+    path = Path(resolve_model_path(spec)) if local else Path(spec)  # hub ids: the loader reports hub errors
+    if path.is_dir() and not (path / "config.json").exists() and (path / "adapter_config.json").exists():
+        path = Path(adapter_base(path))
+    if path.is_dir():
+        config_file = path / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(str(path), "config.json")
+        except ValueError:  # not a valid repo id: the loader says what is wrong with the spec
+            cached = None
+        config_file = Path(cached) if isinstance(cached, str) else None
+    try:
+        config = json.loads(config_file.read_text()) if config_file is not None else None
+    except (OSError, json.JSONDecodeError):
+        config = None
+    if not isinstance(config, dict):
+        return
+    architectures = config.get("architectures") or []
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    ok = any(a in causal or a.endswith("ForCausalLM") for a in architectures) if architectures \
+        else config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if not ok:
+        kind = ", ".join(architectures) or f"model_type {config.get('model_type')!r}"
+        raise UserError(f"model {spec!r} is not a causal language model ({kind}): GRPO samples completions from a "
+                        f"decoder (AutoModelForCausalLM); use {EMBEDDED_SMOLLM2}, a causal-LM hub id or the output of "
+                        f"`grpo recipe causal_lm`, `grpo recipe translation` or `grpo recipe summarization` on "
+                        f"a decoder (the masked_lm, question_answering and token_classification recipes produce "
+                        f"encoders)")
 
 
 def _hub_error(spec: str, err: Exception) -> UserError:

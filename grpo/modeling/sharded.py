@@ -82,5 +82,5 @@ def unsharded_model(trainer, script_args):
     state_dict = trainer.accelerator.get_state_dict(wrapped)  # every process takes part; full only on the main one
     if not trainer.accelerator.is_main_process:
         return trainer.model
-    logger.warning("Gathered the sharded model (%d tensors) for the final checkpoint", len(state_dict))
+    logger.info("Gathered the sharded model (%d tensors) for the final checkpoint", len(state_dict))
     return load_into_fresh_copy(trainer.model, state_dict, script_args).to(trainer.args.device)

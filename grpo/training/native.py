@@ -77,10 +77,10 @@ def _record(step: int, scored: ScoredRollout, advantages, names, plan, metrics_l
     """This generation batch's samples: samples.jsonl (through the recorder, else every logging_steps) and the tracker table."""
     prompts, rewards = scored.completion_prompts(), {n: [r[i] for r in scored.rewards] for i, n in enumerate(names)}
     if recorder is not None:
-        recorder.record(prompts, scored.completions, rewards)
+        recorder.record(prompts, scored.completions, rewards, scored.completion_rows())
         recorder.flush(step)
     elif metrics_logger is not None and step % plan.args.logging_steps == 0:
-        metrics_logger.log_samples(step, prompts, scored.completions, rewards)
+        metrics_logger.log_samples(step, prompts, scored.completions, rewards, scored.completion_rows())
     tracker.log_completions(step, prompts, scored.completions, rewards, advantages)  # every logging_steps
 
 
@@ -230,7 +230,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
     if entropy_control is not None and state.get("entropy_control"):
         entropy_control.load_state_dict(state["entropy_control"])  # TRL's entropy_ctrl_state.json
     committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
-    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0 or args.disable_tqdm)
+    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0,
+                            bar=False if args.disable_tqdm else None)  # disable_tqdm: the rows, no bar
     if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
         _log_row(0, evaluated := periodic_eval(model, 0, rank, world, device), metrics_logger, tracker)
         progress.update(0, evaluated, log_row=False)  # shown (and carried) from the first table row on

@@ -191,7 +191,7 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
     if given is not None and not LAYOUT_FIELDS & set(given):
         chosen = choose_micro_batch(micro, args.max_completion_length, args.loss_type)
         if chosen != micro:
-            log.warning("micro-batch chosen for memory: per_device_train_batch_size=%d, gradient_accumulation_steps=%d "
+            log.info("micro-batch chosen for memory: per_device_train_batch_size=%d, gradient_accumulation_steps=%d "
                         "(unset, %d completions of up to %d tokens would keep their activations in one forward); the "
                         "optimizer step is the same; set per_device_train_batch_size to choose", chosen,
                         ga * micro // chosen, micro, args.max_completion_length)

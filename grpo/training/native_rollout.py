@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import types
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,16 +41,22 @@ class ScoredRollout:
         prompts: the P prompts as in the dataset (text or chat messages).
         completions: P*G completions, text, or ``[{"role": "assistant", "content": ...}]`` for chat prompts.
         rewards: P*G rows of F floats, one per reward function (NaN where it returned None).
+        rows: the P dataset rows' other columns (``answer``, ``question``, ...), for samples.jsonl; may be empty.
     """
 
     rollout: Rollout
     prompts: list
     completions: list
     rewards: list[list[float]]
+    rows: list[dict] = field(default_factory=list)
 
     def completion_prompts(self) -> list:
         """The prompt of each completion (length P*G)."""
         return [self.prompts[p] for p in self.rollout.prompt_index]
+
+    def completion_rows(self) -> list[dict]:
+        """The dataset columns of each completion's row (length P*G; empty dicts when :attr:`rows` is empty)."""
+        return [self.rows[p] if self.rows else {} for p in self.rollout.prompt_index]
 
 
 def tokenize_prompt(tokenizer, prompt, chat_template_kwargs: dict | None = None) -> list[int]:
@@ -106,7 +112,8 @@ def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, devic
     columns["trainer_state"] = types.SimpleNamespace(global_step=step)
     scores = [[float("nan") if v is None else float(v) for v in call_reward(fn, completions, prompts=prompts, **columns)]
               for fn in reward_funcs]
-    return ScoredRollout(out, [r["prompt"] for r in rows], completions, [[s[i] for s in scores] for i in range(len(texts))])
+    return ScoredRollout(out, [r["prompt"] for r in rows], completions, [[s[i] for s in scores] for i in range(len(texts))],
+                         [{k: v for k, v in r.items() if k != "prompt"} for r in rows])
 
 
 def informative(scored: ScoredRollout, group: int, weights) -> bool:
@@ -123,7 +130,8 @@ def select_groups(picks: list[tuple[ScoredRollout, int]]) -> ScoredRollout:
     out = Rollout([s.rollout.prompt_ids[p] for s, p in picks], [s.rollout.completion_ids[i] for s, i in rows],
                   [s.rollout.is_truncated[i] for s, i in rows], [s.rollout.logprobs[i] for s, i in rows], g)
     return ScoredRollout(out, [s.prompts[p] for s, p in picks], [s.completions[i] for s, i in rows],
-                         [s.rewards[i] for s, i in rows])
+                         [s.rewards[i] for s, i in rows],
+                         [s.rows[p] for s, p in picks] if all(s.rows for s, _ in picks) else [])
 
 
 @functools.lru_cache(maxsize=4)

@@ -83,7 +83,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
-        logger.warning("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
+        logger.info("Warm-start already done: loading %s (delete it to redo the SFT stage)", done)
         return reload_checkpoint(done, script_args)
     dataset = build_sft_dataset(rows, script_args.sft_examples)
     max_steps = max(1, math.ceil(len(dataset) * script_args.sft_epochs / script_args.sft_batch_size))
@@ -110,7 +110,7 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
     )
     lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
                        script_args.lora_target_modules)
-    logger.warning("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
+    logger.info("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
     config = trainer_args(config, configure(config, output_dir=output_dir))  # before the reporting callbacks import
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     quiet_progress(trainer, "warm-start SFT")
