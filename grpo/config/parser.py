@@ -107,7 +107,7 @@ def check_ranges(training_args) -> None:
 
     HF's Trainer reads any ``max_steps <= 0`` as "train ``num_train_epochs``", so a typo such as
     ``--max_steps -3`` would silently train whole epochs; only -1 (TrainingArguments' default) means that.
-    The other counts must be positive (``save_total_limit`` and ``seed``: non-negative); ``None`` stays
+    The other counts must be positive (``save_total_limit``, ``seed`` and ``save_steps``: non-negative); ``None`` stays
     allowed where GRPOConfig allows it.
 
     Raises:
@@ -117,12 +117,12 @@ def check_ranges(training_args) -> None:
     if a.max_steps < -1 or a.max_steps == 0:
         raise UserError(f"max_steps={a.max_steps}: must be >= 1 (optimizer steps), or -1 to train num_train_epochs")
     positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations", "steps_per_generation",
-                "generation_batch_size", "ref_model_sync_steps", "num_train_epochs", "save_steps")
+                "generation_batch_size", "ref_model_sync_steps", "num_train_epochs")
     for name in positive:
         value = getattr(a, name, None)
         if value is not None and value <= 0:
             raise UserError(f"{name}={value}: must be > 0")
-    for name in ("save_total_limit", "seed"):
+    for name in ("save_total_limit", "seed", "save_steps"):  # save_steps 0: never (the native loop's reading)
         value = getattr(a, name, None)
         if value is not None and value < 0:
             raise UserError(f"{name}={value}: must be >= 0")
