@@ -26,14 +26,13 @@
 #   fsdp2_1proc        FSDP2 in one process (torch only)
 # What needs two GPUs is printed at the end (server-mode weight sync, ZeRO-3 end of run, native DDP).
 # Environment: SMOKE_MODEL, SMOKE_OUT (run dirs and logs; default a new /tmp dir), SMOKE_STEP_TIMEOUT
-# (seconds per step, default 300), PYTHON (default python).
+# (seconds per step, default 300; 1200 with --cpu), PYTHON (default python).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # grpo, rewards, embedded_models from this checkout, installed or not
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} HF_DATASETS_OFFLINE=${HF_DATASETS_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
 
 PYTHON=${PYTHON:-python}
-STEP_TIMEOUT=${SMOKE_STEP_TIMEOUT:-300}
 ALL_STEPS=(versions model vllm_engine native native_vllm_sleep trl trl_vllm qlora_trl zero3_1proc fsdp2_1proc)
 ACCELERATE=("$PYTHON" -m accelerate.commands.launch)
 ENV_PY=("$PYTHON" scripts/gpu_smoke_env.py)
@@ -54,6 +53,7 @@ done
 [[ " ${steps[*]} " == *" model "* ]] || steps=(model "${steps[@]}")  # every training step needs it
 CPU_FLAG=()
 if [ $cpu = 1 ]; then CPU_FLAG=(--cpu); export CUDA_VISIBLE_DEVICES=""; else export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}; fi
+STEP_TIMEOUT=${SMOKE_STEP_TIMEOUT:-$([ $cpu = 1 ] && echo 1200 || echo 300)}  # a shared 2-core CPU can be very slow
 if [ $dry_run = 1 ]; then
     OUT=${SMOKE_OUT:-${TMPDIR:-/tmp}/gpu_smoke}  # only named in the printed commands
     ARGV_DIR=$(mktemp -d) && trap 'rm -rf "$ARGV_DIR"' EXIT
