@@ -70,17 +70,20 @@ fi
 rm -f "${TMPDIR:-/tmp}/gpu_smoke_plan.$$.err"
 while IFS=$'\t' read -r name why; do SKIP_WHY[$name]=$why; done <<< "$plan"
 
-# Every GRPO step: the offline GSM8K config, shrunk to 2 optimizer steps of 4 completions x 32 tokens, bf16, LoRA
-# (the config's), its rewards; --periodic_eval_steps 1 where the step checks periodic evaluation.
+# Every GRPO step: the offline GSM8K config, shrunk to 2 optimizer steps of 4 completions x 32 tokens, bf16, LoRA;
+# --periodic_eval_steps 1 where the step checks periodic evaluation.
 MODEL='$MODEL'  # set by the model step
 common_args() {
     COMMON=(--config grpo/configs/gsm8k.yaml --model_name_or_path "$MODEL" --dataset_name synthetic:gsm8k --train_limit 40
             --periodic_eval_steps 0 --eval_size 8 --eval_max_new_tokens 32 --eval_batch_size 8 --max_steps 2
             --num_generations 4 --per_device_train_batch_size 4 --gradient_accumulation_steps 1
             --max_completion_length 32 --logging_steps 1 --save_strategy no --report_to none --disable_tqdm true
-            --bf16 true --use_peft true)
+            --bf16 true --use_peft true "${REWARDS[@]}")
     [ $cpu = 1 ] && COMMON+=(--use_cpu true)
 }
+# Rewards of our own, not the config's (which change): GSM8K correctness (math-verify) and a length reward whose
+# spread across random completions gives non-zero advantages, so a step's gradient (grad_norm > 0) is checked too.
+REWARDS=(--reward_funcs correctness,length --reward_weights 1.0 1.0 --reward_kwargs '{"length": {"ideal": 40, "per_unit": 0.01}}')
 VLLM=(--use_vllm true --vllm_mode colocate --vllm_gpu_memory_utilization 0.3 --vllm_max_model_length 512)
 PERIODIC=(--periodic_eval_steps 1 --periodic_eval_size 8)
 
@@ -120,6 +123,8 @@ check_step() {
         vllm_engine) grep -q "1 passed" "$log" || { echo "the GPU test did not run (skipped?)"; return 1; }; return 0 ;;
     esac
     [ "$(grep -c '"loss"' "$dir/metrics.jsonl" 2>/dev/null)" -ge 2 ] || { echo "no 2 training steps in metrics.jsonl"; return 1; }
+    "$PYTHON" -c 'import json, sys; sys.exit(not any(json.loads(l).get("grad_norm") for l in open(sys.argv[1])))' \
+        "$dir/metrics.jsonl" || { echo "grad_norm is 0 at every step: nothing trained"; return 1; }
     [ -d "$dir/checkpoint" ] || { echo "no checkpoint/"; return 1; }
     [ -s "$dir/eval_after.json" ] || { echo "no eval_after.json"; return 1; }
     grep -q '"bf16": true' "$dir/hardware.json" 2>/dev/null || { echo "hardware.json does not say bf16"; return 1; }

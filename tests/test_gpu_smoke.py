@@ -159,6 +159,8 @@ def check_cpu_run(proc, out_dir: Path):
         rows = [json.loads(line) for line in (out_dir / step / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]  # periodic evaluation
         assert len([r for r in rows if "loss" in r]) == 2
+        assert any(r.get("grad_norm") for r in rows)  # the smoke's length reward has spread: LoRA got a gradient
+        assert any(r.get("rewards/length_reward/mean") is not None for r in rows)  # its rewards, not the config's
         assert json.loads((out_dir / step / "hardware.json").read_text())["bf16"] is True
         assert (out_dir / step / "checkpoint" / "adapter" / "adapter_config.json").exists()  # LoRA
 
