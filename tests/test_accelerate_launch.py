@@ -59,7 +59,8 @@ REWARD = textwrap.dedent("""
 
 TINY_GRPO = ["--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0", "--warm_start", "false",
              "--periodic_eval_steps", "0",
-             "--num_generations", "2", "--per_device_train_batch_size", "2", "--max_completion_length", "16",
+             "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+             "--max_completion_length", "16",
              "--save_steps", "2", "--disable_tqdm", "true", "--learning_rate", "1e-3"]
 
 
@@ -135,7 +136,7 @@ def test_warm_start_two_cpu_processes_one_writer(tmp_path):
     argv = [a for a in TINY_GRPO]
     argv[argv.index("--warm_start") + 1] = "true"
     proc = _driven(tmp_path, "grpo.training.trl_backend", "train", "result",
-                   ["train", *argv, "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
+                   ["train", *argv, "--backend", "trl", "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
                     *two_rewards(tmp_path)], "torchrun")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "sft_checkpoint" / "model.safetensors").exists()
