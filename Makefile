@@ -9,8 +9,8 @@ PIP ?= $(PYTHON) -m pip
 # torch is installed first so that pip never pulls a multi-GB CUDA build onto a CPU machine.
 # On this project's machines torch==2.13.0 is a CPU wheel on local disk. Elsewhere on a CPU-only box:
 #   make install TORCH_INDEX="--extra-index-url https://download.pytorch.org/whl/cpu"
-# On a GPU box (CUDA torch + vLLM; the CPU lock does not apply there):
-#   make install TORCH_SPEC=torch EXTRAS=dev,gpu LOCK=
+# On a GPU box (CUDA torch + vLLM; the CPU lock does not apply there, the GPU lock does):
+#   make install TORCH_SPEC=torch==2.13.0 EXTRAS=dev,gpu LOCK=requirements/lock-gpu.txt
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 EXTRAS ?= dev
