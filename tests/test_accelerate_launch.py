@@ -59,8 +59,15 @@ REWARD = textwrap.dedent("""
 
 TINY_GRPO = ["--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0", "--warm_start", "false",
              "--periodic_eval_steps", "0",
-             "--num_generations", "2", "--per_device_train_batch_size", "2", "--max_completion_length", "16",
+             "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+             "--max_completion_length", "16",
              "--save_steps", "2", "--disable_tqdm", "true", "--learning_rate", "1e-3"]
+
+
+def two_rewards(tmp_path) -> list[str]:
+    """correctness and the rank-noting reward, with their own weights and kwargs (not the config's, which change)."""
+    return ["--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank", "--reward_weights", "1.0", "1.0",
+            "--reward_kwargs", "{}"]
 
 
 def _env():
@@ -107,7 +114,7 @@ def test_grpo_train_two_cpu_processes(launcher, backend, module, tmp_path):
     out = tmp_path / "run"
     proc = _driven(tmp_path, module, "train", "result",
                    ["train", *TINY_GRPO, "--backend", backend, "--output_dir", str(out),
-                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], launcher)
+                    *two_rewards(tmp_path)], launcher)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # both processes generated and scored their own completions
     for rank in (0, 1):
@@ -129,8 +136,8 @@ def test_warm_start_two_cpu_processes_one_writer(tmp_path):
     argv = [a for a in TINY_GRPO]
     argv[argv.index("--warm_start") + 1] = "true"
     proc = _driven(tmp_path, "grpo.training.trl_backend", "train", "result",
-                   ["train", *argv, "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
-                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], "torchrun")
+                   ["train", *argv, "--backend", "trl", "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
+                    *two_rewards(tmp_path)], "torchrun")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "sft_checkpoint" / "model.safetensors").exists()
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name], "a writer left a temporary directory behind"

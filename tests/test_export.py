@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -347,7 +348,10 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     argv = ["train", "--config", "grpo/configs/gsm8k.yaml", "--output_dir", str(run), "--max_steps", "2",
             "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false", "--num_generations", "2",
             "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "2",
-            "--push_to_hub", "true", "--hub_model_id", "me/tiny-run", "--hub_token", "hf_not_a_real_token"]
+            "--push_to_hub", "true", "--hub_model_id", "me/tiny-run", "--hub_token", "hf_not_a_real_token",
+            # a reward of its own (the config's list changes), with the kwargs the card must show
+            "--reward_funcs", "correctness", "--reward_weights", "1.0",
+            "--reward_kwargs", '{"correctness": {"extractors": ["answer_tag"]}}']
     assert main(argv) == 0
     assert (run / "checkpoint-2").is_dir()  # TRL saved a checkpoint-N ...
     assert hub.repos == [("me/tiny-run", None), ("me/tiny-run-merged", None)]  # ... and did not push it
@@ -358,7 +362,8 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     assert hub.uploaded("me/tiny-run")["README.md"].decode() == card.replace(
         "library_name: transformers", "library_name: peft", 1)
     assert "```bash\ngrpo train --config grpo/configs/gsm8k.yaml --output_dir " + str(run) + " --max_steps 2" in card
-    assert "`grpo/configs/gsm8k.yaml` at the time of the run:\n\n```yaml\n# The GSM8K reasoning exercise" in card
+    first_line = Path("grpo/configs/gsm8k.yaml").read_text().splitlines()[0]
+    assert f"`grpo/configs/gsm8k.yaml` at the time of the run:\n\n```yaml\n{first_line}\n" in card
     assert "| accuracy |" in card and "`correctness` with `{\"extractors\": [\"answer_tag\"]}`" in card
     assert main(["export", "--model", str(run), "--output_dir", str(tmp_path / "export")]) == 0
     tokenizer = AutoTokenizer.from_pretrained(run / "checkpoint")

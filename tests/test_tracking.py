@@ -249,7 +249,9 @@ TRAIN = ["-m", "grpo.cli", "train", "--config", "grpo/configs/gsm8k.yaml", "--ma
          "--periodic_eval_steps", "0",
          "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2",
          "--max_completion_length", "12", "--logging_steps", "1", "--report_to", "wandb,trackio,tensorboard",
-         "--project", "gsm8k-test", "--run_name", "short"]
+         "--project", "gsm8k-test", "--run_name", "short",
+         # rewards of its own (the config's list changes): the names asserted below
+         "--reward_funcs", "xml_count,correctness", "--reward_weights", "1.0", "1.0", "--reward_kwargs", "{}"]
 
 
 @pytest.mark.slow

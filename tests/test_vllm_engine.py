@@ -177,9 +177,10 @@ def test_rollout_from_outputs_prompt_major():
 def test_vllm_greedy_matches_sampler_on_gpu():
     from grpo.modeling.models import EMBEDDED_SMOLLM2, load_model, resolve_model_path
 
-    model, tokenizer = load_model(EMBEDDED_SMOLLM2)
+    spec = os.environ.get("GRPO_VLLM_TEST_MODEL", EMBEDDED_SMOLLM2)  # scripts/gpu_smoke.sh passes the model it trains
+    model, tokenizer = load_model(spec)
     model = model.cuda()
-    engine = VLLMEngine(resolve_model_path(EMBEDDED_SMOLLM2), gpu_memory_utilization=0.2, max_model_len=512,
+    engine = VLLMEngine(resolve_model_path(spec), gpu_memory_utilization=0.2, max_model_len=512,
                         dtype="float32")
     prompts = [tokenizer("The capital of France is")["input_ids"], tokenizer("1, 2, 3, 4,")["input_ids"]]
     ours = generate(model, tokenizer, prompts, 1, 8, do_sample=False)

@@ -17,12 +17,15 @@ Everything that replaces a file does so atomically (write to a temporary name, t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
 
 from grpo.common.checkpoint_io import save_checkpoint, write_text_atomic
 from grpo.runs.model_card import front_matter, hub_source, render_card
+
+logger = logging.getLogger(__name__)
 
 
 def _clean(value):
@@ -215,7 +218,7 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
     and format rate, completion length, clipped share, KL (a panel says why when its metric is absent).
 
     Returns:
-        The PNG path, or None when there is nothing to plot.
+        The PNG path, or None when there is nothing to plot or matplotlib is not installed (logged).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +227,12 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
     metrics = [m for m in metrics if "reward" in m or "eval/accuracy" in m]
     if not any("reward" in m for m in metrics):
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a declared dependency, but a bare GPU node may lack it: the run itself is unaffected
+        logger.warning("curves.png not drawn: matplotlib is not installed (pip install matplotlib); "
+                       "metrics.jsonl has every value it would plot")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
