@@ -3,7 +3,7 @@
 The final evaluation (hundreds of test problems, ``eval_*.json``) says where a run ended; this one says how
 it got there: every ``periodic_eval_steps`` optimizer steps (and once before the first) the policy answers
 ``periodic_eval_size`` problems greedily and the accuracy and format rate go into that step's metrics
-(``eval/accuracy``, ``eval/format_rate`` ... in ``metrics.jsonl``, a panel of ``curves.png``, columns of
+(``eval/accuracy``, ``eval/format_rate``, ``eval/placeholder_reasoning_rate`` ... in ``metrics.jsonl``, a panel of ``curves.png``, columns of
 the console table). The problems are held out of the training split (never the test split: the curve is
 watched while choosing settings), so 64 problems give a 95 % interval of about +-12 points: a trend, not a
 result.
@@ -19,7 +19,8 @@ __all__ = ["PeriodicEval", "METRICS"]
 
 # report key -> metrics key
 METRICS = {"accuracy": "eval/accuracy", "format_rate": "eval/format_rate",
-           "numeric_answer_rate": "eval/numeric_answer_rate", "clipped": "eval/clipped"}
+           "numeric_answer_rate": "eval/numeric_answer_rate",
+           "placeholder_reasoning_rate": "eval/placeholder_reasoning_rate", "clipped": "eval/clipped"}
 
 
 class PeriodicEval:
@@ -57,8 +58,10 @@ class PeriodicEval:
         """Evaluate ``model`` now; the model is left in the train/eval mode it was in.
 
         Returns:
-            ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/clipped"}`` (fractions
-            in [0, 1]), ``"eval/n"`` and ``"eval/seconds"`` (wall time of this evaluation).
+            ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/placeholder_reasoning_rate",
+            "eval/clipped"}`` (fractions in [0, 1]; the placeholder rate and its 95 % Wilson interval
+            ``eval/placeholder_reasoning_rate_ci_low`` / ``_ci_high`` only for ``tags`` prompts), ``"eval/n"`` and ``"eval/seconds"``
+            (wall time of this evaluation).
         """
         import torch
 
@@ -72,6 +75,9 @@ class PeriodicEval:
         finally:
             model.train(was_training)
         self.last_step = step
-        metrics = {key: report[name] for name, key in METRICS.items()}
+        metrics = {key: report[name] for name, key in METRICS.items() if name in report}
+        if report.get("placeholder_reasoning_rate_ci"):  # two scalars: trackers log numbers, not lists
+            low, high = report["placeholder_reasoning_rate_ci"]
+            metrics.update({"eval/placeholder_reasoning_rate_ci_low": low, "eval/placeholder_reasoning_rate_ci_high": high})
         metrics.update({"eval/n": report["n"], "eval/seconds": round(time.perf_counter() - start, 2)})
         return metrics
