@@ -63,6 +63,10 @@ TINY_GRPO = ["--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_
              "--save_steps", "2", "--disable_tqdm", "true", "--learning_rate", "1e-3"]
 
 
+# the config's reward weights and parameters are for its own reward list
+OWN_REWARDS = ["--reward_weights", "1.0", "1.0", "--reward_kwargs", "{}"]
+
+
 def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -107,7 +111,7 @@ def test_grpo_train_two_cpu_processes(launcher, backend, module, tmp_path):
     out = tmp_path / "run"
     proc = _driven(tmp_path, module, "train", "result",
                    ["train", *TINY_GRPO, "--backend", backend, "--output_dir", str(out),
-                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], launcher)
+                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank", *OWN_REWARDS], launcher)
     assert proc.returncode == 0, proc.stderr[-4000:]
     # both processes generated and scored their own completions
     for rank in (0, 1):
@@ -130,7 +134,7 @@ def test_warm_start_two_cpu_processes_one_writer(tmp_path):
     argv[argv.index("--warm_start") + 1] = "true"
     proc = _driven(tmp_path, "grpo.training.trl_backend", "train", "result",
                    ["train", *argv, "--sft_examples", "4", "--sft_batch_size", "2", "--output_dir", str(out),
-                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank"], "torchrun")
+                    "--reward_funcs", f"correctness,{tmp_path / 'reward.py'}:length_and_rank", *OWN_REWARDS], "torchrun")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "sft_checkpoint" / "model.safetensors").exists()
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name], "a writer left a temporary directory behind"

@@ -299,7 +299,8 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
                  "--sft_examples", "4", "--sft_batch_size", "2", "--eval_size", "0",
                  "--max_steps", "2", "--save_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "16", "--learning_rate", "1e-3", "--logging_steps", "1",
-                 "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--output_dir", str(out)])
+                 "--reward_funcs", "length", "--reward_kwargs", '{"length": {"ideal": 20}}', "--reward_weights", "1.0",
+                 "--output_dir", str(out)])
     assert code == 0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)

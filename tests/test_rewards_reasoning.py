@@ -149,3 +149,25 @@ def test_require_reasoning_gate(name):
     assert course([copied])[0] > 0  # the course pays for the copied template
     assert gated([copied]) == [0.0]
     assert gated([real]) == course([real]) and course([real])[0] > 0
+
+
+# ---------------------------------------------------------------------------- the training log (TRL backend)
+
+
+def test_trl_backend_logs_the_placeholder_rate_of_the_step(tmp_path):
+    """TRL does not compute it: the metrics callback adds the rate of the batch the recorder kept."""
+    from types import SimpleNamespace
+
+    from grpo.runs.run_dir import MetricsLogger, SampleRecorder
+    from grpo.training.trl_backend import _metrics_callback
+
+    log = MetricsLogger(tmp_path)
+    recorder = SampleRecorder(log)
+    reward = recorder.wrap(rewards.get("soft_format"))
+    reward([formatted("..."), formatted("6 * 3 = 18"), formatted(""), "18"], prompts=["q"] * 4)
+    callback = _metrics_callback(log, recorder)
+    state = SimpleNamespace(global_step=1, is_world_process_zero=True)
+    callback.on_log(None, state, None, logs={"reward": 0.25})
+    (line,) = log.read()
+    assert line["completions/placeholder_reasoning_rate"] == 0.5 and line["step"] == 1
+    assert (tmp_path / "samples.jsonl").exists() and not recorder.pending  # flushed after the line
