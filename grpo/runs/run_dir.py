@@ -160,7 +160,7 @@ PANELS = [  # (title, metric names or a prefix ending in "/", what an empty pane
                                                        "eval/placeholder_reasoning_rate"],
      "off in this run (periodic_eval_steps: 0)"),
     ("completion length (tokens)", ["completions/mean_length"], "not logged in this run"),
-    ("share of training completions: cut at max_completion_length, placeholder reasoning",
+    ("share of training completions: clipped, placeholder reasoning",
      ["completions/clipped_ratio", "completions/placeholder_reasoning_rate"], "not logged in this run"),
     ("KL to reference", ["kl"], "not computed: beta = 0 loads no reference model"),
 ]
