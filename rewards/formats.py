@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 
 from rewards.errors import RewardConfigError
+from rewards.reasoning import is_placeholder_reasoning
 from rewards.text import completion_text
 
 __all__ = ["XmlCount", "SoftFormat", "StrictFormat", "ThinkFormat", "CodeFormat", "ReasoningSteps", "open_r1_layout"]
@@ -61,6 +62,9 @@ class XmlCount:
         per_tag: credit per tag (course 0.125, so 0.5 in total).
         penalty_per_char: trailing-text penalty (course 0.001).
         exact_course: reproduce the course's ``count_xml`` bit for bit, quirks included.
+        require_reasoning: score 0 when the reasoning block is a placeholder (empty, the prompt's ``...``, or
+            no number and no operation: :func:`rewards.reasoning.is_placeholder_reasoning`); the course pays for
+            the tags whatever they hold, which a policy earns by copying the system prompt's template.
         name: ``__name__`` (metric name).
 
     >>> reward = XmlCount()
@@ -70,16 +74,19 @@ class XmlCount:
     """
 
     def __init__(self, reasoning_tag: str = "reasoning", answer_tag: str = "answer", per_tag: float = 0.125,
-                 penalty_per_char: float = 0.001, exact_course: bool = False, name: str = "xmlcount_reward"):
+                 penalty_per_char: float = 0.001, exact_course: bool = False, require_reasoning: bool = False,
+                 name: str = "xmlcount_reward"):
         self.reasoning_tag = _check_tag(reasoning_tag, "reasoning_tag")
         self.answer_tag = _check_tag(answer_tag, "answer_tag")
         self.per_tag, self.penalty_per_char = float(per_tag), float(penalty_per_char)
-        self.exact_course = bool(exact_course)
+        self.exact_course, self.require_reasoning = bool(exact_course), bool(require_reasoning)
         self.__name__ = name
 
     def score(self, text: str) -> float:
         """Score one completion text."""
         r, a = self.reasoning_tag, self.answer_tag
+        if self.require_reasoning and is_placeholder_reasoning(text, r):
+            return 0.0
         count = 0.0
         if text.count(f"<{r}>\n") == 1:
             count += self.per_tag
@@ -109,6 +116,8 @@ class SoftFormat:
         allow_trailing: accept text after ``</A>`` (the course does); ``False`` makes it a
             whole-text match.
         exact_course: use the course's regex (no ``re.DOTALL``: one-line reasoning only).
+        require_reasoning: also require real reasoning content (:func:`rewards.reasoning.is_placeholder_reasoning`
+            False): the template copied from the prompt, ``<reasoning>...</reasoning>``, scores 0.
         name: ``__name__``.
 
     >>> SoftFormat()(["<reasoning>a\\nb</reasoning> <answer>4</answer>", "<answer>4</answer>"])
@@ -116,16 +125,20 @@ class SoftFormat:
     """
 
     def __init__(self, reasoning_tag: str = "reasoning", answer_tag: str = "answer", value: float = 0.5,
-                 allow_trailing: bool = True, exact_course: bool = False, name: str = "soft_format_reward"):
+                 allow_trailing: bool = True, exact_course: bool = False, require_reasoning: bool = False,
+                 name: str = "soft_format_reward"):
         self.reasoning_tag = _check_tag(reasoning_tag, "reasoning_tag")
         self.answer_tag = _check_tag(answer_tag, "answer_tag")
         self.value, self.allow_trailing, self.exact_course = float(value), bool(allow_trailing), bool(exact_course)
+        self.require_reasoning = bool(require_reasoning)
         self.__name__ = name
         r, a = self.reasoning_tag, self.answer_tag
         self._course_re = re.compile(rf"<{r}>.*?</{r}>\s*<{a}>.*?</{a}>")
 
     def matches(self, text: str) -> bool:
-        """Whether one completion text has the layout."""
+        """Whether one completion text has the layout (and, with ``require_reasoning``, real reasoning)."""
+        if self.require_reasoning and is_placeholder_reasoning(text, self.reasoning_tag):
+            return False
         if self.exact_course:
             return self._course_re.match(text) is not None
         r, a = self.reasoning_tag, self.answer_tag
@@ -157,6 +170,7 @@ class StrictFormat:
         reasoning_tag, answer_tag: tag names.
         value: reward when the layout matches (course 0.5).
         exact_course: use the course's regex (one-line bodies, exactly one final newline).
+        require_reasoning: also require real reasoning content, as :class:`SoftFormat`.
         name: ``__name__``.
 
     >>> StrictFormat()(["<reasoning>\\nx\\ny\\n</reasoning>\\n<answer>\\n4\\n</answer>",
@@ -165,10 +179,11 @@ class StrictFormat:
     """
 
     def __init__(self, reasoning_tag: str = "reasoning", answer_tag: str = "answer", value: float = 0.5,
-                 exact_course: bool = False, name: str = "strict_format_reward"):
+                 exact_course: bool = False, require_reasoning: bool = False, name: str = "strict_format_reward"):
         self.reasoning_tag = _check_tag(reasoning_tag, "reasoning_tag")
         self.answer_tag = _check_tag(answer_tag, "answer_tag")
         self.value, self.exact_course = float(value), bool(exact_course)
+        self.require_reasoning = bool(require_reasoning)
         self.__name__ = name
         r, a = self.reasoning_tag, self.answer_tag
         self._course_re = re.compile(rf"^<{r}>\n.*?\n</{r}>\n<{a}>\n.*?\n</{a}>\n$")
@@ -176,7 +191,9 @@ class StrictFormat:
         self._re = re.compile(rf"<{r}>\n(?:.*\n)?</{r}>\n<{a}>\n(?:.*\n)?</{a}>\s*", re.DOTALL)
 
     def matches(self, text: str) -> bool:
-        """Whether one completion text has the layout."""
+        """Whether one completion text has the layout (and, with ``require_reasoning``, real reasoning)."""
+        if self.require_reasoning and is_placeholder_reasoning(text, self.reasoning_tag):
+            return False
         if self.exact_course:
             return self._course_re.match(text) is not None
         r, a = self.reasoning_tag, self.answer_tag

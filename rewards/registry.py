@@ -44,6 +44,7 @@ BUILTIN = {
     "think_format": "rewards.formats:ThinkFormat",
     "code_format": "rewards.formats:CodeFormat",
     "reasoning_steps": "rewards.formats:ReasoningSteps",
+    "arithmetic_steps": "rewards.reasoning:ArithmeticSteps",
     "integer_answer": "rewards.numeric:IntegerAnswer",
     "number_answer": "rewards.numeric:NumberAnswer",
     "correctness": "rewards.correctness:Correctness",

@@ -179,3 +179,39 @@ def test_gpu_recipe_stops_with_a_clear_error_here(overrides, expected, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and expected in err, err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# ---- The demo's rewards against the course's: the template copied from the system prompt ----------------
+
+
+@pytest.mark.parametrize("name, template_pays_as_much", [("gsm8k.yaml", False), ("gsm8k_course.yaml", True)])
+def test_demo_rewards_do_not_pay_for_the_copied_template(name, template_pays_as_much, tmp_path):
+    """The shortcut a 20-step run learned on the course's rewards: `...` as the reasoning, a number as the answer.
+
+    Both completions below are wrong; the second reasons (one true step, grounded in the question). The
+    course's weighted rewards pay them the same; the demo's pay the copy only for its numeric answer.
+    """
+    from trl import GRPOConfig
+
+    from grpo.cli.pipeline import load_reward_funcs
+    from grpo.config.parser import parse_config
+    from grpo.config.script_args import ScriptArgs
+
+    script, training = parse_config(["--config", str(ROOT / "grpo" / "configs" / name), "--output_dir",
+                                     str(tmp_path), "--bf16", "false"], (ScriptArgs, GRPOConfig))
+    funcs = load_reward_funcs(script.reward_funcs, training.reward_weights, script.reward_kwargs)
+    weights = training.reward_weights or [1.0] * len(funcs)
+    prompt = [{"role": "system", "content": "Respond in the following format: ..."},
+              {"role": "user", "content": "Natalia sold clips to 48 of her friends in April, and half as many in May."}]
+    copied = "<reasoning>\n...\n</reasoning>\n<answer>\n2\n</answer>\n"
+    reasoned = "<reasoning>\nIn May she sold 48/2 = 24 clips.\n</reasoning>\n<answer>\n24\n</answer>\n"
+
+    def total(text):
+        return sum(w * f([text], prompts=[prompt], answer=["72"])[0] for f, w in zip(funcs, weights))
+
+    if template_pays_as_much:
+        assert total(copied) == pytest.approx(total(reasoned)) and total(copied) > 2.0
+    else:
+        integer_weight = weights[script.reward_funcs.index("integer_answer")]
+        assert total(copied) == pytest.approx(0.5 * integer_weight)  # the numeric answer, nothing for the layout
+        assert total(reasoned) >= total(copied) + 1.5

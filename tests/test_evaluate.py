@@ -22,10 +22,14 @@ PLAIN_WRONG = "I think it is 7, or maybe 13."
 def test_score_completions_cases():
     scores = score_completions([FORMATTED_RIGHT, PLAIN_RIGHT, FORMATTED_WRONG, PLAIN_WRONG], ["12"] * 4)
     assert scores["per_problem"] == [
-        {"correct": True, "last_number_correct": True, "format": True, "numeric_answer": True},    # format + correct
-        {"correct": False, "last_number_correct": True, "format": False, "numeric_answer": False},  # right number, no tags
-        {"correct": False, "last_number_correct": False, "format": True, "numeric_answer": True},  # format, wrong
-        {"correct": False, "last_number_correct": False, "format": False, "numeric_answer": False},
+        {"correct": True, "last_number_correct": True, "format": True, "numeric_answer": True,  # format + correct
+         "placeholder_reasoning": False},
+        {"correct": False, "last_number_correct": True, "format": False, "numeric_answer": False,  # right number, no tags
+         "placeholder_reasoning": False},
+        {"correct": False, "last_number_correct": False, "format": True, "numeric_answer": True,  # format, wrong
+         "placeholder_reasoning": False},
+        {"correct": False, "last_number_correct": False, "format": False, "numeric_answer": False,
+         "placeholder_reasoning": False},
     ]
     assert scores["accuracy"] == pytest.approx(0.25)
     assert scores["last_number_accuracy"] == pytest.approx(0.5)
@@ -33,6 +37,23 @@ def test_score_completions_cases():
     assert scores["n"] == 4 and scores["confidence"] == 0.95
     assert (scores["accuracy_count"], scores["last_number_accuracy_count"], scores["format_rate_count"]) == (1, 2, 2)
     assert "clipped" not in scores  # no generation flags given
+
+
+def test_score_completions_placeholder_reasoning_rate():
+    # the demo's reward hack: the prompt's template copied, then a number; it has the format and a numeric answer
+    copied = "<reasoning>\n...\n</reasoning>\n<answer>\n2\n</answer>\n"
+    empty = "<reasoning>\n\n</reasoning>\n<answer>\n12\n</answer>\n"
+    prose = "<reasoning>\nI think about the apples carefully.\n</reasoning>\n<answer>\n12\n</answer>\n"
+    scores = score_completions([copied, empty, prose, FORMATTED_RIGHT, PLAIN_RIGHT], ["12"] * 5)
+    assert [p["placeholder_reasoning"] for p in scores["per_problem"]] == [True, True, True, False, False]
+    assert scores["format_rate"] == pytest.approx(0.8)  # the layout alone cannot tell them apart
+    assert scores["placeholder_reasoning_rate"] == pytest.approx(0.6)
+    assert scores["placeholder_reasoning_rate_count"] == 3
+    low, high = scores["placeholder_reasoning_rate_ci"]
+    assert low < 0.6 < high
+    assert "placeholder_reasoning_rate" in format_table({"after": scores})
+    # the hash prompt asks for no reasoning block: no rate
+    assert "placeholder_reasoning_rate" not in score_completions(["#### 12"], ["12"], prompt_format="hash")
 
 
 def test_score_completions_number_equivalence():
@@ -106,7 +127,8 @@ def test_format_table_shows_intervals_n_and_clipped():
     assert lines[2].split() == ["accuracy", "40.0%", "[21.9,", "61.3]"]  # Wilson 8/20 = [0.21881, 0.61342]
     assert lines[4].split() == ["format_rate", "40.0%", "[21.9,", "61.3]"]
     assert lines[5].split()[:4] == ["numeric_answer_rate", "40.0%", "[21.9,", "61.3]"]
-    assert lines[6].split()[:2] == ["clipped", "5.0%"]
+    assert lines[6].split()[:4] == ["placeholder_reasoning_rate", "0.0%", "[0.0,", "16.1]"]  # Wilson 0/20
+    assert lines[7].split()[:2] == ["clipped", "5.0%"]
     assert len({len(line) for line in lines}) == 1
 
 
@@ -148,7 +170,8 @@ def test_compare_counts_difference_and_mcnemar():
     assert acc["difference_ci"] == pytest.approx(list(newcombe_paired_interval(1, 1, 6, 0)))
     fmt = result["format_rate"]  # format: 2 before, 8 after, none lost
     assert (fmt["lost"], fmt["gained"]) == (0, 6) and fmt["mcnemar_p"] == pytest.approx(2 / 2 ** 6)
-    assert set(result) == {"n", "accuracy", "format_rate", "numeric_answer_rate", "last_number_accuracy"}
+    assert set(result) == {"n", "accuracy", "format_rate", "numeric_answer_rate", "placeholder_reasoning_rate",
+                           "last_number_accuracy"}
 
 
 def test_compare_same_report_is_no_change():

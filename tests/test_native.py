@@ -90,6 +90,7 @@ def test_logs_trl_metric_names_and_samples(tmp_path):
         assert name in metrics[0], name
     assert metrics[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # policy == reference before the first update
     assert metrics[1]["kl"] > 0.0
+    assert metrics[0]["completions/placeholder_reasoning_rate"] == 0.0  # ours: no <reasoning> block in these words
     samples = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 8 and "word_reward" in samples[0]["rewards"]
     gold = dict(zip(dataset()["prompt"], dataset()["answer"]))  # each line carries its own row's answer

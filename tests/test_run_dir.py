@@ -301,8 +301,9 @@ def test_model_card_without_evaluation_says_so(tmp_path):
 
 def test_panels_cover_trl_metric_names():
     names = [n for _, group, _ in run_dir.PANELS for n in group]
-    assert names == ["reward", "rewards/", "eval/accuracy", "eval/format_rate", "completions/mean_length",
-                     "completions/clipped_ratio", "kl"]
+    assert names == ["reward", "rewards/", "eval/accuracy", "eval/format_rate", "eval/placeholder_reasoning_rate",
+                     "completions/mean_length", "completions/clipped_ratio", "completions/placeholder_reasoning_rate",
+                     "kl"]
 
 
 def _umask():

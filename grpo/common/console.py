@@ -3,7 +3,7 @@
 Every metric of a step goes to ``metrics.jsonl`` (TRL's names, 30-odd of them); the terminal gets
 only what tells whether the run is learning: the mean total reward, the accuracy and format rate of
 the periodic evaluation (``eval/*``, carried forward until the next one), each reward function's mean,
-completion length, the clipped share and seconds per step on the bar, and the same as one table row
+completion length, the clipped and placeholder-reasoning shares and seconds per step on the bar, and the same as one table row
 every ``logging_steps`` (a header first, again when the columns change), written above the bar so the
 two never interleave. When the output is not a terminal (a log file, a pipe) there is no bar: each
 logged step is one line, so the file reads as a table.
@@ -90,7 +90,8 @@ class StepProgress:
 
     COLUMNS = (("reward", "reward"), ("eval/accuracy", "eval_acc"), ("eval/format_rate", "eval_fmt"),
                ("loss", "loss"), ("completions/mean_length", "len"),
-               ("completions/clipped_ratio", "clip"), ("kl", "kl"), ("mean_token_accuracy", "token_acc"),
+               ("completions/clipped_ratio", "clip"), ("completions/placeholder_reasoning_rate", "placeholder"),
+               ("kl", "kl"), ("mean_token_accuracy", "token_acc"),
                ("step_time", "s/step"))
 
     def __init__(self, total: int, desc: str = "GRPO", initial: int = 0, disable: bool = False,

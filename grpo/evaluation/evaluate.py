@@ -9,6 +9,10 @@ training uses:
   (what a base model that ignores the format still gets right);
 * ``format_rate`` -- the completion has ``<reasoning>...</reasoning>`` then ``<answer>...</answer>``
   (``soft_format`` reward);
+* ``placeholder_reasoning_rate`` -- the completion's reasoning block is empty, only the prompt's ``...``
+  placeholder, or holds no number and no operation (:func:`rewards.reasoning.is_placeholder_reasoning`):
+  reward hacking of the format rewards, which a format rate alone cannot tell from reasoning (``tags``
+  prompts only: the ``hash`` prompt asks for no reasoning block);
 * ``mean_completion_length`` -- tokens, up to and including the end-of-turn token;
 * ``clipped`` -- the share of completions that hit ``max_new_tokens`` without the end-of-turn token
   (cut off: a low accuracy may then mean "no room to finish", not "wrong").
@@ -29,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 # report rate -> the per-sample flag it counts
 RATES = {"accuracy": "correct", "last_number_accuracy": "last_number_correct", "format_rate": "format",
-         "numeric_answer_rate": "numeric_answer", "clipped": "clipped"}
+         "numeric_answer_rate": "numeric_answer", "placeholder_reasoning_rate": "placeholder_reasoning",
+         "clipped": "clipped"}
 CONFIDENCE = 0.95
 
 
@@ -116,10 +121,12 @@ def score_completions(completions: list[str], answers: list[str], prompt_format:
     Returns:
         ``{"n", "confidence", <rate>, <rate>_count, <rate>_ci for each rate, "per_problem"}`` with rates
         ``accuracy``, ``last_number_accuracy``, ``format_rate``, ``numeric_answer_rate`` (the answer tag,
-        or the ``####`` line, holds a number) (and ``clipped``) as fractions, intervals
+        or the ``####`` line, holds a number), ``placeholder_reasoning_rate`` (``tags`` only) (and ``clipped``)
+        as fractions, intervals
         as ``[low, high]`` (Wilson, ``None`` when n = 0), ``per_problem`` one dict of flags per completion.
     """
     import rewards
+    from rewards.reasoning import is_placeholder_reasoning
     from rewards.text import extract_hash, extract_tag, parse_number
 
     extractor = "hash" if prompt_format == "hash" else "answer_tag"
@@ -135,12 +142,18 @@ def score_completions(completions: list[str], answers: list[str], prompt_format:
         fmt = rewards.get("soft_format")(completions)
     per_problem = [{"correct": bool(c), "last_number_correct": bool(ln), "format": bool(f), "numeric_answer": num}
                    for c, ln, f, num in zip(correct, last, fmt, numeric)]
+    if prompt_format != "hash":
+        for flags, c in zip(per_problem, completions):
+            flags["placeholder_reasoning"] = is_placeholder_reasoning(c)
     if clipped is not None:
         for flags, cut in zip(per_problem, clipped):
             flags["clipped"] = bool(cut)
     report = {"n": len(per_problem), "confidence": CONFIDENCE}
+    skipped = {"clipped"} if clipped is None else set()
+    if prompt_format == "hash":
+        skipped.add("placeholder_reasoning_rate")
     for rate, flag in RATES.items():
-        if rate != "clipped" or clipped is not None:
+        if rate not in skipped:
             report.update(rate_summary(rate, [p[flag] for p in per_problem]))
     return {**report, "per_problem": per_problem}
 
@@ -151,10 +164,10 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
 
     Returns:
         ``{"n", "confidence", "accuracy", "accuracy_count", "accuracy_ci", ... for last_number_accuracy,
-        format_rate and clipped, "mean_completion_length", "max_new_tokens", "samples"}``; rates are
+        format_rate, numeric_answer_rate, placeholder_reasoning_rate and clipped, "mean_completion_length", "max_new_tokens", "samples"}``; rates are
         fractions in [0, 1] with 95 % Wilson intervals ``[low, high]``, the length is in tokens,
         ``samples`` holds every question, gold answer, completion, token count and its flags
-        (``correct``, ``last_number_correct``, ``format``, ``clipped``).
+        (``correct``, ``last_number_correct``, ``format``, ``numeric_answer``, ``placeholder_reasoning``, ``clipped``).
     """
     prompts, answers = list(dataset["prompt"]), list(dataset["answer"])
     texts, lengths, clipped = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress, dtype)
@@ -168,7 +181,7 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
 
 # ---------------------------------------------------------------------------- paired comparison
 
-PAIRED = ("accuracy", "format_rate", "numeric_answer_rate", "last_number_accuracy")
+PAIRED = ("accuracy", "format_rate", "numeric_answer_rate", "placeholder_reasoning_rate", "last_number_accuracy")
 
 
 def _flags(report: dict, label: str) -> list[dict]:
@@ -188,7 +201,8 @@ def compare(before_report: dict, after_report: dict, confidence: float = CONFIDE
         confidence: coverage of the paired intervals.
 
     Returns:
-        ``{"n", "accuracy", "format_rate", "last_number_accuracy"}``, each rate a
+        ``{"n", "accuracy", "format_rate", "numeric_answer_rate", "placeholder_reasoning_rate",
+        "last_number_accuracy"}`` (those both reports have), each rate a
         :func:`grpo.maths.stats.paired_comparison` dict: ``lost``, ``gained``, ``difference`` = after -
         before with ``difference_ci`` (Newcombe 1998, method 10) and ``mcnemar_p`` (exact).
 
@@ -275,14 +289,15 @@ def format_table(reports: dict, markdown: bool = False) -> str:
     """The evaluation reports side by side, one column per ``{label: report}`` entry.
 
     Rates show as ``12.5% [9.1, 17.0]``: the rate and its 95 % Wilson interval in percent (reports
-    written before intervals existed show the rate alone); ``clipped`` appears when a report has it.
+    written before intervals existed show the rate alone); ``numeric_answer_rate``,
+    ``placeholder_reasoning_rate`` and ``clipped`` appear when a report has them.
     """
     if any(r is not None and r.get("task") in TEXT_TASKS for r in reports.values()):
         return format_text_table(reports, markdown)
-    keys = ["accuracy", "last_number_accuracy", "format_rate"] + (["numeric_answer_rate"] if any(
-        r is not None and "numeric_answer_rate" in r for r in reports.values()) else [])
-    if any(r is not None and "clipped" in r for r in reports.values()):
-        keys.append("clipped")
+    keys = ["accuracy", "last_number_accuracy", "format_rate"]
+    for optional in ("numeric_answer_rate", "placeholder_reasoning_rate", "clipped"):  # (older reports lack them)
+        if any(r is not None and optional in r for r in reports.values()):
+            keys.append(optional)
     rows = [["metric (95% interval)", *reports]]
     rows.append(["n", *("-" if r is None or r.get("n") is None else str(r["n"]) for r in reports.values())])
     for key in keys:
@@ -297,7 +312,8 @@ def _p_text(p: float) -> str:
 
 
 def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
-    """The paired rows under a closing table: accuracy and format change per pair of columns.
+    """The paired rows under a closing table: accuracy, format, numeric-answer and placeholder-reasoning
+    change per pair of columns.
 
     Each row: ``before -> after``, the metric, the difference in percentage points with its 95 %
     interval (Newcombe), problems lost / gained, the exact McNemar p and, in words, whether the
@@ -322,7 +338,7 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
         if "error" in entry:
             notes.append(f"{pair}: not compared: {entry['error']}")
             continue
-        for rate in ("accuracy", "format_rate", "numeric_answer_rate"):
+        for rate in ("accuracy", "format_rate", "numeric_answer_rate", "placeholder_reasoning_rate"):
             c = entry.get(rate)
             if c is None:  # a report from before this rate existed
                 continue

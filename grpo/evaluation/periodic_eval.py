@@ -3,7 +3,7 @@
 The final evaluation (hundreds of test problems, ``eval_*.json``) says where a run ended; this one says how
 it got there: every ``periodic_eval_steps`` optimizer steps (and once before the first) the policy answers
 ``periodic_eval_size`` problems greedily and the accuracy and format rate go into that step's metrics
-(``eval/accuracy``, ``eval/format_rate`` ... in ``metrics.jsonl``, a panel of ``curves.png``, columns of
+(``eval/accuracy``, ``eval/format_rate``, ``eval/placeholder_reasoning_rate`` ... in ``metrics.jsonl``, a panel of ``curves.png``, columns of
 the console table). The problems are held out of the training split (never the test split: the curve is
 watched while choosing settings), so 64 problems give a 95 % interval of about +-12 points: a trend, not a
 result.
@@ -19,7 +19,8 @@ __all__ = ["PeriodicEval", "METRICS"]
 
 # report key -> metrics key
 METRICS = {"accuracy": "eval/accuracy", "format_rate": "eval/format_rate",
-           "numeric_answer_rate": "eval/numeric_answer_rate", "clipped": "eval/clipped"}
+           "numeric_answer_rate": "eval/numeric_answer_rate",
+           "placeholder_reasoning_rate": "eval/placeholder_reasoning_rate", "clipped": "eval/clipped"}
 
 
 class PeriodicEval:
@@ -67,8 +68,10 @@ class PeriodicEval:
             device: the training device, where the collective's tensor is created (NCCL needs the GPU).
 
         Returns:
-            ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/clipped"}`` (fractions
-            in [0, 1]), ``"eval/n"`` and ``"eval/seconds"`` (wall time of this evaluation).
+            ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/placeholder_reasoning_rate",
+            "eval/clipped"}`` (fractions in [0, 1]; the placeholder rate and its 95 % Wilson interval
+            ``eval/placeholder_reasoning_rate_ci_low`` / ``_ci_high`` only for ``tags`` prompts), ``"eval/n"`` and ``"eval/seconds"``
+            (wall time of this evaluation).
         """
         import torch
 
@@ -88,11 +91,22 @@ class PeriodicEval:
         self.last_step = step
         n = len(share)
         if world == 1:
-            metrics = {key: report[name] for name, key in METRICS.items()}
-        else:
-            counts = [report[name] * n if n else 0.0 for name in METRICS] + [float(n)]  # rates back to counts
+            metrics = {key: report[name] for name, key in METRICS.items() if name in report}
+            interval = report.get("placeholder_reasoning_rate_ci")
+        else:  # the same list on every process (a process with no problems has no report)
+            names = list(METRICS)
+            counts = [report.get(name, 0.0) * n if n else 0.0 for name in names] + [float(n)]  # rates back to counts
             totals = all_sum(torch.tensor(counts, dtype=torch.float64, device=device), world, device).tolist()
-            metrics = {key: total / totals[-1] for key, total in zip(METRICS.values(), totals)}
             n = int(totals[-1])
+            metrics = {METRICS[name]: total / n for name, total in zip(names, totals)}
+            interval = None
+            if "placeholder_reasoning_rate" in names:
+                from grpo.maths.stats import wilson_interval
+
+                k = round(totals[names.index("placeholder_reasoning_rate")])
+                interval = list(wilson_interval(k, n)) if n else None
+        if interval:  # two scalars: trackers log numbers, not lists
+            metrics.update({"eval/placeholder_reasoning_rate_ci_low": interval[0],
+                            "eval/placeholder_reasoning_rate_ci_high": interval[1]})
         metrics.update({"eval/n": n, "eval/seconds": round(time.perf_counter() - start, 2)})
         return metrics

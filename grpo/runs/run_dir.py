@@ -205,17 +205,20 @@ def save_final_checkpoint(model, tokenizer, output_dir) -> Path:
 PANELS = [  # (title, metric names or a prefix ending in "/", what an empty panel means)
     ("reward (weighted sum)", ["reward"], "no reward logged"),
     ("each reward function (mean)", ["rewards/"], "no reward logged"),
-    ("periodic evaluation (held-out train problems)", ["eval/accuracy", "eval/format_rate"],
+    ("periodic evaluation (held-out train problems)", ["eval/accuracy", "eval/format_rate",
+                                                       "eval/placeholder_reasoning_rate"],
      "off in this run (periodic_eval_steps: 0)"),
     ("completion length (tokens)", ["completions/mean_length"], "not logged in this run"),
-    ("share of completions cut at max_completion_length", ["completions/clipped_ratio"], "not logged in this run"),
+    ("share of training completions: clipped, placeholder reasoning",
+     ["completions/clipped_ratio", "completions/placeholder_reasoning_rate"], "not logged in this run"),
     ("KL to reference", ["kl"], "not computed: beta = 0 loads no reference model"),
 ]
 
 
 def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
-    """Draw ``curves.png`` from metrics.jsonl: reward, each reward function, the periodic evaluation's accuracy
-    and format rate, completion length, clipped share, KL (a panel says why when its metric is absent).
+    """Draw ``curves.png`` from metrics.jsonl: reward, each reward function, the periodic evaluation's accuracy,
+    format rate and placeholder-reasoning rate (with its 95 % interval as a band), completion length, the
+    training completions' clipped and placeholder-reasoning shares, KL (a panel says why when its metric is absent).
 
     Returns:
         The PNG path, or None when there is nothing to plot or matplotlib is not installed (logged).
@@ -245,8 +248,12 @@ def plot_curves(output_dir, metrics: list[dict] | None = None) -> Path | None:
         for name in names:
             points = [(m["step"], m[name]) for m in metrics if m.get(name) is not None]
             if points:
-                label = name.removeprefix("rewards/").removesuffix("/mean").removeprefix("eval/")
-                ax.plot(*zip(*points), marker=".", label=label)  # non-finite values were logged as null
+                label = name.removeprefix("rewards/").removesuffix("/mean").removeprefix("eval/").removeprefix("completions/")
+                line, = ax.plot(*zip(*points), marker=".", label=label)  # non-finite values were logged as null
+                band = [(m["step"], m[f"{name}_ci_low"], m[f"{name}_ci_high"]) for m in metrics
+                        if m.get(f"{name}_ci_low") is not None and m.get(f"{name}_ci_high") is not None]
+                if band:  # the rate's 95 % interval (the periodic evaluation's placeholder rate)
+                    ax.fill_between(*zip(*band), color=line.get_color(), alpha=0.15, linewidth=0)
         if not ax.lines:
             ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="gray", wrap=True)
         ax.set_title(title)

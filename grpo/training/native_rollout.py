@@ -27,6 +27,7 @@ from grpo.generation.streams import RowStreams
 from grpo.maths.advantages import advantages_from_rewards, combine_rewards, nanstd, reward_metrics
 from grpo.maths.loss import logprobs_from_hidden
 from rewards import call_reward
+from rewards.reasoning import is_placeholder_reasoning
 
 
 # ---------------------------------------------------------------------------- rollout and rewards
@@ -313,10 +314,12 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
     per_func = gather(scored.rewards)  # (world*N, F)
     lengths = gather([float(len(c)) for c in scored.rollout.completion_ids])  # (world*N,)
     truncated = gather([float(t) for t in scored.rollout.is_truncated])  # (world*N,)
+    placeholder = gather([float(is_placeholder_reasoning(c)) for c in scored.completions])  # (world*N,)
     advantages, first = advantages_from_rewards(per_func, g, weights, args.scale_rewards,
                                                 args.multi_objective_aggregation)  # (world*N,)
     metrics = {**reward_metrics(per_func, weights, reward_names), **first,
-               "completions/mean_length": lengths.mean().item(), "completions/clipped_ratio": truncated.mean().item()}
+               "completions/mean_length": lengths.mean().item(), "completions/clipped_ratio": truncated.mean().item(),
+               "completions/placeholder_reasoning_rate": placeholder.mean().item()}
     if plan.script_args.dynamic_sampling:  # DAPO: swap zero-spread groups for fresh prompts, bounded rounds
         groups = [(scored, p) for p in range(n_prompts)]
         kept = [x for x in groups if informative(*x, weights)]

@@ -1,7 +1,8 @@
 """Backend ``trl``: translate our config into a ``trl.GRPOTrainer`` and run it.
 
 Nothing here changes TRL's algorithm. The additions are a ``TrainerCallback`` that mirrors
-TRL's per-step logs into the run directory's ``metrics.jsonl`` (same names, as TRL computes them)
+TRL's per-step logs into the run directory's ``metrics.jsonl`` (same names, as TRL computes them; plus
+``completions/placeholder_reasoning_rate`` of the step's generation batch, which TRL does not compute)
 and watches for the zero-spread failure mode, and :mod:`grpo.runs.tracking`'s callback for ``report_to``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from grpo.training.diagnostics import warn_if_no_signal
+from rewards.reasoning import placeholder_reasoning_rate
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ def _metrics_callback(metrics_logger, recorder, periodic_eval=None):
             if not logs or "reward" not in logs or not state.is_world_process_zero:
                 return
             logs.update(self.evaluated)  # in place: the console's callback, called after this one, shows them too
+            if recorder is not None and recorder.pending:  # TRL does not log it: this process's batch, as native
+                logs["completions/placeholder_reasoning_rate"] = placeholder_reasoning_rate(recorder.pending["completions"])
             self.evaluated = {}
             metrics_logger.log(state.global_step, logs)
             self.history.append(logs)
