@@ -107,7 +107,7 @@ def test_real_periodic_eval_on_smollm2_keeps_the_training_mode():
 
 
 def test_console_carries_the_last_evaluation_into_later_rows():
-    progress = StepProgress(total=4, disable=False)
+    progress = StepProgress(total=4, disable=False, bar=True)  # rows written above the bar (a terminal's layout)
     lines = []
     progress.bar.write = lines.append
     progress.update(0, {"eval/accuracy": 0.25, "eval/format_rate": 0.5}, log_row=False)
