@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 
 from grpo.common.errors import UserError
-from grpo.evaluation.text_metrics import TEXT_TASKS, compare_text, format_text_comparison, format_text_table
+from grpo.evaluation.text_metrics import (TEXT_TASKS, compare_text, format_text_comparison, format_text_table,
+                                          render_table)
 
 logger = logging.getLogger(__name__)
 
@@ -266,17 +267,6 @@ def run_comparison(result: dict) -> list[dict]:
 # ---------------------------------------------------------------------------- tables
 
 
-def _render(rows: list[list[str]], markdown: bool, left: tuple = (0,)) -> str:
-    """Aligned text (columns in ``left`` left-aligned, the others right-aligned) or a markdown table."""
-    if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in rows]
-        lines.insert(1, "|" + " --- |" * len(rows[0]))
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("   ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     .rstrip() for r in rows)
-
-
 def _rate_cell(report: dict, key: str) -> str:
     value = report.get(key)
     if value is None:
@@ -304,7 +294,7 @@ def format_table(reports: dict, markdown: bool = False) -> str:
         rows.append([key, *("-" if r is None else _rate_cell(r, key) for r in reports.values())])
     lengths = [None if r is None else r.get("mean_completion_length") for r in reports.values()]
     rows.append(["mean_completion_length", *("-" if v is None else f"{v:.1f}" for v in lengths)])
-    return _render(rows, markdown)
+    return render_table(rows, markdown)
 
 
 def _p_text(p: float) -> str:
@@ -349,5 +339,5 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
     ns = sorted({e["n"] for e in comparisons if "error" not in e})
     heading = (f"Paired on the same {ns[0]} problems" if len(ns) == 1 else "Paired on the same problems") + \
         " (change = after - before, 95% Newcombe interval; lost = right before, wrong after):"
-    parts = [heading] + ([_render(rows, markdown, left=(0, 1, 5))] if len(rows) > 1 else []) + notes
+    parts = [heading] + ([render_table(rows, markdown, left=(0, 1, 5))] if len(rows) > 1 else []) + notes
     return "\n".join(parts) if not markdown else "\n\n".join(parts)

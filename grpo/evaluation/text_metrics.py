@@ -305,8 +305,9 @@ def compare_text(before_report: dict, after_report: dict, n_bootstrap: int = N_B
 # ---------------------------------------------------------------------------- tables
 
 
-def _render(rows: list[list[str]], markdown: bool, left: tuple = (0,)) -> str:
-    """Aligned text or a markdown table (the layout of :func:`grpo.evaluation.evaluate.format_table`)."""
+def render_table(rows: list[list[str]], markdown: bool, left: tuple = (0,)) -> str:
+    """Aligned text (columns in ``left`` left-aligned, the others right-aligned) or a markdown table; the
+    layout of every evaluation table (:func:`grpo.evaluation.evaluate.format_table` too)."""
     if markdown:
         lines = ["| " + " | ".join(r) + " |" for r in rows]
         lines.insert(1, "|" + " --- |" * len(rows[0]))
@@ -336,7 +337,7 @@ def format_text_table(reports: dict, markdown: bool = False) -> str:
     lengths = [None if r is None else r.get("mean_completion_length") for r in columns.values()]
     if any(v is not None for v in lengths):
         rows.append(["mean_completion_length", *("-" if v is None else f"{v:.1f}" for v in lengths)])
-    return _render(rows, markdown)
+    return render_table(rows, markdown)
 
 
 def format_text_comparison(before: str, after: str, comparison: dict, markdown: bool = False) -> str:
@@ -353,4 +354,4 @@ def format_text_comparison(before: str, after: str, comparison: dict, markdown: 
                          "-" if sign is None else f"{sign['wins']}/{sign['losses']}, {sign['p']:.4f}"])
     test = "sacreBLEU paired bootstrap" if comparison["task"] == "translation" else "paired bootstrap of the mean"
     heading = f"Paired on the same {comparison['n']} rows ({test}, {N_BOOTSTRAP} resamples; p two-sided):"
-    return heading + ("\n\n" if markdown else "\n") + _render(rows, markdown, left=(0, 1))
+    return heading + ("\n\n" if markdown else "\n") + render_table(rows, markdown, left=(0, 1))
