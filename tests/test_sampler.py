@@ -31,13 +31,13 @@ def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def hf_greedy(model, prompts, max_new_tokens, stops):
+def hf_greedy(model, prompts, max_new_tokens, stops, **knobs):
     """model.generate on the left-padded batch, cut after the first stop token like our sampler."""
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                         eos_token_id=stops, pad_token_id=0)
+                         eos_token_id=stops, pad_token_id=0, **knobs)
     result = []
     for row in out[:, width:].tolist():
         cut = next((i for i, t in enumerate(row) if t in stops), None)

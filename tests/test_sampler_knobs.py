@@ -16,6 +16,7 @@ from transformers.generation.logits_process import (MinPLogitsWarper, Repetition
 
 from grpo.common.errors import UserError
 from grpo.generation.sampler import generate, penalize_repetitions, sample_next
+from test_sampler import hf_greedy  # model.generate, cut like the sampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -74,20 +75,6 @@ def test_min_p_one_is_greedy_and_logprobs_stay_unfiltered():
     tokens, logprobs = sample_next(logits, temperature=0.9, min_p=1.0, generator=torch.Generator().manual_seed(0))
     assert torch.equal(tokens, logits.argmax(-1))
     assert torch.allclose(logprobs, torch.log_softmax(logits / 0.9, -1).gather(-1, tokens[:, None]).squeeze(-1))
-
-
-def hf_greedy(model, prompts, max_new_tokens, stops, **knobs):
-    """model.generate on the left-padded batch, cut after the first stop token like our sampler."""
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                         eos_token_id=stops, pad_token_id=0, **knobs)
-    result = []
-    for row in out[:, width:].tolist():
-        cut = next((i for i, t in enumerate(row) if t in stops), None)
-        result.append(row if cut is None else row[: cut + 1])
-    return result
 
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [20, 21, 22, 23, 24], [30]]
