@@ -247,7 +247,7 @@ def test_native_run_logs_metrics_config_and_table_to_all_three(tmp_path):
 
 TRAIN = ["-m", "grpo.cli", "train", "--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0",
          "--periodic_eval_steps", "0",
-         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2",
+         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
          "--max_completion_length", "12", "--logging_steps", "1", "--report_to", "wandb,trackio,tensorboard",
          "--project", "gsm8k-test", "--run_name", "short",
          # rewards of its own (the config's list changes): the names asserted below
