@@ -10,25 +10,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from grpo.common.errors import UserError
 from grpo.generation.sampler import generate, penalize_repetitions, sample_next
-from test_sampler import hf_greedy  # model.generate, cut like the sampler
+from test_sampler import VOCAB, hf_greedy, tiny_llama  # the tiny model and model.generate, cut like the sampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-VOCAB = 64
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=1, eos_token_id=3, pad_token_id=0)
-    return LlamaForCausalLM(config).eval()
 
 
 def hf_distribution(logits, history, temperature, top_k, top_p, min_p, penalty):
