@@ -13,16 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grpo.maths.loss import (
-    aggregate_loss,
-    clipped_surrogate,
-    grpo_loss,
-    kl_k3,
-    log_importance_weights,
-    logprobs_from_hidden,
-    sampling_correction,
-    token_logprobs,
-)
+from grpo.maths.logprobs import logprobs_from_hidden, token_logprobs
+from grpo.maths.loss import aggregate_loss, grpo_loss, kl_k3, log_importance_weights, sampling_correction
+from grpo.maths.objectives import clipped_surrogate
 
 MASK = torch.tensor([[1, 1, 1], [1, 1, 0]])
 ADV = torch.tensor([1.0, -1.0])

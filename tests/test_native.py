@@ -253,7 +253,7 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
 def test_shared_prompt_forward_equals_one_forward_per_row():
     from peft import LoraConfig, get_peft_model
 
-    from grpo.maths.loss import token_logprobs
+    from grpo.maths.logprobs import token_logprobs
     from grpo.training.native_rollout import collate, completion_logps
 
     model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

@@ -33,8 +33,7 @@ from typing import Callable
 import torch
 
 from grpo.maths.entropy import EntropyControl, entropy_bonus, high_entropy_mask
-from grpo.maths.logprobs import logprobs_from_hidden, token_logprobs  # noqa: F401 (re-exported)
-from grpo.maths.objectives import POLICY_LOSSES, ObjectiveInputs, clipped_surrogate  # noqa: F401 (re-exported)
+from grpo.maths.objectives import POLICY_LOSSES, ObjectiveInputs
 
 LOSS_TYPES = tuple(POLICY_LOSSES)  # grpo bnpo dr_grpo dapo luspo cispo sapo vespo
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")

@@ -25,7 +25,7 @@ from grpo.generation import sampler
 from grpo.generation.sampler import Rollout
 from grpo.generation.streams import RowStreams
 from grpo.maths.advantages import advantages_from_rewards, combine_rewards, nanstd, reward_metrics
-from grpo.maths.loss import logprobs_from_hidden
+from grpo.maths.logprobs import logprobs_from_hidden
 from rewards import call_reward
 from rewards.reasoning import is_placeholder_reasoning
 
