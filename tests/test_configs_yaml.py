@@ -184,7 +184,7 @@ def test_gpu_recipe_stops_with_a_clear_error_here(overrides, expected, tmp_path,
 # ---- The demo's rewards against the course's: the template copied from the system prompt ----------------
 
 
-@pytest.mark.parametrize("name, template_pays_as_much", [("gsm8k_gated.yaml", False), ("gsm8k.yaml", True)])
+@pytest.mark.parametrize("name, template_pays_as_much", [("gsm8k.yaml", False), ("gsm8k_course.yaml", True)])
 def test_demo_rewards_do_not_pay_for_the_copied_template(name, template_pays_as_much, tmp_path):
     """The shortcut a 20-step run learned on the course's rewards: `...` as the reasoning, a number as the answer.
 
