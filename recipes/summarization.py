@@ -10,8 +10,8 @@ Two model families, picked from the checkpoint's ``config.is_encoder_decoder``:
   ``DataCollatorForSeq2Seq`` pads labels with -100 (ignored by the loss); ``Seq2SeqTrainer``
   evaluates with ``predict_with_generate`` and ROUGE on the decoded generations.
 * **decoder-only** (the offline default, embedded SmolLM2-135M-Instruct): prompt/response SFT
-  with the loss on the summary only (:mod:`recipes.seq2seq_sft`); evaluation generates greedily
-  with :func:`recipes.seq2seq_sft.generate_responses`.
+  with the loss on the summary only (:mod:`recipes.decoder_sft`); evaluation generates greedily
+  with :func:`recipes.decoder_sft.generate_responses`.
 
 Data: XSum rows ``{"document": ..., "summary": ...}`` (column names set by ``text_column`` /
 ``summary_column``, e.g. ``review_body``/``review_title`` for the course's Amazon reviews). The
@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 
 import embedded_models
-from recipes import _common, seq2seq_sft
+from recipes import _common, decoder_sft
 from recipes.baselines import lead_sentences
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 USAGE = """
 # decoder-only checkpoint (default):
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from recipes.seq2seq_sft import build_prompt, generate_responses
+from recipes.decoder_sft import build_prompt, generate_responses
 model = AutoModelForCausalLM.from_pretrained(CHECKPOINT)
 tokenizer = AutoTokenizer.from_pretrained(CHECKPOINT)
 prompt = build_prompt(tokenizer, "Summarize this article in one sentence.", DOCUMENT)
@@ -102,23 +102,23 @@ def preprocess(batch: dict, tokenizer, args: SummarizationArgs) -> dict:
         encoder-decoder: ``input_ids``/``attention_mask`` of the (prefixed) documents, cut to
         ``max_source_length``, and ``labels`` = summaries tokenized with ``text_target``, cut to
         ``max_target_length`` and eos-terminated.
-        decoder-only: :func:`recipes.seq2seq_sft.tokenize_pairs` rows (labels -100 on the prompt).
+        decoder-only: :func:`recipes.decoder_sft.tokenize_pairs` rows (labels -100 on the prompt).
     """
     documents, summaries = batch[args.text_column], batch[args.summary_column]
     if args.encoder_decoder:
         inputs = tokenizer([args.source_prefix + d for d in documents], max_length=args.max_source_length,
                            truncation=True)
         labels = tokenizer(text_target=summaries, max_length=args.max_target_length, truncation=True)["input_ids"]
-        inputs["labels"] = [seq2seq_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
+        inputs["labels"] = [decoder_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
         return dict(inputs)
     prompts = decoder_prompts(documents, tokenizer, args)
-    return seq2seq_sft.tokenize_pairs(tokenizer, prompts, summaries, args.max_target_length)
+    return decoder_sft.tokenize_pairs(tokenizer, prompts, summaries, args.max_target_length)
 
 
 def decoder_prompts(documents: list[str], tokenizer, args: SummarizationArgs) -> list[str]:
     """Prompts for a decoder-only model: the instruction plus the document cut to max_source_length."""
-    return [seq2seq_sft.build_prompt(tokenizer, args.instruction,
-                                     seq2seq_sft.truncate_text(tokenizer, d, args.max_source_length),
+    return [decoder_sft.build_prompt(tokenizer, args.instruction,
+                                     decoder_sft.truncate_text(tokenizer, d, args.max_source_length),
                                      args.system_prompt) for d in documents]
 
 
@@ -174,7 +174,7 @@ def build_trainer(model, tokenizer, args: SummarizationArgs, training_args, trai
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                  data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
                                  processing_class=tokenizer,
-                                 compute_metrics=lambda p: compute_metrics(*seq2seq_sft.decode_predictions(p, tokenizer)))
+                                 compute_metrics=lambda p: compute_metrics(*decoder_sft.decode_predictions(p, tokenizer)))
 
         def evaluate_fn():
             metrics = trainer.evaluate()
@@ -185,13 +185,13 @@ def build_trainer(model, tokenizer, args: SummarizationArgs, training_args, trai
     # generate from the prompts ourselves.
     training_args.predict_with_generate = False
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=seq2seq_sft.collator(tokenizer), processing_class=tokenizer)
+                      data_collator=decoder_sft.collator(tokenizer), processing_class=tokenizer)
     prompts = decoder_prompts(eval_raw[args.text_column], tokenizer, args)
     references = list(eval_raw[args.summary_column])
 
     def evaluate_fn():
         loss = trainer.evaluate()["eval_loss"]
-        predictions = seq2seq_sft.generate_responses(trainer.model, tokenizer, prompts,
+        predictions = decoder_sft.generate_responses(trainer.model, tokenizer, prompts,
                                                      max_new_tokens=training_args.generation_max_length,
                                                      batch_size=training_args.per_device_eval_batch_size)
         for prediction, reference in list(zip(predictions, references))[:3]:
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         max_eval_samples=args.max_eval_samples, seed=training_args.seed)
     check_rows(train_raw, args, args.dataset)
     check_rows(eval_raw, args, args.eval_dataset or args.dataset)
-    args.encoder_decoder = seq2seq_sft.is_encoder_decoder(args.model)
+    args.encoder_decoder = decoder_sft.is_encoder_decoder(args.model)
     task = "seq2seq-lm" if args.encoder_decoder else "causal-lm"
     model, tokenizer = _common.load_model_and_tokenizer(args.model, task, seed=training_args.seed)
     tokenize = lambda batch: preprocess(batch, tokenizer, args)  # noqa: E731

@@ -10,8 +10,8 @@ Two model families, picked from the checkpoint's ``config.is_encoder_decoder``:
   pads labels with -100 so padding is ignored by the loss; ``Seq2SeqTrainer`` evaluates with
   ``predict_with_generate`` and sacreBLEU on the decoded generations.
 * **decoder-only** (the offline default, embedded SmolLM2-135M-Instruct): prompt/response SFT
-  with the loss on the response only (:mod:`recipes.seq2seq_sft`); evaluation generates
-  greedily with :func:`recipes.seq2seq_sft.generate_responses` and scores with sacreBLEU.
+  with the loss on the response only (:mod:`recipes.decoder_sft`); evaluation generates
+  greedily with :func:`recipes.decoder_sft.generate_responses` and scores with sacreBLEU.
 
 Data: KDE4 rows ``{"translation": {"en": ..., "fr": ...}}`` (language keys set by
 ``source_lang``/``target_lang``). The offline default ``pkg:po-en-fr`` holds real software-UI
@@ -36,7 +36,7 @@ import logging
 from dataclasses import dataclass, field
 
 import embedded_models
-from recipes import _common, seq2seq_sft
+from recipes import _common, decoder_sft
 from recipes.baselines import copy_nearest
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 USAGE = """
 # decoder-only checkpoint (default):
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from recipes.seq2seq_sft import build_prompt, generate_responses
+from recipes.decoder_sft import build_prompt, generate_responses
 model = AutoModelForCausalLM.from_pretrained(CHECKPOINT)
 tokenizer = AutoTokenizer.from_pretrained(CHECKPOINT)
 prompt = build_prompt(tokenizer, "Translate this English text to French.", "Open the file")
@@ -102,23 +102,23 @@ def preprocess(batch: dict, tokenizer, args: TranslationArgs) -> dict:
     Returns:
         encoder-decoder: ``input_ids``/``attention_mask`` of the (prefixed) sources and ``labels``
         = the targets tokenized with ``text_target`` (eos-terminated, not padded).
-        decoder-only: :func:`recipes.seq2seq_sft.tokenize_pairs` rows (labels -100 on the prompt).
+        decoder-only: :func:`recipes.decoder_sft.tokenize_pairs` rows (labels -100 on the prompt).
     """
     sources = [pair[args.source_lang] for pair in batch["translation"]]
     targets = [pair[args.target_lang] for pair in batch["translation"]]
     if args.encoder_decoder:
         inputs = tokenizer([args.source_prefix + s for s in sources], max_length=args.max_source_length, truncation=True)
         labels = tokenizer(text_target=targets, max_length=args.max_target_length, truncation=True)["input_ids"]
-        inputs["labels"] = [seq2seq_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
+        inputs["labels"] = [decoder_sft.append_eos(ids, tokenizer.eos_token_id, args.max_target_length) for ids in labels]
         return dict(inputs)
     prompts = decoder_prompts(sources, tokenizer, args)
-    return seq2seq_sft.tokenize_pairs(tokenizer, prompts, targets, args.max_target_length)
+    return decoder_sft.tokenize_pairs(tokenizer, prompts, targets, args.max_target_length)
 
 
 def decoder_prompts(sources: list[str], tokenizer, args: TranslationArgs) -> list[str]:
     """Prompts for a decoder-only model: the instruction plus the source cut to max_source_length."""
-    return [seq2seq_sft.build_prompt(tokenizer, args.instruction,
-                                     seq2seq_sft.truncate_text(tokenizer, s, args.max_source_length),
+    return [decoder_sft.build_prompt(tokenizer, args.instruction,
+                                     decoder_sft.truncate_text(tokenizer, s, args.max_source_length),
                                      args.system_prompt) for s in sources]
 
 
@@ -160,7 +160,7 @@ def build_trainer(model, tokenizer, args: TranslationArgs, training_args, train_
         trainer = Seq2SeqTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                                  data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
                                  processing_class=tokenizer,
-                                 compute_metrics=lambda p: compute_metrics(*seq2seq_sft.decode_predictions(p, tokenizer)))
+                                 compute_metrics=lambda p: compute_metrics(*decoder_sft.decode_predictions(p, tokenizer)))
 
         def evaluate_fn():
             metrics = trainer.evaluate()
@@ -171,13 +171,13 @@ def build_trainer(model, tokenizer, args: TranslationArgs, training_args, train_
     # generate from the prompts ourselves.
     training_args.predict_with_generate = False
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      data_collator=seq2seq_sft.collator(tokenizer), processing_class=tokenizer)
+                      data_collator=decoder_sft.collator(tokenizer), processing_class=tokenizer)
     prompts = decoder_prompts([p[args.source_lang] for p in eval_raw["translation"]], tokenizer, args)
     references = [p[args.target_lang] for p in eval_raw["translation"]]
 
     def evaluate_fn():
         loss = trainer.evaluate()["eval_loss"]
-        predictions = seq2seq_sft.generate_responses(trainer.model, tokenizer, prompts,
+        predictions = decoder_sft.generate_responses(trainer.model, tokenizer, prompts,
                                                      max_new_tokens=training_args.generation_max_length,
                                                      batch_size=training_args.per_device_eval_batch_size)
         for prediction, reference in list(zip(predictions, references))[:3]:
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, seed=training_args.seed)
     check_rows(train_raw, args, args.dataset)
     check_rows(eval_raw, args, args.eval_dataset or args.dataset)
-    args.encoder_decoder = seq2seq_sft.is_encoder_decoder(args.model)
+    args.encoder_decoder = decoder_sft.is_encoder_decoder(args.model)
     task = "seq2seq-lm" if args.encoder_decoder else "causal-lm"
     model, tokenizer = _common.load_model_and_tokenizer(args.model, task, seed=training_args.seed)
     tokenize = lambda batch: preprocess(batch, tokenizer, args)  # noqa: E731

@@ -59,7 +59,7 @@ def worker(opts) -> None:
     start = time.perf_counter()
     if opts.backend == "native":
         from grpo.training.native import train
-        from grpo.training.native_plan import build_plan
+        from grpo.training.native.plan import build_plan
 
         train(model, tokenizer, rows, funcs, build_plan(args), MetricsLogger(opts.out))
     else:

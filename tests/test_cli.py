@@ -365,7 +365,7 @@ def test_importing_grpo_modules_stays_light():
     Not grpo.cli.pipeline: it imports the whole stack at its top (issue 16: the graph in plain sight) and
     is itself imported only inside the commands that run a job."""
     code = ("import sys, grpo, grpo.cli.commands, grpo.config.parser, grpo.modeling.models, grpo.data.loaders, grpo.data.synthetic, grpo.runs.run_dir, "
-            "grpo.evaluation.evaluate, grpo.training.trl_backend, grpo.training.sft, grpo.modeling.hub, grpo.training.diagnostics; "
+            "grpo.evaluation.evaluate, grpo.training.trl_backend, grpo.training.sft, grpo.modeling.hub, grpo.runs.publish, grpo.training.diagnostics; "
             "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'matplotlib') "
             "if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -167,7 +167,7 @@ def _bytes_during_native_training(tmp_path, weight_copy: bool, monkeypatch) -> t
     from grpo.modeling.models import apply_lora
     from grpo.runs.run_dir import MetricsLogger
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     monkeypatch.setattr(sampler, "uses_weight_copy", lambda model: weight_copy)  # False: what a GPU does
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Tests for grpo/training/native_checkpoint.py: what a checkpoint holds, and that loading one never runs code.
+"""Tests for grpo/training/native/checkpoint.py: what a checkpoint holds, and that loading one never runs code.
 
 Run: pytest tests/test_native_checkpoint.py   (a tiny model, seconds)
 """
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from grpo.common.errors import UserError
-from grpo.training import native_checkpoint as ckpt
+import grpo.training.native.checkpoint as ckpt
 
 
 class _Tiny(torch.nn.Module):
@@ -69,7 +69,7 @@ def test_state_file_with_a_pickled_callable_is_refused(tmp_path):
 
 def test_a_resumed_generation_buffer_goes_to_the_training_device():
     """The buffer is read onto the CPU (map_location); on a GPU run its micro-batches must follow the model."""
-    from grpo.training.native_rollout import GenerationBatch, collate
+    from grpo.training.native.experience import GenerationBatch, collate
 
     batch = collate([[5, 6]], [0, 0], [[1, 2, 3], [4]], [False, True], None, torch.zeros(2), 0, True)
     saved = GenerationBatch([batch], torch.tensor(6.0)).to_state()  # what a checkpoint holds: dicts of tensors

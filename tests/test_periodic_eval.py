@@ -78,7 +78,7 @@ class CountingEval:
 
 def test_native_loop_evaluates_before_training_and_when_due(tmp_path):
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     counting, log = CountingEval(every=2), MetricsLogger(tmp_path)
     train(tiny_model(), tiny_tokenizer(), dataset(), [word_reward],

@@ -146,7 +146,7 @@ def test_8bit_adamw_trains_lora_on_embedded_smollm2():
     from trl import GRPOConfig
 
     from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.training.optim import make_optimizer
+    from grpo.training.native.optim import make_optimizer
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model, r=8, lora_dropout=0.0)
@@ -198,8 +198,8 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from grpo.training.native import train
-    from grpo.training.native_config import check_supported
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.fields import check_supported
+    from grpo.training.native.plan import build_plan
     from grpo.runs.run_dir import MetricsLogger
 
     config, tiny_tokenizer, word_reward = _config, _tiny_tokenizer, _word_reward

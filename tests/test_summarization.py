@@ -10,7 +10,7 @@ import json
 import pytest
 
 from grpo.common.errors import UserError
-from recipes import _common, seq2seq_sft, summarization
+from recipes import _common, decoder_sft, summarization
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,8 @@ def test_tiny_t5_trains_reloads_and_generates(tmp_path, tokenizer, monkeypatch, 
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(out)
     kw = dict(max_new_tokens=6, batch_size=2)
     docs = ["summarize: " + DOC, "summarize: Short one."]
-    assert seq2seq_sft.generate_responses(reloaded, tokenizer, docs, **kw) == \
-        seq2seq_sft.generate_responses(trainer.model, tokenizer, docs, **kw)
+    assert decoder_sft.generate_responses(reloaded, tokenizer, docs, **kw) == \
+        decoder_sft.generate_responses(trainer.model, tokenizer, docs, **kw)
 
 
 def test_lead_1_baseline_on_real_news():
@@ -165,8 +165,8 @@ def test_tiny_bart_trains_and_reloads(tmp_path, tokenizer, monkeypatch):
     trained = seen["trainer"].model
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(out)
     kw = dict(max_new_tokens=6, batch_size=2)
-    assert seq2seq_sft.generate_responses(reloaded, tokenizer, [DOC, "Short one."], **kw) == \
-        seq2seq_sft.generate_responses(trained, tokenizer, [DOC, "Short one."], **kw)
+    assert decoder_sft.generate_responses(reloaded, tokenizer, [DOC, "Short one."], **kw) == \
+        decoder_sft.generate_responses(trained, tokenizer, [DOC, "Short one."], **kw)
 
 
 @pytest.mark.slow
@@ -180,9 +180,9 @@ def test_decoder_only_default_trains_and_reloads(tmp_path, monkeypatch):
                                "--generation_max_length", "16"]) == 0
     card = (out / "README.md").read_text()
     assert "rougeLsum" in card and "pipeline_tag: text-generation" in card
-    prompt = seq2seq_sft.build_prompt(seen["trainer"].processing_class, summarization.SummarizationArgs().instruction, DOC)
-    before_save = seq2seq_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, [prompt],
+    prompt = decoder_sft.build_prompt(seen["trainer"].processing_class, summarization.SummarizationArgs().instruction, DOC)
+    before_save = decoder_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, [prompt],
                                                  max_new_tokens=16)
-    reloaded = seq2seq_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
+    reloaded = decoder_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
                                               AutoTokenizer.from_pretrained(out), [prompt], max_new_tokens=16)
     assert reloaded == before_save

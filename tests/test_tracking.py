@@ -32,7 +32,7 @@ from grpo.config.script_args import ScriptArgs
 from grpo.runs import tracking
 from grpo.runs.run_dir import MetricsLogger
 from grpo.training.native import train
-from grpo.training.native_plan import build_plan
+from grpo.training.native.plan import build_plan
 out = sys.argv[1]
 args = config(out, report_to="wandb,trackio,tensorboard", max_steps=3, logging_steps=2, run_name="tiny",
               project="grpo-tracking-test")

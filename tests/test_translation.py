@@ -11,7 +11,7 @@ import json
 import pytest
 
 from grpo.common.errors import UserError
-from recipes import _common, seq2seq_sft, translation
+from recipes import _common, decoder_sft, translation
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def test_decoder_only_preprocess_masks_the_prompt(tokenizer):
     out = translation.preprocess(BATCH, tokenizer, args)
     for i, pair in enumerate(BATCH["translation"]):
         ids, labels = out["input_ids"][i], out["labels"][i]
-        prompt = seq2seq_sft.build_prompt(tokenizer, args.instruction, pair["en"])
-        n_prompt = len(seq2seq_sft.prompt_token_ids(tokenizer, [prompt])[0])
+        prompt = decoder_sft.build_prompt(tokenizer, args.instruction, pair["en"])
+        n_prompt = len(decoder_sft.prompt_token_ids(tokenizer, [prompt])[0])
         assert labels[:n_prompt] == [-100] * n_prompt
         assert labels[n_prompt:] == ids[n_prompt:]
         assert ids[-1] == tokenizer.eos_token_id
@@ -62,7 +62,7 @@ def test_decoder_only_preprocess_masks_the_prompt(tokenizer):
 def test_collator_pads_labels_with_minus_100(tokenizer):
     out = translation.preprocess(BATCH, tokenizer, _args())
     rows = [{k: out[k][i] for k in out} for i in range(2)]
-    batch = seq2seq_sft.collator(tokenizer)(rows)
+    batch = decoder_sft.collator(tokenizer)(rows)
     short = min(range(2), key=lambda i: len(rows[i]["input_ids"]))
     n = len(rows[short]["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape
@@ -184,7 +184,7 @@ def test_encoder_decoder_path_trains_and_reloads(build, tmp_path, tokenizer, mon
     batch = tokenizer(["Open the file", "Save the selected image"], return_tensors="pt", padding=True)
     kw = dict(max_new_tokens=6, do_sample=False)
     assert reloaded.generate(**batch, **kw).tolist() == trained.generate(**batch, **kw).tolist()
-    texts = seq2seq_sft.generate_responses(reloaded, tokenizer, ["Open the file"], max_new_tokens=4)
+    texts = decoder_sft.generate_responses(reloaded, tokenizer, ["Open the file"], max_new_tokens=4)
     assert len(texts) == 1 and isinstance(texts[0], str)
 
 
@@ -200,10 +200,10 @@ def test_decoder_only_default_trains_and_reloads(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["eval_loss"] < metrics["before"]["eval_loss"]
     args = translation.TranslationArgs()
-    prompts = [seq2seq_sft.build_prompt(seen["trainer"].processing_class, args.instruction, s)
+    prompts = [decoder_sft.build_prompt(seen["trainer"].processing_class, args.instruction, s)
                for s in ("Open the file", "The folder has been copied.")]
-    before_save = seq2seq_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, prompts,
+    before_save = decoder_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, prompts,
                                                  max_new_tokens=12)
-    reloaded = seq2seq_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
+    reloaded = decoder_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
                                               AutoTokenizer.from_pretrained(out), prompts, max_new_tokens=12)
     assert reloaded == before_save

@@ -101,7 +101,7 @@ class PeriodicEval:
             metrics = {METRICS[name]: total / n for name, total in zip(names, totals)}
             interval = None
             if "placeholder_reasoning_rate" in names:
-                from grpo.maths.stats import wilson_interval
+                from grpo.evaluation.statistics import wilson_interval
 
                 k = round(totals[names.index("placeholder_reasoning_rate")])
                 interval = list(wilson_interval(k, n)) if n else None
