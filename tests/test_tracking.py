@@ -266,7 +266,7 @@ def test_grpo_train_logs_metrics_config_and_table(tmp_path, backend):
     assert trackio_["config"]["script_args"]["backend"] == backend
     events = tensorboard_events(out)
     names = check_scalars_everywhere(out, wandb_, trackio_["logs"], events)
-    assert {"correctness_reward", "xmlcount_reward"} <= set(names)
+    assert {"accuracy_reward", "xmlcount_reward"} <= set(names)
 
     tables = wandb_tables(wandb_)
     assert {row[0] for t in tables for row in t["data"]} == {1, 2}  # a table at each logging step
