@@ -23,7 +23,8 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
 ``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
-``model_card(...) -> str``: from :mod:`recipes._model_card`; ``save_checkpoint(...)``: :func:`grpo.common.checkpoint_io.save_checkpoint`.
+``model_card(...) -> str``: from :mod:`recipes._model_card`; ``save_checkpoint(...)``:
+:func:`grpo.common.checkpoint_io.save_checkpoint`.
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
          argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).

@@ -41,8 +41,8 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpo.common.errors import UserError
 import embedded_models
+from grpo.common.errors import UserError
 from recipes import _common
 from recipes.baselines import unigram_perplexity
 
@@ -236,7 +236,8 @@ def main(argv=None) -> int:
     unigram = {"perplexity": unigram_perplexity(train_ds["input_ids"], [t for ids in eval_ds["input_ids"] for t in ids[1:]])}
     before, after, _ = _common.train_and_evaluate(trainer, lambda: compute_metrics(trainer.evaluate()["eval_loss"]))
     _common.finish(trainer, args, training_args, task="causal_lm", pipeline_tag="text-generation", before=before,
-                   after=after, baselines={"unigram": unigram}, train_data={"spec": args.dataset, "texts": len(train_raw), "chunks": len(train_ds)},
+                   after=after, baselines={"unigram": unigram},
+                   train_data={"spec": args.dataset, "texts": len(train_raw), "chunks": len(train_ds)},
                    eval_data={"spec": args.eval_dataset or f"{args.dataset} (held out)", "texts": len(eval_raw),
                               "chunks": len(eval_ds)}, argv=argv, usage=USAGE)
     return 0

@@ -202,8 +202,8 @@ def compute_metrics(eval_pred, label_names: list[str]) -> dict:
 
     logits, labels = eval_pred
     predictions = np.argmax(logits, axis=-1)  # (N, T)
-    references = [[label_names[l] for l in row if l != -100] for row in labels]
-    predicted = [[label_names[p] for p, l in zip(prow, lrow) if l != -100] for prow, lrow in zip(predictions, labels)]
+    references = [[label_names[t] for t in row if t != -100] for row in labels]
+    predicted = [[label_names[p] for p, t in zip(prow, lrow) if t != -100] for prow, lrow in zip(predictions, labels)]
     return seqeval_scores(references, predicted)
 
 

@@ -69,9 +69,9 @@ class TextLength:
         if not isinstance(self.tokenizer, str):
             return self.tokenizer
         if self._loaded is None:
-            from rewards.reward_model import resolve_local_model
-
             from transformers import AutoTokenizer
+
+            from rewards.reward_model import resolve_local_model
 
             self._loaded = AutoTokenizer.from_pretrained(resolve_local_model(self.tokenizer))
         return self._loaded

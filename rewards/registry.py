@@ -26,7 +26,8 @@ import logging
 import math
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError, log_once
 from rewards.groups import is_group_aware

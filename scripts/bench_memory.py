@@ -11,7 +11,8 @@ Run (CPU, ~2 min; each setting runs in its own child process, one after the othe
 Setup: embedded SmolLM2-135M-Instruct with LoRA (r16, all-linear, dropout off as ``disable_dropout``),
 bf16 autocast where the CPU has bf16 kernels (:func:`grpo.common.hardware.bf16_is_fast`), one prompt of 150
 tokens and ``micro_batch`` completions per forward (several values: one child each), the completion width
-drawn from ``--widths`` (default 60..256) tokens per step (seeded; the same draws for every setting), each width padded to ``pad_to_multiple_of`` as
+drawn from ``--widths`` (default 60..256) tokens per step (seeded; the same draws for every setting), each width
+padded to ``pad_to_multiple_of`` as
 :func:`grpo.training.native.experience.collate` pads it. For each multiple it prints the resident set after
 the first step and after the last (freed heap handed back with ``malloc_trim``: what the process keeps),
 the peak, and the mean seconds per step, side by side. ``--casts``: ``forward`` lets autocast cast each frozen
@@ -48,8 +49,8 @@ def worker(opts) -> None:
 
     from grpo.common.hardware import bf16_is_fast
     from grpo.modeling.models import apply_lora, load_model
-    from grpo.training.native.frozen_casts import frozen_weights_cast
     from grpo.training.native.experience import collate, completion_logps
+    from grpo.training.native.frozen_casts import frozen_weights_cast
 
     torch.set_num_threads(opts.threads)
     proc, libc = psutil.Process(), ctypes.CDLL("libc.so.6")

@@ -196,9 +196,9 @@ def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
 
 
 def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
+    from grpo.common.checkpoint_io import write_json_atomic
     from grpo.config.script_args import ScriptArgs
     from grpo.runs.publish import plan_run_upload, repo_ids
-    from grpo.common.checkpoint_io import write_json_atomic
     from grpo.runs.run_dir import save_final_checkpoint, write_model_card
 
     peft_model, tokenizer, _ = adapter
@@ -346,7 +346,8 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     hub = local_hub()
     run = tmp_path / "run"
     argv = ["train", "--config", "grpo/configs/gsm8k.yaml", "--output_dir", str(run), "--max_steps", "2",
-            "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false", "--num_generations", "2",
+            "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false",
+            "--num_generations", "2",
             "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "2",
             "--push_to_hub", "true", "--hub_model_id", "me/tiny-run", "--hub_token", "hf_not_a_real_token",
             # a reward of its own (the config's list changes), with the kwargs the card must show

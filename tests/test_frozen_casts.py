@@ -7,8 +7,8 @@ the CPU; a few seconds).
 import pytest
 import torch
 
-from grpo.training.native.frozen_casts import frozen_weights_cast
 from grpo.training.native.experience import collate, completion_logps
+from grpo.training.native.frozen_casts import frozen_weights_cast
 
 
 def tiny_lora_model(tied=True):

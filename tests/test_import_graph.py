@@ -131,7 +131,8 @@ def test_relative_imports_resolve(tmp_path):
 
 def test_grpo_modules_import_each_other_without_cycles():
     graph = import_graph("grpo")
-    assert {"grpo.generation.inference_copy", "grpo.generation.rollout"} <= graph["grpo.generation.vllm_engine"]  # the walk sees top-level imports
+    # the walk sees top-level imports
+    assert {"grpo.generation.inference_copy", "grpo.generation.rollout"} <= graph["grpo.generation.vllm_engine"]
     assert "grpo.common.placement" in graph["grpo.modeling.models"]  # ... and function-level ones
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle among grpo modules: " + " -> ".join(cycle)

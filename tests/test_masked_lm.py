@@ -70,12 +70,12 @@ def test_mask_once_is_deterministic_and_labels_only_masked(tokenizer):
     a, b = masked(), masked()
     assert a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"]
     for ids, labels, orig in zip(a["input_ids"], a["labels"], chunks["input_ids"]):
-        assert any(l != -100 for l in labels)
-        for i, l in enumerate(labels):
-            if l == -100:
+        assert any(t != -100 for t in labels)
+        for i, t in enumerate(labels):
+            if t == -100:
                 assert ids[i] == orig[i]  # unmasked positions are untouched
             else:
-                assert l == orig[i]
+                assert t == orig[i]
 
 
 def test_whole_word_masking_masks_every_piece_of_a_word(tokenizer):

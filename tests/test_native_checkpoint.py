@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from grpo.common.errors import UserError
 import grpo.training.native.checkpoint as ckpt
+from grpo.common.errors import UserError
 
 
 class _Tiny(torch.nn.Module):

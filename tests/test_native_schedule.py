@@ -9,11 +9,11 @@ import json
 
 import pytest
 import torch
+from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
 
 from grpo.common.errors import UserError
 from grpo.config.script_args import ScriptArgs
 from grpo.runs.run_dir import MetricsLogger
-from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -37,9 +37,9 @@ def test_script_args_refuse_a_negative_interval():
 
 
 def test_periodic_holdout_is_disjoint_from_training_rows():
-    from grpo.data.loaders import load_gsm8k
     from grpo.cli.pipeline import periodic_holdout
     from grpo.config.script_args import ScriptArgs
+    from grpo.data.loaders import load_gsm8k
 
     rows = load_gsm8k("gsm8k", split="train", limit=40)
     kept, held = periodic_holdout(rows, ScriptArgs(periodic_eval_steps=5, periodic_eval_size=8), seed=1)

@@ -131,5 +131,5 @@ def test_list_marks_group_aware(capsys):
     from grpo.cli.rewards_cmd import main
 
     assert main(["list"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("len_reward "))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("len_reward "))
     assert "[group-aware" in line

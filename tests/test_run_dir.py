@@ -281,7 +281,8 @@ def test_model_card_metadata_reads_back_with_huggingface_hub(tmp_path):
     assert data.datasets == ["openai/gsm8k"] and data.library_name == "transformers"
     assert {"grpo", "trl", "grpo-toolkit"} <= set(data.tags)
     results = {(r.metric_name, r.metric_type): r.metric_value for r in data.eval_results}
-    assert results[("accuracy (after GRPO)", "accuracy")] == 0.15 and results[("format_rate (after warm-start)", "format_rate")] == 1.0
+    assert results[("accuracy (after GRPO)", "accuracy")] == 0.15
+    assert results[("format_rate (after warm-start)", "format_rate")] == 1.0
     assert all(r.dataset_type == "openai/gsm8k" and r.dataset_split == "test" for r in data.eval_results)
     text = card.text
     assert "Shortcut detected" in text and "85.0% of the completions have placeholder reasoning" in text

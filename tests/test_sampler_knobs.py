@@ -10,12 +10,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
-                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from test_sampler import VOCAB, hf_greedy, tiny_llama  # the tiny model and model.generate, cut like the sampler
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from grpo.common.errors import UserError
 from grpo.generation.sampler import generate, penalize_repetitions, sample_next
-from test_sampler import VOCAB, hf_greedy, tiny_llama  # the tiny model and model.generate, cut like the sampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -131,8 +136,8 @@ def test_chat_template_kwargs_reach_the_template(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from grpo.training.native.plan import build_plan
     from grpo.training.native.experience import tokenize_prompt
+    from grpo.training.native.plan import build_plan
 
     words = ["<pad>", "<eos>", "<unk>", "hi", "think", "ok"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))

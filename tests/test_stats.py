@@ -125,7 +125,8 @@ def test_paired_comparison_counts_and_keys():
     before = [True, False, False, False, False, False, False, True]
     after = [False, True, True, True, True, True, True, True]
     result = paired_comparison(before, after)
-    assert {k: result[k] for k in ("n", "both", "lost", "gained", "neither")} == {"n": 8, "both": 1, "lost": 1, "gained": 6, "neither": 0}
+    assert {k: result[k] for k in ("n", "both", "lost", "gained", "neither")} == {
+        "n": 8, "both": 1, "lost": 1, "gained": 6, "neither": 0}
     assert result["before"] == 0.25 and result["after"] == 0.875
     assert result["difference"] == pytest.approx(5 / 8)
     assert result["mcnemar_p"] == pytest.approx(0.125)

@@ -189,7 +189,8 @@ def test_trackio_dir_and_no_table_switch_without_a_table_tracker(env, tmp_path):
 def test_native_refuses_an_integration_it_does_not_implement(tmp_path, capsys):
     from grpo.cli.commands import main
 
-    code = main(["train", "--config", "grpo/configs/gsm8k.yaml", "--periodic_eval_steps", "0", "--backend", "native", "--report_to", "mlflow",
+    code = main(["train", "--config", "grpo/configs/gsm8k.yaml", "--periodic_eval_steps", "0", "--backend", "native",
+                 "--report_to", "mlflow",
                  "--output_dir", str(tmp_path / "run")])
     assert code == 2
     assert "report_to='mlflow'" in capsys.readouterr().err
@@ -247,7 +248,8 @@ def test_native_run_logs_metrics_config_and_table_to_all_three(tmp_path):
 
 TRAIN = ["-m", "grpo.cli", "train", "--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0",
          "--periodic_eval_steps", "0",
-         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2",
+         "--gradient_accumulation_steps", "1",
          "--max_completion_length", "12", "--logging_steps", "1", "--report_to", "wandb,trackio,tensorboard",
          "--project", "gsm8k-test", "--run_name", "short",
          # rewards of its own (the config's list changes): the names asserted below

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tiny_llama import tiny_llama_dir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,8 +27,13 @@ from __future__ import annotations
 import logging
 
 from grpo.common.errors import UserError
-from grpo.evaluation.text_metrics import (TEXT_TASKS, compare_text, format_text_comparison, format_text_table,
-                                          render_table)
+from grpo.evaluation.text_metrics import (
+    TEXT_TASKS,
+    compare_text,
+    format_text_comparison,
+    format_text_table,
+    render_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +170,8 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
 
     Returns:
         ``{"n", "confidence", "accuracy", "accuracy_count", "accuracy_ci", ... for last_number_accuracy,
-        format_rate, numeric_answer_rate, placeholder_reasoning_rate and clipped, "mean_completion_length", "max_new_tokens", "samples"}``; rates are
+        format_rate, numeric_answer_rate, placeholder_reasoning_rate and clipped, "mean_completion_length",
+        "max_new_tokens", "samples"}``; rates are
         fractions in [0, 1] with 95 % Wilson intervals ``[low, high]``, the length is in tokens,
         ``samples`` holds every question, gold answer, completion, token count and its flags
         (``correct``, ``last_number_correct``, ``format``, ``numeric_answer``, ``placeholder_reasoning``, ``clipped``).
@@ -334,7 +340,7 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
                 continue
             low, high = c["difference_ci"]
             rows.append([pair, rate, f"{100 * c['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]",
-                         f"{c['lost']}/{c['gained']}", _p_text(c["mcnemar_p"]), 
+                         f"{c['lost']}/{c['gained']}", _p_text(c["mcnemar_p"]),
                          "significant" if c["mcnemar_p"] < 0.05 else "no significant change"])
     ns = sorted({e["n"] for e in comparisons if "error" not in e})
     heading = (f"Paired on the same {ns[0]} problems" if len(ns) == 1 else "Paired on the same problems") + \

@@ -4,7 +4,8 @@
 (:func:`grpo.training.native.loop.train`): it takes the :class:`LoopState` and returns it advanced, with the new
 :class:`GenerationBatch` as its buffer. Run its tests with ``pytest tests/test_native.py``. Generation goes
 through the built-in sampler (:func:`grpo.generation.sampler.generate`) or a vLLM engine with the same contract
-(:mod:`grpo.generation.vllm_engine`, :mod:`grpo.generation.vllm_server`), and returns a typed :class:`grpo.generation.sampler.Rollout`
+(:mod:`grpo.generation.vllm_engine`, :mod:`grpo.generation.vllm_server`), and returns a typed
+:class:`grpo.generation.sampler.Rollout`
 (G completions per prompt, prompt-major) that is kept through to the micro-batches: a completion's
 prompt is ``rollout.prompt_index[i]``, never looked up again. The sampler draws tokens with a
 ``torch.Generator`` that must live on the model's device, so the caller names that device.
@@ -30,7 +31,6 @@ from grpo.maths.advantages import advantages_from_rewards, combine_rewards, nans
 from grpo.maths.logprobs import logprobs_from_hidden
 from rewards import call_reward
 from rewards.reasoning import is_placeholder_reasoning
-
 
 # ---------------------------------------------------------------------------- generation and rewards
 

@@ -36,12 +36,12 @@ from contextlib import nullcontext
 
 import torch
 
+import grpo.training.native.checkpoint as ckpt
 from grpo.common.console import StepProgress
 from grpo.common.distributed import all_gather_ragged, all_sum, broadcast_parameters, init_distributed
 from grpo.common.placement import place_model
 from grpo.maths.loss import grpo_loss, sampling_correction
 from grpo.runs import tracking
-import grpo.training.native.checkpoint as ckpt
 from grpo.training.diagnostics import warn_if_no_signal
 from grpo.training.native.experience import GenerationBatch, LoopState, ScoredRollout, completion_logps, make_experience
 from grpo.training.native.frozen_casts import frozen_weights_cast
