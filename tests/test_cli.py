@@ -363,7 +363,7 @@ def test_subprocess_help_exit_zero():
 def test_importing_grpo_modules_stays_light():
     """STYLE 14: heavy dependencies load inside the functions that need them, so `grpo --help` is instant.
 
-    Not grpo.cli.pipeline: it imports the whole stack at its top (issue 16: the graph in plain sight) and
+    Not grpo.cli.pipeline: it imports the whole stack at its top (the graph in plain sight) and
     is itself imported only inside the commands that run a job."""
     code = ("import sys, grpo, grpo.cli.commands, grpo.config.parser, grpo.modeling.models, grpo.data.loaders, "
             "grpo.data.synthetic, grpo.runs.run_dir, grpo.evaluation.evaluate, grpo.training.trl_backend, "

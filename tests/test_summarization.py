@@ -8,23 +8,14 @@ errors, and short offline runs (a tiny random BART and embedded SmolLM2).
 import json
 
 import pytest
+from recipe_args import with_fields
 
 from grpo.common.errors import UserError
 from recipes import _common, decoder_sft, summarization
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-
-    return load_tokenizer(EMBEDDED_SMOLLM2)
-
-
 def _args(**kw):
-    args = summarization.SummarizationArgs()
-    for key, value in kw.items():
-        setattr(args, key, value)
-    return args
+    return with_fields(summarization.SummarizationArgs, **kw)
 
 
 DOC = ("Heavy snow hit Quenby on Monday, and schools were closed. Several roads around the town were closed "

@@ -9,23 +9,14 @@ embedded SmolLM2 as decoder-only SFT (slow).
 import json
 
 import pytest
+from recipe_args import with_fields
 
 from grpo.common.errors import UserError
 from recipes import _common, decoder_sft, translation
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-
-    return load_tokenizer(EMBEDDED_SMOLLM2)
-
-
 def _args(**kw):
-    args = translation.TranslationArgs()
-    for key, value in kw.items():
-        setattr(args, key, value)
-    return args
+    return with_fields(translation.TranslationArgs, **kw)
 
 
 BATCH = {"translation": [{"en": "Open the file", "fr": "Ouvrir le fichier"},
@@ -104,7 +95,7 @@ def test_config_parses_with_overrides():
     # the YAML alone carries the training settings (no table of recipe defaults under it)
     assert (targs.output_dir, targs.learning_rate, targs.warmup_steps, targs.weight_decay) == \
         ("runs/translation", 1e-4, 6, 0.01)
-    assert args.dataset == "pkg:po-en-fr" and args.max_eval_samples == 200
+    assert args.dataset_name == "pkg:po-en-fr" and args.max_eval_samples == 200
 
 
 def _capture_finish(monkeypatch):

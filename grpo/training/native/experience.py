@@ -162,7 +162,7 @@ class Experience:
         completion_mask: (B, T) the tokens the loss counts (truncated completions zeroed when
             ``mask_truncated_completions``).
         advantages: (B,) float32.
-        sampling_per_token_logps: (B, T) the rollout engine's log-probs, or None (a buffer saved by an older version).
+        sampling_per_token_logps: (B, T) the rollout engine's log-probs, or None (a checkpoint's buffer without them).
         old_per_token_logps: (B, T) the generating policy's log-probs (``num_iterations > 1``), else None.
         ref_per_token_logps: (B, T) the reference model's log-probs (``beta != 0``), else None.
     """
