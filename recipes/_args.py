@@ -33,8 +33,8 @@ class RecipeArgs:
     dataset_name: str = field(default="", metadata={
         "help": "Train data: a pkg: source (recipes/sources), a local .jsonl/.json/.csv/.parquet or a hub id."})
     eval_dataset: str = field(default="", metadata={
-        "help": "Eval data (same schema); empty = a pkg: source's validation split, the shipped eval file of "
-                "a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
+        "help": "Eval data (same schema); empty = a pkg: source's validation split, a hub dataset's eval_split, "
+                "or eval_fraction of a local file."})
     eval_fraction: float = field(default=0.1, metadata={
         "help": "Share of a local train file held out for eval when eval_dataset is empty."})
     max_train_samples: int = field(default=0, metadata={"help": "Keep the first N train rows (0 = all)."})

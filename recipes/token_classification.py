@@ -10,7 +10,7 @@ entity types (recipes/sources/README.md); ``--eval_dataset my.jsonl`` scores on 
 the same schema. The tag set is read from the data: a ``ClassLabel`` feature's names (hub
 conll2003), else the distinct tag strings of train + eval (``O`` first, then ``B-``/``I-`` per type),
 else -- ids without names -- ``--tag_names`` (conll2003's nine tags if unset, the order of the
-template files ``recipes/data/ner_*.jsonl``). Words are split into word pieces; special tokens get
+template files ``tests/fixtures/recipes/ner_*.jsonl``). Words are split into word pieces; special tokens get
 -100 and a word's continuation pieces get the word's label with ``B-X`` turned into ``I-X`` (the
 chapter's rule) -- or -100 with ``--label_all_tokens false`` (the chapter's "your turn" variant).
 

@@ -3,7 +3,7 @@
 For the tests only: the recipes' default configs train on real text (``pkg:`` sources,
 recipes/sources/README.md); template sentences say nothing about how a recipe does on real data.
 
-    python scripts/make_seq_data.py            # rewrites recipes/data/{translation,summarization}.jsonl
+    python scripts/make_seq_data.py            # rewrites tests/fixtures/recipes/{translation,summarization}.jsonl
 
 Both files are original text generated here from small grammars, in the schemas of the hub
 datasets the course uses, so ``--dataset`` can point at the real thing unchanged:
@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "recipes" / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recipes"
 SEED = 20261121
 
 # ---------------------------------------------------------------------------------------------

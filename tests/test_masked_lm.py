@@ -6,12 +6,15 @@ Run: pytest tests/test_masked_lm.py            (fast)
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from grpo.common.errors import UserError
 from recipes import _common
 from recipes import masked_lm as mlm
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +111,7 @@ def test_args_validation():
 
 
 def test_shipped_data_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/imdb_train.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "imdb_train.jsonl")]
     assert 100 <= len(rows) <= 500 and {r["label"] for r in rows} == {0, 1}
     assert all(isinstance(r["text"], str) and r["text"] for r in rows)
 

@@ -15,6 +15,8 @@ import recipes
 from grpo.common.errors import UserError
 from recipes import _common, sources
 
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -69,13 +71,6 @@ def test_parse_args_missing_config_file():
         _common.parse_args(ToyArgs, ["--config", "nope/nothing.yaml"])
 
 
-def test_packaged_paths_resolve_from_any_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = Path(_common.resolve_data_path("recipes/data/ner_train.jsonl"))
-    assert path.is_file() and path.parent == Path(recipes.__file__).resolve().parent / "data"
-    assert _common.resolve_data_path("my/own.jsonl") == "my/own.jsonl"
-
-
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
@@ -91,11 +86,13 @@ def test_load_splits_local_holdout_and_limits(tmp_path):
 
 
 def test_load_splits_eval_defaults(tmp_path):
-    train, evaluation = _common.load_splits("recipes/data/ner_train.jsonl", "", columns=["tokens"])
-    assert (len(train), len(evaluation)) == (300, 80)  # the shipped validation file
+    train, evaluation = _common.load_splits(str(FIXTURES / "ner_train.jsonl"), str(FIXTURES / "ner_validation.jsonl"),
+                                            columns=["tokens"])
+    assert (len(train), len(evaluation)) == (300, 80)  # the eval file given
     spec = _write_jsonl(tmp_path / "mine_train.jsonl", [{"tokens": ["a"]} for _ in range(10)])
+    _write_jsonl(tmp_path / "mine_validation.jsonl", [{"tokens": ["b"]} for _ in range(3)])
     train, evaluation = _common.load_splits(spec, "", columns=["tokens"], eval_fraction=0.2)
-    assert (len(train), len(evaluation)) == (8, 2)  # a user file is never paired with shipped data
+    assert (len(train), len(evaluation)) == (8, 2)  # no eval file given: held out, never guessed from the name
 
 
 def test_load_splits_wrong_schema_names_the_field(tmp_path):
@@ -175,11 +172,8 @@ def test_shipped_config_parses_with_its_recipe(name, tmp_path, monkeypatch):
                       getattr(args, "dataset_name", None) or args.dataset)
     assert model == "embedded:minilm-l6"
     assert args.eval_dataset == ""  # so that --dataset_name other.jsonl is evaluated on other.jsonl
-    if sources.is_source(dataset):  # real data from an installed package, with its validation split
-        assert dataset[len(sources.PREFIX):] in sources.names()
-    else:
-        assert Path(_common.resolve_data_path(dataset)).is_file()
-        assert Path(_common._shipped_sibling(_common.resolve_data_path(dataset))).is_file()
+    assert sources.is_source(dataset)  # real data from an installed package, with its validation split
+    assert dataset[len(sources.PREFIX):] in sources.names()
     header = (REPO / "recipes" / "configs" / f"{name}.yaml").read_text().splitlines()
     assert any(f"python -m recipes.{name} --config recipes/configs/{name}.yaml" in line for line in header)
 

@@ -6,12 +6,15 @@ errors, and short offline runs (a tiny random BART and embedded SmolLM2).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from recipe_args import with_fields
 
 from grpo.common.errors import UserError
 from recipes import _common, decoder_sft, summarization
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 def _args(**kw):
@@ -65,7 +68,7 @@ def test_rouge_lsum_uses_sentence_lines():
 
 
 def test_default_data_has_the_xsum_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/summarization.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "summarization.jsonl")]
     assert 100 <= len(rows) <= 500
     assert all(r["document"] and r["summary"] and len(r["summary"]) < len(r["document"]) for r in rows)
 

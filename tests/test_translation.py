@@ -7,12 +7,15 @@ embedded SmolLM2 as decoder-only SFT (slow).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from recipe_args import with_fields
 
 from grpo.common.errors import UserError
 from recipes import _common, decoder_sft, translation
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 def _args(**kw):
@@ -69,7 +72,7 @@ def test_sacrebleu_matches_the_course_example():
 
 
 def test_default_data_has_the_kde4_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/translation.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "translation.jsonl")]
     assert 100 <= len(rows) <= 500
     assert all(set(r["translation"]) == {"en", "fr"} and r["translation"]["fr"] for r in rows)
 
