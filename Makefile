@@ -22,7 +22,7 @@ CONSTRAINTS = $(if $(LOCK),-c $(LOCK),)
 export GRPO_TOOLKIT_CACHE ?= $(HOME)/.cache/grpo-toolkit
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test test-slow test-latest test-gpu-deps lock lock-gpu bench clean
+.PHONY: install demo lint test test-slow test-latest test-gpu-deps lock lock-gpu bench clean
 
 # Re-runs only when the interpreter, pyproject.toml or the lock changed since the last install.
 install:
@@ -37,6 +37,10 @@ install:
 
 demo: install
 	grpo train --config grpo/configs/gsm8k.yaml
+
+# ruff, configured in pyproject.toml ([tool.ruff]); CI runs it before the tests.
+lint: install
+	$(PYTHON) -m ruff check .
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: install

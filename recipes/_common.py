@@ -9,21 +9,20 @@ Task logic (preprocessing, metrics, post-processing) stays in each recipe file. 
     ``report_to`` (default none) is prepared by :func:`grpo.runs.tracking.configure` (offline wandb).
 ``load_model_and_tokenizer(spec, task, *, seed=42, require_fast=False, **kwargs) -> (model, tokenizer)``
     :func:`grpo.modeling.models.load_model` after ``set_seed(seed)``; ``require_fast`` refuses slow tokenizers.
-``resolve_data_path(spec) -> str``: ``recipes/data/<file>`` is the shipped file, whatever the CWD.
 ``load_splits(dataset, eval_dataset, *, columns, train_split="train", eval_split="validation",
               eval_fraction=0.1, max_train_samples=None, max_eval_samples=None, seed=42,
               keep_line=False) -> (train, eval)``
     Rows via :func:`grpo.data.loaders.load_rows`, ``columns`` checked by :func:`grpo.data.loaders.require_columns`.
-    No ``eval_dataset``: a shipped ``<x>_train.jsonl`` uses its shipped ``<x>_validation|test.jsonl``,
-    a ``pkg:<name>`` source (:mod:`recipes.sources`) its validation split, a hub id its ``eval_split``,
-    any other local file a held-out ``eval_fraction``.
+    No ``eval_dataset``: a ``pkg:<name>`` source (:mod:`recipes.sources`) uses its validation split, a hub id
+    its ``eval_split``, a local file a held-out ``eval_fraction``.
 ``load_any(spec, split)``: one split of any spec (``pkg:<name>``, local file, hub id) as a ``Dataset``.
     ``keep_line=True`` keeps local JSONL's ``_line`` column for row-level errors.
 ``drop_bookkeeping(ds)`` removes ``_line``; ``check_row_fields(row, fields, source, index)`` raises
     :class:`UserError` naming a missing (dotted, e.g. ``answers.text``) field.
 ``train_and_evaluate(trainer, evaluate_fn) -> (before, after, train_metrics)``: evaluate, train, evaluate.
 ``format_metric_table(before, after, baselines=None) -> str`` / ``print_metric_table(...)``.
-``model_card(...) -> str``: from :mod:`recipes._checkpoint`; ``save_checkpoint(...)``: :func:`grpo.common.checkpoint_io.save_checkpoint`.
+``model_card(...) -> str``: from :mod:`recipes._model_card`; ``save_checkpoint(...)``:
+:func:`grpo.common.checkpoint_io.save_checkpoint`.
 ``finish(trainer, args, training_args, *, task, pipeline_tag, before, after, train_data, eval_data,
          argv, usage="", baselines=None) -> Path``: print the table, save checkpoint + card + ``metrics.json``.
 ``cli(main)``: ``if __name__ == "__main__": _common.cli(main)`` (``UserError`` -> ``error: ...``, exit 2).
@@ -41,7 +40,7 @@ from grpo.common.checkpoint_io import save_checkpoint
 from grpo.common.errors import UserError
 from grpo.config.parser import parse_dataclasses
 from recipes import sources
-from recipes._checkpoint import format_metric_table, model_card
+from recipes._model_card import format_metric_table, model_card
 
 logger = logging.getLogger(__name__)
 
@@ -117,30 +116,15 @@ def load_model_and_tokenizer(spec: str, task: str, *, seed: int = 42, require_fa
     return model, tokenizer
 
 
-def resolve_data_path(spec: str) -> str:
-    """Map ``recipes/data/<file>`` to the file shipped in this package; any other spec is unchanged."""
-    shipped = PACKAGE_DIR / "data" / Path(spec).name
-    return str(shipped) if spec.replace("\\", "/").startswith("recipes/data/") and shipped.exists() else spec
-
-
 def _is_local(spec: str) -> bool:
     return Path(spec).expanduser().exists() or Path(spec).suffix.lower() in {".jsonl", ".json", ".csv", ".parquet"}
-
-
-def _shipped_sibling(spec: str) -> str | None:
-    """``recipes/data/<x>_train.jsonl`` (shipped) -> its shipped ``<x>_validation`` / ``<x>_test`` file."""
-    path = Path(spec).resolve()
-    if path.parent != PACKAGE_DIR / "data" or not path.stem.endswith("_train"):
-        return None
-    siblings = [path.with_name(f"{path.stem[:-6]}_{split}{path.suffix}") for split in ("validation", "test")]
-    return next((str(p) for p in siblings if p.exists()), None)
 
 
 def load_any(spec: str, split: str):
     """Raw rows of a spec: ``pkg:<name>`` (:mod:`recipes.sources`) or whatever :func:`grpo.data.loaders.load_rows` reads."""
     from grpo.data.loaders import load_rows
 
-    return sources.load(spec, split) if sources.is_source(spec) else load_rows(resolve_data_path(spec), split)
+    return sources.load(spec, split) if sources.is_source(spec) else load_rows(spec, split)
 
 
 def drop_bookkeeping(ds):
@@ -153,8 +137,8 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
                 max_eval_samples: int | None = None, seed: int = 42, keep_line: bool = False):
     """Train and eval splits of raw rows, schema-checked (see the module docstring for the rules).
 
-    ``dataset`` / ``eval_dataset`` are specs (hub id, ``hub_id:config``, local file,
-    ``recipes/data/<file>``); ``columns`` are the top-level fields every row needs;
+    ``dataset`` / ``eval_dataset`` are specs (``pkg:<name>``, hub id, ``hub_id:config``, local file);
+    ``columns`` are the top-level fields every row needs;
     ``max_*_samples`` keep the first N rows (None or <= 0 = all); ``seed`` shuffles the hold-out.
 
     Returns:
@@ -165,12 +149,9 @@ def load_splits(dataset: str, eval_dataset: str | None, *, columns, train_split:
     """
     from grpo.data.loaders import require_columns
 
-    dataset = resolve_data_path(dataset)
     train = load_any(dataset, train_split)
     require_columns(train, columns, dataset)
-    eval_dataset = eval_dataset or _shipped_sibling(dataset)
     if eval_dataset:
-        eval_dataset = resolve_data_path(eval_dataset)
         evaluation = load_any(eval_dataset, eval_split)
         require_columns(evaluation, columns, eval_dataset)
     elif sources.is_source(dataset):
@@ -255,7 +236,8 @@ def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before
     print_metric_table(before, after, baselines)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "-m", f"recipes.{task}", *map(shlex.quote, argv)])
-    card = dict(task=task, base_model=args.model, pipeline_tag=pipeline_tag, metrics_before=before,
+    base_model = getattr(args, "model_name_or_path", None) or args.model  # RecipeArgs, or an argument class of its own
+    card = dict(task=task, base_model=base_model, pipeline_tag=pipeline_tag, metrics_before=before,
                 metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
                 training_args=training_args, command=command, usage=usage, baselines=baselines)
     extra = {

@@ -41,9 +41,10 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpo.common.errors import UserError
 import embedded_models
+from grpo.common.errors import UserError
 from recipes import _common
+from recipes._args import RecipeArgs
 from recipes.baselines import unigram_perplexity
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ print(generator("def read_config(path):", max_new_tokens=32)[0]["generated_text"
 
 
 @dataclass
-class CausalLMArgs:
+class CausalLMArgs(RecipeArgs):
     # Model
-    model: str = field(default=embedded_models.SMOLLM2, metadata={
+    model_name_or_path: str = field(default=embedded_models.SMOLLM2, metadata={
         "help": "Fine-tune: the model to train. From scratch: the model whose tokenizer is retrained."})
     from_scratch: bool = field(default=False, metadata={"help": "Train a new tokenizer and a fresh GPT-2 model."})
     vocab_size: int = field(default=8000, metadata={"help": "From scratch: vocabulary size of the new tokenizer."})
@@ -68,19 +69,17 @@ class CausalLMArgs:
     n_head: int = field(default=4, metadata={"help": "From scratch: attention heads (GPT-2 small: 12)."})
     n_embd: int = field(default=128, metadata={"help": "From scratch: hidden size (GPT-2 small: 768)."})
     # Data
-    dataset: str = field(default=STDLIB, metadata={"help": "'stdlib' (local Python standard library source), a "
-                                                             "local file or a hub id with a text column."})
-    eval_dataset: str = field(default="", metadata={"help": "Eval texts (same column); empty = a pkg: source's "
-                                                             "validation split, or eval_fraction held out."})
+    dataset_name: str = field(default=STDLIB, metadata={"help": "'stdlib' (local Python standard library source), "
+                                                                  "a local file or a hub id with a text column."})
     text_column: str = field(default="content", metadata={"help": "Column holding the text (codeparrot: content)."})
     stdlib_files: int = field(default=64, metadata={"help": "dataset=stdlib: number of .py files read."})
     max_chars_per_file: int = field(default=20000, metadata={"help": "dataset=stdlib: characters kept per file."})
-    eval_fraction: float = field(default=0.1, metadata={"help": "Share of texts held out for eval."})
     context_length: int = field(default=128, metadata={"help": "Tokens per training chunk; shorter tails dropped."})
     max_train_samples: int = field(default=0, metadata={"help": "Keep the first N train chunks (0 = all)."})
     max_eval_samples: int = field(default=0, metadata={"help": "Keep the first N eval chunks (0 = all)."})
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("vocab_size", "n_layer", "n_head", "n_embd", "context_length", "stdlib_files", "max_chars_per_file"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be positive")
@@ -122,7 +121,7 @@ def load_texts(args: CausalLMArgs, seed: int):
     """``(train, eval)`` raw datasets with ``args.text_column`` (UserError names a missing column)."""
     import datasets
 
-    if args.dataset == STDLIB:
+    if args.dataset_name == STDLIB:
         if args.text_column != "content":
             raise UserError(f"dataset={STDLIB!r} has the column 'content', not text_column={args.text_column!r}")
         full = datasets.Dataset.from_list(stdlib_rows(args.stdlib_files, args.max_chars_per_file))
@@ -134,7 +133,7 @@ def load_texts(args: CausalLMArgs, seed: int):
             return full, _common.drop_bookkeeping(evaluation)
         parts = full.train_test_split(test_size=args.eval_fraction, seed=seed)
         return parts["train"], parts["test"]
-    return _common.load_splits(args.dataset, args.eval_dataset, columns=[args.text_column],
+    return _common.load_splits(args.dataset_name, args.eval_dataset, columns=[args.text_column],
                                eval_fraction=args.eval_fraction, seed=seed)
 
 
@@ -210,13 +209,13 @@ def main(argv=None) -> int:
     args, training_args = _common.parse_args(CausalLMArgs, argv)
     train_raw, eval_raw = load_texts(args, training_args.seed)
     if args.from_scratch:
-        old = load_tokenizer(args.model)
+        old = load_tokenizer(args.model_name_or_path)
         if not getattr(old, "is_fast", False):
-            raise UserError(f"model {args.model!r}: train_new_from_iterator needs a fast tokenizer")
+            raise UserError(f"model {args.model_name_or_path!r}: train_new_from_iterator needs a fast tokenizer")
         tokenizer = train_tokenizer(old, train_raw[args.text_column], args.vocab_size)
         model = scratch_model(tokenizer, args, training_args.seed)
     else:
-        model, tokenizer = _common.load_model_and_tokenizer(args.model, "causal-lm", seed=training_args.seed,
+        model, tokenizer = _common.load_model_and_tokenizer(args.model_name_or_path, "causal-lm", seed=training_args.seed,
                                                             require_fast=True)
     chunk = lambda batch: preprocess(batch, tokenizer, args)  # noqa: E731
     train_ds = train_raw.map(chunk, batched=True, remove_columns=train_raw.column_names)
@@ -236,8 +235,9 @@ def main(argv=None) -> int:
     unigram = {"perplexity": unigram_perplexity(train_ds["input_ids"], [t for ids in eval_ds["input_ids"] for t in ids[1:]])}
     before, after, _ = _common.train_and_evaluate(trainer, lambda: compute_metrics(trainer.evaluate()["eval_loss"]))
     _common.finish(trainer, args, training_args, task="causal_lm", pipeline_tag="text-generation", before=before,
-                   after=after, baselines={"unigram": unigram}, train_data={"spec": args.dataset, "texts": len(train_raw), "chunks": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or f"{args.dataset} (held out)", "texts": len(eval_raw),
+                   after=after, baselines={"unigram": unigram},
+                   train_data={"spec": args.dataset_name, "texts": len(train_raw), "chunks": len(train_ds)},
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset_name} (held out)", "texts": len(eval_raw),
                               "chunks": len(eval_ds)}, argv=argv, usage=USAGE)
     return 0
 

@@ -30,6 +30,7 @@ from functools import partial
 import embedded_models
 from grpo.common.errors import UserError
 from recipes import _common
+from recipes._args import RecipeArgs
 from recipes.baselines import unigram_perplexity
 
 logger = logging.getLogger(__name__)
@@ -40,29 +41,23 @@ fill("This movie was a complete [MASK].")"""
 
 
 @dataclass
-class MaskedLMArgs:
+class MaskedLMArgs(RecipeArgs):
     # Model
-    model: str = field(default=embedded_models.MINILM, metadata={
+    model_name_or_path: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: distilbert-base-uncased)."})
     # Data
-    dataset: str = field(default="pkg:lee-news", metadata={
+    dataset_name: str = field(default="pkg:lee-news", metadata={
         "help": "Train data: pkg:lee-news (real news), a local .jsonl/.json/.csv/.parquet with a text column, "
                 "or a hub id (imdb)."})
-    eval_dataset: str = field(default="", metadata={
-        "help": "Eval data (same column); empty = a pkg: source's validation split, the shipped eval file of "
-                "a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
     train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split: str = field(default="test", metadata={"help": "Hub split to evaluate on (imdb has train/test)."})
-    eval_fraction: float = field(default=0.1, metadata={
-        "help": "Share of a local train file held out for eval when eval_dataset is empty."})
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     chunk_size: int = field(default=128, metadata={"help": "Tokens per training chunk after concatenation."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens (or words) to mask."})
     whole_word_mask: bool = field(default=False, metadata={"help": "Mask every piece of a chosen word together."})
-    max_train_samples: int = field(default=0, metadata={"help": "Use only the first N train rows (0 = all)."})
-    max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"mlm_probability={self.mlm_probability}: must be in (0, 1); BERT uses 0.15")
         if self.chunk_size < 8:
@@ -143,13 +138,13 @@ def main(argv=None) -> int:
 
     args, training_args = _common.parse_args(MaskedLMArgs, argv)
     train_raw, eval_raw = _common.load_splits(
-        args.dataset, args.eval_dataset, columns=[args.text_column], train_split=args.train_split,
+        args.dataset_name, args.eval_dataset, columns=[args.text_column], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples, seed=training_args.seed)
     model, tokenizer = _common.load_model_and_tokenizer(
-        args.model, "masked-lm", seed=training_args.seed, require_fast=args.whole_word_mask)
+        args.model_name_or_path, "masked-lm", seed=training_args.seed, require_fast=args.whole_word_mask)
     if tokenizer.mask_token is None:
-        raise UserError(f"model {args.model!r} has no mask token; masked LM needs an encoder such as BERT")
+        raise UserError(f"model {args.model_name_or_path!r} has no mask token; masked LM needs an encoder such as BERT")
 
     def chunk(raw):
         tokenized = raw.map(partial(preprocess, tokenizer=tokenizer, args=args), batched=True,
@@ -188,8 +183,8 @@ def main(argv=None) -> int:
     before, after, _ = _common.train_and_evaluate(trainer, evaluate)
     _common.finish(trainer, args, training_args, task="masked_lm", pipeline_tag="fill-mask",
                    before=before, after=after, argv=argv, baselines={"unigram": unigram},
-                   train_data={"spec": args.dataset, "rows": len(train_raw), "chunks": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or f"{args.dataset} ({args.eval_split})", "rows": len(eval_raw),
+                   train_data={"spec": args.dataset_name, "rows": len(train_raw), "chunks": len(train_ds)},
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset_name} ({args.eval_split})", "rows": len(eval_raw),
                               "chunks": len(eval_ds)},
                    usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
     return 0

@@ -32,9 +32,9 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 
-from grpo.data.loaders import require_columns
 import embedded_models
 from grpo.common.errors import UserError
+from grpo.data.loaders import require_columns
 from recipes import _common
 from recipes.baselines import exclusive_frequency
 from recipes.squad_metric import normalize_answer, squad_scores  # noqa: F401 (part of this recipe's API)

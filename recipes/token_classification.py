@@ -10,7 +10,7 @@ entity types (recipes/sources/README.md); ``--eval_dataset my.jsonl`` scores on 
 the same schema. The tag set is read from the data: a ``ClassLabel`` feature's names (hub
 conll2003), else the distinct tag strings of train + eval (``O`` first, then ``B-``/``I-`` per type),
 else -- ids without names -- ``--tag_names`` (conll2003's nine tags if unset, the order of the
-template files ``recipes/data/ner_*.jsonl``). Words are split into word pieces; special tokens get
+template files ``tests/fixtures/recipes/ner_*.jsonl``). Words are split into word pieces; special tokens get
 -100 and a word's continuation pieces get the word's label with ``B-X`` turned into ``I-X`` (the
 chapter's rule) -- or -100 with ``--label_all_tokens false`` (the chapter's "your turn" variant).
 
@@ -33,6 +33,7 @@ from functools import partial
 import embedded_models
 from grpo.common.errors import UserError
 from recipes import _common
+from recipes._args import RecipeArgs
 from recipes.baselines import entity_lookup
 
 logger = logging.getLogger(__name__)
@@ -44,21 +45,16 @@ ner("Talia Varnholt joined Kestrel Labs in Port Calloway.")"""
 
 
 @dataclass
-class TokenClassificationArgs:
+class TokenClassificationArgs(RecipeArgs):
     # Model
-    model: str = field(default=embedded_models.MINILM, metadata={
+    model_name_or_path: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
     # Data
-    dataset: str = field(default="pkg:wnut16", metadata={
+    dataset_name: str = field(default="pkg:wnut16", metadata={
         "help": "Train data: pkg:wnut16 (real tweets), a local .jsonl/.json/.csv/.parquet in conll2003's "
                 "schema or a hub id (conll2003)."})
-    eval_dataset: str = field(default="", metadata={
-        "help": "Eval data (same schema); empty = a pkg: source's validation split, the shipped eval file "
-                "of a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
     train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split: str = field(default="validation", metadata={"help": "Hub split to evaluate on."})
-    eval_fraction: float = field(default=0.1, metadata={
-        "help": "Share of a local train file held out for eval when eval_dataset is empty."})
     tokens_column: str = field(default="tokens", metadata={"help": "Column with the list of words."})
     tags_column: str = field(default="ner_tags", metadata={"help": "Column with the per-word tags."})
     tag_names: list[str] = field(default_factory=list, metadata={
@@ -67,10 +63,9 @@ class TokenClassificationArgs:
     label_all_tokens: bool = field(default=True, metadata={
         "help": "Label continuation word pieces (B- becomes I-) as the chapter does; false = -100 on them."})
     max_length: int = field(default=256, metadata={"help": "Truncate tokenized sentences to this many tokens."})
-    max_train_samples: int = field(default=0, metadata={"help": "Use only the first N train rows (0 = all)."})
-    max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
 
     def __post_init__(self):
+        super().__post_init__()
         if len(set(self.tag_names)) != len(self.tag_names):
             raise ValueError(f"tag_names={self.tag_names}: must be distinct names")
         if self.max_length < 8:
@@ -202,8 +197,8 @@ def compute_metrics(eval_pred, label_names: list[str]) -> dict:
 
     logits, labels = eval_pred
     predictions = np.argmax(logits, axis=-1)  # (N, T)
-    references = [[label_names[l] for l in row if l != -100] for row in labels]
-    predicted = [[label_names[p] for p, l in zip(prow, lrow) if l != -100] for prow, lrow in zip(predictions, labels)]
+    references = [[label_names[t] for t in row if t != -100] for row in labels]
+    predicted = [[label_names[p] for p, t in zip(prow, lrow) if t != -100] for prow, lrow in zip(predictions, labels)]
     return seqeval_scores(references, predicted)
 
 
@@ -251,7 +246,7 @@ def resolve_tag_names(args: TokenClassificationArgs, train_raw, eval_raw) -> lis
     names = dataset_label_names(train_raw, column)
     if names:
         return names
-    found = tag_set_from_data([*train_raw[column], *eval_raw[column]], f"{args.dataset} / eval data")
+    found = tag_set_from_data([*train_raw[column], *eval_raw[column]], f"{args.dataset_name} / eval data")
     if found is not None:
         return args.tag_names if args.tag_names and set(found) <= set(args.tag_names) else found
     return args.tag_names or list(CONLL2003_LABELS)
@@ -263,17 +258,17 @@ def main(argv=None) -> int:
     args, training_args = _common.parse_args(TokenClassificationArgs, argv)
     columns = [args.tokens_column, args.tags_column]
     train_raw, eval_raw = _common.load_splits(
-        args.dataset, args.eval_dataset, columns=columns, train_split=args.train_split,
+        args.dataset_name, args.eval_dataset, columns=columns, train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples, seed=training_args.seed, keep_line=True)
     args.tag_names = resolve_tag_names(args, train_raw, eval_raw)
     logger.info("%d tags: %s", len(args.tag_names), " ".join(args.tag_names))
     id2label = dict(enumerate(args.tag_names))
     model, tokenizer = _common.load_model_and_tokenizer(
-        args.model, "token-classification", seed=training_args.seed, require_fast=True,
+        args.model_name_or_path, "token-classification", seed=training_args.seed, require_fast=True,
         id2label=id2label, label2id={v: k for k, v in id2label.items()})
     if model.config.num_labels != len(args.tag_names):
-        raise UserError(f"model {args.model!r} has {model.config.num_labels} labels but tag_names has "
+        raise UserError(f"model {args.model_name_or_path!r} has {model.config.num_labels} labels but tag_names has "
                         f"{len(args.tag_names)}; pass matching --tag_names")
 
     train_ds = train_raw.map(partial(preprocess, tokenizer=tokenizer, args=args), batched=True,
@@ -297,8 +292,8 @@ def main(argv=None) -> int:
     before, after, _ = _common.train_and_evaluate(trainer, evaluate)
     _common.finish(trainer, args, training_args, task="token_classification", pipeline_tag="token-classification",
                    before=before, after=after, argv=argv, baselines=baselines,
-                   train_data={"spec": args.dataset, "rows": len(train_raw), "features": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or f"{args.dataset} ({args.eval_split})", "rows": len(eval_raw)},
+                   train_data={"spec": args.dataset_name, "rows": len(train_raw), "features": len(train_ds)},
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset_name} ({args.eval_split})", "rows": len(eval_raw)},
                    usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
     return 0
 

@@ -1,6 +1,6 @@
 """Correctness: the extracted answer against the gold column, compared with math-verify.
 
-Registry name ``correctness`` (``__name__`` ``correctness_reward``): 2.0 for a correct answer,
+Registry name ``accuracy_reward`` (TRL's and open-r1's name; alias ``correctness``): 2.0 for a correct answer,
 0.0 otherwise, as in the Hugging Face course's GSM8K exercise -- but compared as a person would,
 so ``18``, ``18.0``, ``$18``, ``18 dollars`` and ``\\boxed{18}`` all match a gold ``18`` and
 ``1,000`` matches ``1000``; fractions, LaTeX and percentages go through math-verify
@@ -362,7 +362,7 @@ class Correctness:
     def __init__(self, correct: float = 2.0, wrong: float = 0.0, column: str | None = None,
                  extractors: tuple[str, ...] | list[str] = tuple(EXTRACTORS), answer_tag: str = "answer",
                  reasoning_end: str | None = None, timeout_seconds: float = 0.5, max_answer_chars: int = 1000,
-                 name: str = "correctness_reward"):
+                 name: str = "accuracy_reward"):
         self.correct, self.wrong = float(correct), float(wrong)
         self.column = column
         self.extractors = check_extractors(extractors)

@@ -286,7 +286,8 @@ class ThinkFormat:
     [1.0, 0.0]
     >>> ThinkFormat(require_answer=False)(["<think>x</think> 9", "<think>a<think>b</think></think>"])
     [1.0, 0.0]
-    >>> ThinkFormat(exact_open_r1=True)(["<think>\\nhmm\\n</think>\\n<answer>\\n9\\n</answer>", "<think>x</think><answer>9</answer>"])
+    >>> ThinkFormat(exact_open_r1=True)(["<think>\\nhmm\\n</think>\\n<answer>\\n9\\n</answer>",
+    ...                                  "<think>x</think><answer>9</answer>"])
     [1.0, 0.0]
     """
 

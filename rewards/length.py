@@ -4,7 +4,7 @@
   ``[min_len, max_len]``; 0 is best;
 * ``cosine_length`` / ``cosine_scaled_reward``: correct answers 1.0 (short) .. 0.5 (``max_len``),
   wrong answers -1.0 (short) .. -0.5 (``max_len``);
-* ``overlong`` / ``overlong_punishment_reward``: DAPO's soft overlong punishment (arXiv:2503.14476):
+* ``soft_overlong_punishment`` (TRL's name; alias ``overlong``): DAPO's soft overlong punishment (arXiv:2503.14476):
   0 up to ``max_completion_len - soft_punish_cache`` tokens, then linearly down to -1 at
   ``max_completion_len``, -1 beyond;
 * ``group_length`` / ``len_reward``: Kimi k1.5's length reward (arXiv:2501.12599, §2.3.3), the
@@ -69,9 +69,9 @@ class TextLength:
         if not isinstance(self.tokenizer, str):
             return self.tokenizer
         if self._loaded is None:
-            from rewards.reward_model import resolve_local_model
-
             from transformers import AutoTokenizer
+
+            from rewards.reward_model import resolve_local_model
 
             self._loaded = AutoTokenizer.from_pretrained(resolve_local_model(self.tokenizer))
         return self._loaded
@@ -216,7 +216,7 @@ class OverlongPunishment:
     """
 
     def __init__(self, max_completion_len: int = 512, soft_punish_cache: int = 128, unit: str = "tokens",
-                 tokenizer=None, name: str = "overlong_punishment_reward"):
+                 tokenizer=None, name: str = "soft_overlong_punishment"):
         if not 0 <= soft_punish_cache <= max_completion_len:
             raise RewardConfigError(f"need 0 <= soft_punish_cache <= max_completion_len, got "
                                     f"{soft_punish_cache} and {max_completion_len}")

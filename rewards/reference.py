@@ -41,7 +41,8 @@ __all__ = ["Chrf", "Bleu", "Rouge", "PlaceholdersKept", "CopySource", "reference
 ROUGE_VARIANTS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 ROUGE_MEASURES = ("fmeasure", "precision", "recall")
 
-# %(name)s, printf (%s, %5.2f; no space flag: French writes '100 % sûr'), Qt/KDE (%1), str.format ({}, {0}, {name}, {0:.2f}, {name!r}).
+# %(name)s, printf (%s, %5.2f; no space flag: French writes '100 % sûr'), Qt/KDE (%1),
+# str.format ({}, {0}, {name}, {0:.2f}, {name!r}).
 _PLACEHOLDER = re.compile(r"%\([^()\s]+\)[-#0+]*\d*(?:\.\d+)?[a-zA-Z]"
                           r"|%[-#0+]*\d*(?:\.\d+)?[sdifrxXeEgGcouaA]"
                           r"|%\d+"

@@ -26,7 +26,8 @@ import logging
 import math
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError, log_once
 from rewards.groups import is_group_aware
@@ -34,32 +35,64 @@ from rewards.text import completion_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["register", "get", "names", "resolve", "describe", "call_reward", "checked", "reward_name"]
+__all__ = ["register", "get", "names", "canonical", "aliases", "resolve", "describe", "call_reward", "checked",
+           "reward_name"]
 
-# name -> "module:attribute"; imported on first use.
+# name -> "module:attribute"; imported on first use. One name per reward: the registry name is the reward's
+# ``__name__``, so the logged metric is ``rewards/<registry name>/mean``; TRL's and open-r1's names where they have one.
 BUILTIN = {
-    "xml_count": "rewards.formats:XmlCount",
-    "soft_format": "rewards.formats:SoftFormat",
-    "strict_format": "rewards.formats:StrictFormat",
-    "think_format": "rewards.formats:ThinkFormat",
-    "code_format": "rewards.formats:CodeFormat",
-    "reasoning_steps": "rewards.formats:ReasoningSteps",
-    "arithmetic_steps": "rewards.reasoning:ArithmeticSteps",
-    "integer_answer": "rewards.numeric:IntegerAnswer",
-    "number_answer": "rewards.numeric:NumberAnswer",
-    "correctness": "rewards.correctness:Correctness",
-    "length": "rewards.length:Length",
-    "cosine_length": "rewards.length:CosineLength",
-    "overlong": "rewards.length:OverlongPunishment",
-    "group_length": "rewards.length:GroupLength",
-    "repetition": "rewards.repetition:RepetitionPenalty",
-    "reward_model": "rewards.reward_model:RewardModel",
-    "code_execution": "rewards.code_execution:CodeExecution",
-    "chrf": "rewards.reference:Chrf",
-    "bleu": "rewards.reference:Bleu",
-    "rouge": "rewards.reference:Rouge",
-    "placeholders_kept": "rewards.reference:PlaceholdersKept",
-    "copy_source": "rewards.reference:CopySource",
+    "xmlcount_reward": "rewards.formats:XmlCount",
+    "soft_format_reward": "rewards.formats:SoftFormat",
+    "strict_format_reward": "rewards.formats:StrictFormat",
+    "think_format_reward": "rewards.formats:ThinkFormat",
+    "code_format_reward": "rewards.formats:CodeFormat",
+    "reasoning_steps_reward": "rewards.formats:ReasoningSteps",
+    "arithmetic_steps_reward": "rewards.reasoning:ArithmeticSteps",
+    "int_reward": "rewards.numeric:IntegerAnswer",
+    "number_reward": "rewards.numeric:NumberAnswer",
+    "accuracy_reward": "rewards.correctness:Correctness",
+    "length_reward": "rewards.length:Length",
+    "cosine_scaled_reward": "rewards.length:CosineLength",
+    "soft_overlong_punishment": "rewards.length:OverlongPunishment",
+    "len_reward": "rewards.length:GroupLength",
+    "repetition_penalty_reward": "rewards.repetition:RepetitionPenalty",
+    "reward_model_reward": "rewards.reward_model:RewardModel",
+    "code_reward": "rewards.code_execution:CodeExecution",
+    "chrf_reward": "rewards.reference:Chrf",
+    "bleu_reward": "rewards.reference:Bleu",
+    "rouge_reward": "rewards.reference:Rouge",
+    "placeholders_kept_reward": "rewards.reference:PlaceholdersKept",
+    "copy_source_penalty": "rewards.reference:CopySource",
+}
+# Other names that select a built-in reward (configs and commands written with them keep working): the short
+# names this package used first, and open-r1's registry names where they differ. ``grpo rewards list`` shows them.
+ALIASES = {
+    "xml_count": "xmlcount_reward",
+    "soft_format": "soft_format_reward",
+    "strict_format": "strict_format_reward",
+    "think_format": "think_format_reward",
+    "code_format": "code_format_reward",
+    "reasoning_steps": "reasoning_steps_reward",
+    "arithmetic_steps": "arithmetic_steps_reward",
+    "integer_answer": "int_reward",
+    "number_answer": "number_reward",
+    "correctness": "accuracy_reward",
+    "accuracy": "accuracy_reward",
+    "length": "length_reward",
+    "cosine_length": "cosine_scaled_reward",
+    "cosine": "cosine_scaled_reward",
+    "overlong": "soft_overlong_punishment",
+    "group_length": "len_reward",
+    "repetition": "repetition_penalty_reward",
+    "repetition_penalty": "repetition_penalty_reward",
+    "reward_model": "reward_model_reward",
+    "code_execution": "code_reward",
+    "code": "code_reward",
+    "chrf": "chrf_reward",
+    "bleu": "bleu_reward",
+    "rouge": "rouge_reward",
+    "placeholders_kept": "placeholders_kept_reward",
+    "copy_source": "copy_source_penalty",
 }
 _USER: dict[str, Callable] = {}
 
@@ -94,7 +127,7 @@ def register(name: str, obj: Callable | None = None, *, overwrite: bool = False)
         # Re-running a module's @register (a re-import) is fine; a different object is a clash.
         same = previous is target or (previous is not None and _qualname(previous) == _qualname(target)
                                       and "<" not in _qualname(target))
-        if (name in BUILTIN or previous is not None) and not (overwrite or same):
+        if (name in BUILTIN or name in ALIASES or previous is not None) and not (overwrite or same):
             raise RewardConfigError(f"reward name {name!r} is already registered; "
                                     f"pick another name or pass overwrite=True")
         _USER[name] = target
@@ -108,15 +141,30 @@ def _qualname(obj: Any) -> str:
 
 
 def names() -> list[str]:
-    """All registered reward names, sorted.
+    """All registered reward names (one per reward; :data:`ALIASES` not included), sorted.
 
-    >>> {"correctness", "xml_count", "strict_format"} <= set(names())
+    >>> {"accuracy_reward", "xmlcount_reward", "strict_format_reward"} <= set(names())
     True
     """
     return sorted(set(BUILTIN) | set(_USER))
 
 
+def canonical(name: str) -> str:
+    """The registry name ``name`` stands for: itself, or the built-in an alias names (a user registration wins).
+
+    >>> canonical("correctness")
+    'accuracy_reward'
+    """
+    return name if name in _USER else ALIASES.get(name, name)
+
+
+def aliases(name: str) -> list[str]:
+    """The other names that select reward ``name``, sorted (empty for a user registration)."""
+    return [] if name in _USER else sorted(a for a, target in ALIASES.items() if target == name)
+
+
 def _entry(name: str) -> Callable:
+    name = canonical(name)
     if name in _USER:
         return _USER[name]
     if name in BUILTIN:
@@ -126,10 +174,11 @@ def _entry(name: str) -> Callable:
 
 
 def _unknown(spec: str) -> UnknownRewardError:
-    close = difflib.get_close_matches(spec, names(), n=1)
+    close = difflib.get_close_matches(spec, names() + sorted(ALIASES), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return UnknownRewardError(f"unknown reward {spec!r}{hint}; known rewards: {', '.join(names())}; "
-                              f"or give 'path/to/file.py:function' or 'package.module:function'")
+    return UnknownRewardError(f"unknown reward {spec!r}{hint}; known rewards: {', '.join(names())} (aliases: "
+                              f"{', '.join(sorted(ALIASES))}); or give 'path/to/file.py:function' or "
+                              f"'package.module:function'")
 
 
 def _build(obj: Callable, params: dict, label: str) -> Callable:
@@ -165,9 +214,13 @@ def get(name: str, /, **params) -> Callable:
         UnknownRewardError: no such name (message lists the known names).
         RewardConfigError: a parameter the factory does not accept or rejects.
 
+    A built-in's ``__name__`` (its logged metric) is its registry name, for an alias too, unless ``params`` names
+    another (``name=...``).
+
     >>> get("correctness", correct=1.0).__name__
-    'correctness_reward'
+    'accuracy_reward'
     """
+    name = canonical(name)
     return _build(_entry(name), params, name)
 
 
@@ -183,10 +236,13 @@ def describe_params(obj: Callable) -> dict[str, Any]:
 
 def describe(name: str) -> dict[str, Any]:
     """``{"name", "params", "doc": first docstring line, "source", "group_aware"}`` for ``grpo rewards list``."""
+    name = canonical(name)
     obj = _entry(name)
     doc = (inspect.getdoc(obj) or "").strip().splitlines()
     params = {} if _is_reward_function(obj) else describe_params(obj)
-    return {"name": name, "params": params, "doc": doc[0] if doc else "",
+    if name in BUILTIN and name not in _USER:
+        params = {k: v for k, v in params.items() if k != "name"}  # the registry name; set name= to log another
+    return {"name": name, "aliases": aliases(name), "params": params, "doc": doc[0] if doc else "",
             "source": BUILTIN.get(name) or _qualname(obj), "group_aware": is_group_aware(obj)}
 
 
@@ -227,7 +283,7 @@ def resolve(spec: str, /, **params) -> Callable:
     'strict_format_reward'
     """
     spec = spec.strip()
-    if spec in _USER or spec in BUILTIN:
+    if spec in _USER or spec in BUILTIN or spec in ALIASES:
         return get(spec, **params)
     if ":" not in spec:
         raise _unknown(spec)

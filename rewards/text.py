@@ -157,8 +157,8 @@ def extract_answer_phrase(text: str) -> str | None:
     """
     tail = text[-_TAIL_CHARS:]
     last = None
-    for last in _PHRASE_RE.finditer(tail):
-        pass
+    for match in _PHRASE_RE.finditer(tail):
+        last = match
     return last.group(1).strip() if last else None
 
 
@@ -171,8 +171,8 @@ def extract_last_number(text: str) -> str | None:
     True
     """
     last = None
-    for last in _NUMBER_RE.finditer(text[-_TAIL_CHARS:]):
-        pass
+    for match in _NUMBER_RE.finditer(text[-_TAIL_CHARS:]):
+        last = match
     return last.group(0) if last else None
 
 

@@ -1,5 +1,5 @@
 """Resident memory of the native GRPO loss forward + backward as completion lengths vary: padded widths vs exact,
-and frozen weights cast by autocast in every forward vs once (grpo.training.frozen_casts).
+and frozen weights cast by autocast in every forward vs once (grpo.training.native.frozen_casts).
 
 Run (CPU, ~2 min; each setting runs in its own child process, one after the other):
 
@@ -11,8 +11,9 @@ Run (CPU, ~2 min; each setting runs in its own child process, one after the othe
 Setup: embedded SmolLM2-135M-Instruct with LoRA (r16, all-linear, dropout off as ``disable_dropout``),
 bf16 autocast where the CPU has bf16 kernels (:func:`grpo.common.hardware.bf16_is_fast`), one prompt of 150
 tokens and ``micro_batch`` completions per forward (several values: one child each), the completion width
-drawn from ``--widths`` (default 60..256) tokens per step (seeded; the same draws for every setting), each width padded to ``pad_to_multiple_of`` as
-:func:`grpo.training.native_rollout.collate` pads it. For each multiple it prints the resident set after
+drawn from ``--widths`` (default 60..256) tokens per step (seeded; the same draws for every setting), each width
+padded to ``pad_to_multiple_of`` as
+:func:`grpo.training.native.experience.collate` pads it. For each multiple it prints the resident set after
 the first step and after the last (freed heap handed back with ``malloc_trim``: what the process keeps),
 the peak, and the mean seconds per step, side by side. ``--casts``: ``forward`` lets autocast cast each frozen
 weight in every forward (and keep the cast for backward), ``once`` casts them once around the pass, as the
@@ -22,7 +23,7 @@ Why: oneDNN compiles a kernel per input shape and keeps it, with its scratch mem
 1,024 entries; a run that trains on every length as it comes grows by ~20 MB per new width (measured
 2026-11-30: a 10-step GRPO run grew 55 MB/step unpadded, 8.8 GB after 100 steps of the one-hour config).
 ``--micro_batch 8 4 2 --widths 200 512``: the activations one forward keeps for backward, against completions
-per forward at TRL's default max_completion_length (what grpo.training.native_plan.TOKENS_PER_FORWARD bounds).
+per forward at TRL's default max_completion_length (what grpo.training.native.plan.TOKENS_PER_FORWARD bounds).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def worker(opts) -> None:
 
     from grpo.common.hardware import bf16_is_fast
     from grpo.modeling.models import apply_lora, load_model
-    from grpo.training.frozen_casts import frozen_weights_cast
-    from grpo.training.native_rollout import collate, completion_logps
+    from grpo.training.native.experience import collate, completion_logps
+    from grpo.training.native.frozen_casts import frozen_weights_cast
 
     torch.set_num_threads(opts.threads)
     proc, libc = psutil.Process(), ctypes.CDLL("libc.so.6")

@@ -59,7 +59,7 @@ def make(kind: str, reasoning: str, gold: str, rng: random.Random) -> str:
         "units_dollars": tagged.format(reasoning, f"${gold}.00 in total"),
         "boxed_fraction": f"{reasoning}\nSo the answer is $\\boxed{{\\frac{{{2 * int(float(gold))}}}{{2}}}}$.",
         "untagged_last_number": f"{reasoning}\nShe has {gold} now.",
-        "adversarial": f"<answer>$9^{{9^{{9^{{9}}}}}}$</answer>",
+        "adversarial": "<answer>$9^{9^{9^{9}}}$</answer>",
     }[kind]
 
 

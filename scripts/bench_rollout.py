@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         contenders["  (hf decode step)"] = lambda s, m, t: run_sampler(model, tokenizer, prompts, g, t, m == "sample",
                                                                        torch.bfloat16, s, fast_decode=False)
 
-    for name, fn in contenders.items():  # warm-up: kernels, allocator, the bf16 copy
+    for fn in contenders.values():  # warm-up: kernels, allocator, the bf16 copy
         fn(0, "sample", 4)
     for mode in args.modes.split(","):
         wall: dict[str, list[float]] = {name: [] for name in contenders}

@@ -37,10 +37,10 @@ def worker(opts) -> None:
     import torch
     from trl import GRPOConfig
 
+    from grpo.cli.pipeline import load_reward_funcs
     from grpo.config.script_args import GSM8K_REWARDS
     from grpo.data.loaders import load_gsm8k
     from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.cli.pipeline import load_reward_funcs
     from grpo.runs.run_dir import MetricsLogger
 
     if opts.threads:
@@ -59,7 +59,7 @@ def worker(opts) -> None:
     start = time.perf_counter()
     if opts.backend == "native":
         from grpo.training.native import train
-        from grpo.training.native_plan import build_plan
+        from grpo.training.native.plan import build_plan
 
         train(model, tokenizer, rows, funcs, build_plan(args), MetricsLogger(opts.out))
     else:

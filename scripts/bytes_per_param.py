@@ -71,7 +71,7 @@ def main() -> None:
     from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora
     from grpo.runs.run_dir import MetricsLogger
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     if args.no_copy:
         sampler.uses_weight_copy = lambda model: False

@@ -7,7 +7,7 @@ an in-memory word-level tokenizer (no hub access), then replace only its model f
 (`_get_per_token_logps_and_entropies`) by one returning given per-token log-probs and entropies. TRL's
 loss code then runs unmodified on our (logps, entropies, old/ref/sampling log-probs, advantages,
 mask); the native `grpo.maths.loss.grpo_loss` gets the same tensors with the options the native
-loop derives from the same GRPOConfig (`grpo.training.native_plan.build_plan(...).loss_kwargs` and
+loop derives from the same GRPOConfig (`grpo.training.native.plan.build_plan(...).loss_kwargs` and
 its entropy controller). Each configuration runs two optimiser steps of `gradient_accumulation_steps`
 micro-batches, so the adaptive entropy coefficient moves between them.
 
@@ -137,7 +137,7 @@ def make_batch(seed: int = 0, batch: int = 4, length: int = MAX_COMPLETION_LENGT
 def compare(case: dict, output_dir: str | None = None, steps: int = 2) -> dict:
     """Run TRL's `_compute_loss` and ours on ``steps`` optimiser steps of micro-batches; per-micro-batch results."""
     from grpo.maths.loss import grpo_loss, sampling_correction
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     lt, lvl, config = case["loss_type"], case["importance_sampling_level"], case["config"]
     beta, mode = case.get("beta", 0.0), case.get("correction")

@@ -1,5 +1,5 @@
 """Write docs/grpo_config_fields.md: every GRPO-specific trl.GRPOConfig field, honoured / ignored / refused by
-the native backend (grpo/training/native_config.py) and by the TRL backend.
+the native backend (grpo/training/native/fields.py) and by the TRL backend.
 
     python scripts/grpo_config_fields.py            # rewrite the file
     python scripts/grpo_config_fields.py --check    # exit 1 when the file is out of date
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grpo.training.native_config import fields_table
+from grpo.training.native.fields import fields_table
 
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "grpo_config_fields.md"
 

@@ -23,7 +23,8 @@ def main(path: str) -> None:
     print(f"# {env['sys_platform']} {env['platform_machine']}, Python {env['python_full_version']}, CUDA wheels from PyPI, on "
           f"{datetime.date.today().isoformat()}.")
     print("# " + ", ".join(f"{k} {v}" for k, v in pins.items()) + " (vLLM pins torch and caps transformers).")
-    print("# Install: make install TORCH_SPEC=torch==" + chosen.get("torch", "?") + " EXTRAS=dev,gpu LOCK=requirements/lock-gpu.txt")
+    print("# Install: make install TORCH_SPEC=torch==" + chosen.get("torch", "?")
+          + " EXTRAS=dev,gpu LOCK=requirements/lock-gpu.txt")
     print("# make test-gpu-deps runs the CPU suite on these versions (CPU torch of the same version).")
     for name in sorted(chosen, key=str.lower):
         print(f"{name}=={chosen[name]}")

@@ -1,4 +1,4 @@
-"""Write the small offline datasets of the NER, QA and masked-LM recipes into recipes/data/.
+"""Write the small offline datasets of the NER, QA and masked-LM recipes into tests/fixtures/recipes/.
 
 For the tests only: the recipes' default configs train on real text (``pkg:`` sources,
 recipes/sources/README.md); template sentences say nothing about how a recipe does on real data.
@@ -25,7 +25,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "recipes" / "data"
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recipes"
 LABEL_NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
 FIRST = ["Talia", "Oren", "Maribel", "Kasimir", "Wendeline", "Ysolde", "Bram", "Fenna", "Idris", "Lucan",

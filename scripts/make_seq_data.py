@@ -3,7 +3,7 @@
 For the tests only: the recipes' default configs train on real text (``pkg:`` sources,
 recipes/sources/README.md); template sentences say nothing about how a recipe does on real data.
 
-    python scripts/make_seq_data.py            # rewrites recipes/data/{translation,summarization}.jsonl
+    python scripts/make_seq_data.py            # rewrites tests/fixtures/recipes/{translation,summarization}.jsonl
 
 Both files are original text generated here from small grammars, in the schemas of the hub
 datasets the course uses, so ``--dataset`` can point at the real thing unchanged:
@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "recipes" / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recipes"
 SEED = 20261121
 
 # ---------------------------------------------------------------------------------------------
@@ -177,17 +177,18 @@ def story(rng: random.Random) -> tuple[str, str]:
         jobs = rng.choice([40, 60, 75, 120, 150, 200, 250, 300])
         sentences = [f"{company}, a {industry} company, has announced plans to open a new site in {town}.",
                      f"The firm said the move would create {jobs} jobs over the next three years.",
-                     f"Chief executive {person} said {town} had been chosen because of its skilled workforce and good transport links.",
+                     f"Chief executive {person} said {town} had been chosen because of its skilled workforce "
+                     "and good transport links.",
                      f"Local MP {other} welcomed the news and said it was a vote of confidence in the area.",
                      f"Recruitment is expected to begin in {month}."]
         summary = f"{company} is to create {jobs} jobs at a new site in {town}."
     elif kind == 3:
         weather, effect = rng.choice(WEATHER)
         sentences = [f"Heavy {weather} hit {town} on {day}, and {effect}.",
-                     f"Several roads around the town were closed for most of the day.",
+                     "Several roads around the town were closed for most of the day.",
                      f"{person} from the county council said teams had been working through the night.",
                      "Forecasters said conditions should improve by the end of the week.",
-                     f"Residents have been advised to check for updates before travelling."]
+                     "Residents have been advised to check for updates before travelling."]
         summary = f"Heavy {weather} has caused disruption in {town}, where {effect}."
     elif kind == 4:
         animal, habitat = rng.choice(ANIMALS)
@@ -202,7 +203,7 @@ def story(rng: random.Random) -> tuple[str, str]:
         theme, acts = rng.choice(FESTIVALS)
         visitors = rng.choice(NUMBER_WORDS)
         sentences = [f"More than {visitors} thousand people attended the {town} {theme} festival over the weekend.",
-                     f"Organisers said it was the largest crowd since the event began.",
+                     "Organisers said it was the largest crowd since the event began.",
                      f"This year's festival featured more than {rng.randint(20, 90)} {acts} from across the region.",
                      f"Festival director {person} thanked the volunteers who helped run the event.",
                      f"The dates for next year's festival will be announced in {month}."]

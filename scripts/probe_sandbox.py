@@ -53,7 +53,8 @@ def main() -> int:
         return lines[-1][:60] if lines else f"exit status {result.returncode}"
 
     # the program's uid on the host: its own uid mapped through its user namespace's uid_map
-    r = run("import os\nuid = os.getuid()\nfor line in open('/proc/self/uid_map'):\n    inside, outside, count = map(int, line.split())\n"
+    r = run("import os\nuid = os.getuid()\nfor line in open('/proc/self/uid_map'):\n"
+            "    inside, outside, count = map(int, line.split())\n"
             "    if inside <= uid < inside + count:\n        print('host uid', outside + uid - inside)")
     rows.append(("program never runs as root", r is None or r.stdout.strip() != "host uid 0", seen(r)))
     r = run("print(len(open('/etc/shadow').read()))")

@@ -46,7 +46,7 @@ def gsm8k_text(limit: int = 3000):
 
 def build_tokenizer(vocab_size: int = 2048):
     """A ``PreTrainedTokenizerFast`` (byte-level BPE, ChatML template, eos = pad = ``<|im_end|>``)."""
-    from tokenizers import decoders, models, pre_tokenizers, Tokenizer, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

@@ -21,6 +21,14 @@ def smollm2():
     return model, tokenizer
 
 
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded SmolLM2's tokenizer alone (the recipe tests' prompts and labels); a module may define its own."""
+    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
+
+    return load_tokenizer(EMBEDDED_SMOLLM2)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test: tiny models gain nothing from threads, and on a shared 2-core CPU

@@ -11,9 +11,9 @@ launches them for real.
 """
 
 import os
-import textwrap
 import re
 import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,11 @@ def _load(path):
 def child_env(path: Path, *extra: str) -> dict:
     """The variables `accelerate launch --config_file PATH [extra] train.py` adds for its children."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
+    from accelerate.utils.launch import (
+        prepare_deepspeed_cmd_env,
+        prepare_multi_gpu_env,
+        prepare_simple_launcher_cmd_env,
+    )
 
     args = launch_command_parser().parse_args(["--config_file", str(path), *extra, "train.py"])
     args, defaults, mp_from_config = _validate_launch_command(args)

@@ -10,7 +10,6 @@ import copy
 import importlib.util
 
 import pytest
-
 from test_native import dataset, tiny_model, tiny_tokenizer, word_reward
 
 ZERO2 = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",

@@ -9,23 +9,14 @@ import json
 import math
 
 import pytest
+from recipe_args import with_fields
 
 from grpo.common.errors import UserError
 from recipes import _common, causal_lm
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-
-    return load_tokenizer(EMBEDDED_SMOLLM2)
-
-
 def _args(**kw):
-    args = causal_lm.CausalLMArgs()
-    for key, value in kw.items():
-        setattr(args, key, value)
-    return args
+    return with_fields(causal_lm.CausalLMArgs, **kw)
 
 
 def test_stdlib_rows_are_deterministic_codeparrot_rows():

@@ -136,7 +136,8 @@ def test_eval_errors(capsys, tmp_path):
 @pytest.mark.parametrize("flag, value, needle", [
     ("--temperature", "0", "temperature=0.0: must be > 0"), ("--top_p", "1.5", "top_p=1.5"),
     ("--top_p", "0", "top_p=0.0"), ("--top_k", "-1", "top_k=-1"),
-    ("--max_completion_length", "0", "max_completion_length=0"), ("--num_generations", "1", "generations")])  # TRL's own check fires first
+    ("--max_completion_length", "0", "max_completion_length=0"),
+    ("--num_generations", "1", "generations")])  # TRL's own check fires first
 def test_sampling_settings_refused_at_parse_time(capsys, train_argv, flag, value, needle):
     code, _, err = run(capsys, [*train_argv, flag, value])
     assert_one_error_line(code, err, needle)
@@ -362,10 +363,11 @@ def test_subprocess_help_exit_zero():
 def test_importing_grpo_modules_stays_light():
     """STYLE 14: heavy dependencies load inside the functions that need them, so `grpo --help` is instant.
 
-    Not grpo.cli.pipeline: it imports the whole stack at its top (issue 16: the graph in plain sight) and
+    Not grpo.cli.pipeline: it imports the whole stack at its top (the graph in plain sight) and
     is itself imported only inside the commands that run a job."""
-    code = ("import sys, grpo, grpo.cli.commands, grpo.config.parser, grpo.modeling.models, grpo.data.loaders, grpo.data.synthetic, grpo.runs.run_dir, "
-            "grpo.evaluation.evaluate, grpo.training.trl_backend, grpo.training.sft, grpo.modeling.hub, grpo.training.diagnostics; "
+    code = ("import sys, grpo, grpo.cli.commands, grpo.config.parser, grpo.modeling.models, grpo.data.loaders, "
+            "grpo.data.synthetic, grpo.runs.run_dir, grpo.evaluation.evaluate, grpo.training.trl_backend, "
+            "grpo.training.sft, grpo.modeling.hub, grpo.runs.publish, grpo.training.diagnostics; "
             "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets', 'matplotlib') "
             "if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

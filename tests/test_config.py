@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from grpo.config.parser import parse_config
-
 from grpo.common.errors import UserError
+from grpo.config.parser import parse_config
 from grpo.config.script_args import GSM8K_REWARDS, ScriptArgs
 
 

@@ -1,4 +1,4 @@
-"""Every GRPO-specific trl.GRPOConfig field is classified for the native backend (grpo/training/native_config.py),
+"""Every GRPO-specific trl.GRPOConfig field is classified for the native backend (grpo/training/native/fields.py),
 docs/grpo_config_fields.md is the table generated from that, and out-of-range counts are refused at parse time.
 
 Run: pytest tests/test_config_fields.py      (seconds)
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grpo.common.errors import UserError
-from grpo.training.native_config import IGNORED, NOTES, REFUSED, SUPPORTED, classify, fields_table, grpo_fields
+from grpo.training.native.fields import IGNORED, NOTES, REFUSED, SUPPORTED, classify, fields_table, grpo_fields
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "grpo_config_fields.md"
 
@@ -18,7 +18,7 @@ def test_every_grpo_field_is_classified_exactly_once():
     """Fails when a TRL release adds a GRPOConfig field nobody has put in SUPPORTED, IGNORED or REFUSED."""
     names = [f.name for f in grpo_fields()]
     unclassified = [n for n in names if classify(n) == "unclassified"]
-    assert not unclassified, f"classify these new GRPOConfig fields in grpo/training/native_config.py: {unclassified}"
+    assert not unclassified, f"classify these new GRPOConfig fields in grpo/training/native/fields.py: {unclassified}"
     twice = [n for n in names if (n in SUPPORTED) + (n in IGNORED) + (n in REFUSED) != 1]
     assert not twice, f"fields in more than one list: {twice}"
     assert not set(REFUSED) - set(names), "REFUSED names fields GRPOConfig no longer has"
@@ -41,7 +41,7 @@ def test_docs_table_is_current():
 def test_refusal_names_the_field_and_the_reason(tmp_path):
     from trl import GRPOConfig
 
-    from grpo.training.native_config import check_supported
+    from grpo.training.native.fields import check_supported
 
     args = GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, router_aux_loss_coef=0.01)
     with pytest.raises(UserError, match=r"router_aux_loss_coef=0.01 .*Mixture-of-Experts.*--backend trl"):

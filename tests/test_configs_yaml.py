@@ -82,13 +82,11 @@ def test_header_command_targets_exist(path):
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=rel(p)) for p in GRPO_CONFIGS])
 def test_grpo_config_parses_and_resolves(path, tmp_path):
+    import torch
     from trl import GRPOConfig
 
     from grpo.config.parser import parse_config
-
     from grpo.config.script_args import ScriptArgs
-
-    import torch
 
     overrides = ["--output_dir", str(tmp_path)]
     if not torch.cuda.is_available():  # GPU-only settings of the documented GPU variant
@@ -137,11 +135,10 @@ VERL_SETTINGS = {
 def test_gpu_recipe_mirrors_verl(tmp_path):
     from trl import GRPOConfig
 
+    from grpo.cli.pipeline import load_reward_funcs
     from grpo.config.parser import parse_config
-
     from grpo.config.script_args import ScriptArgs
     from grpo.data.loaders import make_prompt
-    from grpo.cli.pipeline import load_reward_funcs
 
     script, training = parse_config(["--config", str(QWEN_GPU), "--output_dir", str(tmp_path), "--bf16", "false",
                                      "--use_vllm", "false"], (ScriptArgs, GRPOConfig))

@@ -9,11 +9,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from test_inference_copy import BF16_KERNELS, plain_bf16, tiny
 
 from grpo.generation import decoder
 from grpo.generation.inference_copy import inference_copy
 from grpo.generation.sampler import generate
-from test_inference_copy import BF16_KERNELS, plain_bf16, tiny
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(not BF16_KERNELS, reason="no oneDNN bf16 kernels: the copy is not rewired")]

@@ -159,7 +159,7 @@ AFTER = report_of([FORMATTED_RIGHT, FORMATTED_WRONG] + [FORMATTED_RIGHT] * 6)
 
 
 def test_compare_counts_difference_and_mcnemar():
-    from grpo.maths.stats import newcombe_paired_interval
+    from grpo.evaluation.statistics import newcombe_paired_interval
 
     result = compare(BEFORE, AFTER)
     assert result["n"] == 8

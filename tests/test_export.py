@@ -196,9 +196,9 @@ def test_export_refuses_a_directory_that_is_no_model(tmp_path, capsys):
 
 
 def test_push_plans_adapter_and_merged_model_with_the_card(adapter, tmp_path):
-    from grpo.config.script_args import ScriptArgs
-    from grpo.modeling.hub import plan_run_upload, repo_ids
     from grpo.common.checkpoint_io import write_json_atomic
+    from grpo.config.script_args import ScriptArgs
+    from grpo.runs.publish import plan_run_upload, repo_ids
     from grpo.runs.run_dir import save_final_checkpoint, write_model_card
 
     peft_model, tokenizer, _ = adapter
@@ -272,7 +272,7 @@ def test_grpo_push_uploads_the_adapter(finished_run, local_hub, capsys, monkeypa
 def test_push_run_uploads_adapter_and_merged_model(finished_run, tmp_path, local_hub, monkeypatch):
     """Both repos, byte for byte, and ``grpo export --push_to_hub`` (about 0.5 GB each through the local server)."""
     from grpo.cli.commands import main
-    from grpo.modeling.hub import push_run
+    from grpo.runs.publish import push_run
 
     run = finished_run
     hub = local_hub()
@@ -289,7 +289,7 @@ def test_push_run_uploads_adapter_and_merged_model(finished_run, tmp_path, local
 
 
 def test_failed_upload_keeps_the_run_and_says_how_to_retry(finished_run, local_hub):
-    from grpo.modeling.hub import push_run
+    from grpo.runs.publish import push_run
 
     run = finished_run
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
@@ -301,7 +301,7 @@ def test_failed_upload_keeps_the_run_and_says_how_to_retry(finished_run, local_h
 
 
 def test_push_of_an_unfinished_run_is_refused(tmp_path):
-    from grpo.modeling.hub import plan_run_upload
+    from grpo.runs.publish import plan_run_upload
 
     (tmp_path / "run").mkdir()
     with pytest.raises(UserError, match="no finished checkpoint"):
@@ -310,7 +310,7 @@ def test_push_of_an_unfinished_run_is_refused(tmp_path):
 
 def test_push_offline_fails_with_the_command_to_push_later(tmp_path, monkeypatch, capsys):
     from grpo.cli.commands import main
-    from grpo.modeling.hub import push_run
+    from grpo.runs.publish import push_run
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE") as err:
@@ -346,7 +346,8 @@ def test_a_real_run_card_push_and_export(tmp_path, local_hub):
     hub = local_hub()
     run = tmp_path / "run"
     argv = ["train", "--config", "grpo/configs/gsm8k.yaml", "--output_dir", str(run), "--max_steps", "2",
-            "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false", "--num_generations", "2",
+            "--periodic_eval_steps", "0", "--eval_size", "2", "--eval_max_new_tokens", "8", "--warm_start", "false",
+            "--num_generations", "2",
             "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "2",
             "--push_to_hub", "true", "--hub_model_id", "me/tiny-run", "--hub_token", "hf_not_a_real_token",
             # a reward of its own (the config's list changes), with the kwargs the card must show

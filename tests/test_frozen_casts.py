@@ -1,4 +1,4 @@
-"""Frozen weights cast once per step (grpo.training.frozen_casts): same numbers, no per-forward casts kept for backward.
+"""Frozen weights cast once per step (grpo.training.native.frozen_casts): same numbers, no per-forward casts kept for backward.
 
 Run: ``pytest -q tests/test_frozen_casts.py`` (a tiny random Llama with tied embeddings and LoRA, bf16 autocast on
 the CPU; a few seconds).
@@ -7,8 +7,8 @@ the CPU; a few seconds).
 import pytest
 import torch
 
-from grpo.training.frozen_casts import frozen_weights_cast
-from grpo.training.native_rollout import collate, completion_logps
+from grpo.training.native.experience import collate, completion_logps
+from grpo.training.native.frozen_casts import frozen_weights_cast
 
 
 def tiny_lora_model(tied=True):

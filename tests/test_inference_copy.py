@@ -13,8 +13,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from grpo.generation import decoder
-from grpo.generation.inference_copy import (FusedAttention, FusedGatedMLP, FusedRMSNorm, PackedLinear, bf16_cpu_kernels,
-                                 inference_copy)
+from grpo.generation.inference_copy import (
+    FusedAttention,
+    FusedGatedMLP,
+    FusedRMSNorm,
+    PackedLinear,
+    bf16_cpu_kernels,
+    inference_copy,
+)
 from grpo.generation.sampler import generate
 
 BF16_KERNELS = bf16_cpu_kernels()  # the same test the copy uses before rewiring
@@ -167,7 +173,7 @@ def _bytes_during_native_training(tmp_path, weight_copy: bool, monkeypatch) -> t
     from grpo.modeling.models import apply_lora
     from grpo.runs.run_dir import MetricsLogger
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     monkeypatch.setattr(sampler, "uses_weight_copy", lambda model: weight_copy)  # False: what a GPU does
     torch.manual_seed(0)
@@ -260,11 +266,11 @@ def test_trl_trainer_is_released_before_the_evaluation_after_training(tmp_path, 
     eval_after runs: only the trained model goes on."""
     import weakref
 
+    from test_trl_backend import tiny_args
     from transformers import LlamaConfig
 
     import grpo.cli.pipeline as pipeline
     from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-    from test_trl_backend import tiny_args
 
     tokenizer = load_tokenizer(EMBEDDED_SMOLLM2)
     torch.manual_seed(0)

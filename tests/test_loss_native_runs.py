@@ -83,7 +83,7 @@ WORKER = textwrap.dedent("""
     torch.set_num_threads(1)
     from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
     from grpo.runs.run_dir import MetricsLogger
 
     rank = int(os.environ["RANK"])

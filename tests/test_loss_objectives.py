@@ -224,7 +224,7 @@ def test_plan_refuses_out_of_range_and_vespo_with_sequence_correction(tmp_path):
     from trl import GRPOConfig
 
     from grpo.config.script_args import ScriptArgs
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     def args(**kw):
         return GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=2,
@@ -243,3 +243,41 @@ def test_plan_refuses_out_of_range_and_vespo_with_sequence_correction(tmp_path):
                            multi_objective_aggregation="normalize_then_sum", off_policy_mask_threshold=0.5))
     assert plan.loss_kwargs["delta"] == 1.5 and plan.loss_kwargs["off_policy_mask_threshold"] == 0.5
     assert plan.new_entropy_control().target == 0.3
+
+
+def test_a_registered_loss_and_estimator_are_accepted_by_the_native_plan(tmp_path):
+    """One function plus one decorator line: the native backend's check and the loss/advantage lookups see it."""
+    from trl import GRPOConfig
+
+    from grpo.maths.advantages import ADVANTAGE_ESTIMATORS, register_advantage_estimator
+    from grpo.training.native.plan import build_plan
+
+    def args(**kw):
+        return GRPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=2,
+                          num_generations=2, **kw)
+
+    with pytest.raises(UserError, match="loss_type='reinforce_plan'"):
+        build_plan(args(loss_type="reinforce_plan"))
+
+    @register_policy_loss("reinforce_plan", "sequence_mean")
+    def reinforce(inp):
+        return -inp.advantages * inp.logps, {}
+
+    @register_advantage_estimator("centred_sum")
+    def centred_sum(rewards, num_generations, weights=None, scale_rewards="group"):
+        summed = rewards.sum(dim=1)  # (N,)
+        return summed - summed.view(-1, num_generations).mean(dim=1).repeat_interleave(num_generations), {
+            "frac_reward_zero_std": 0.0}
+
+    try:
+        plan = build_plan(args(loss_type="reinforce_plan", multi_objective_aggregation="centred_sum"))
+        assert plan.loss_kwargs["loss_type"] == "reinforce_plan"
+        adv, _ = advantages_from_rewards(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), 2,
+                                         multi_objective_aggregation="centred_sum")
+        assert adv.tolist() == [0.5, -0.5]
+        logps = torch.tensor(LOGPS, requires_grad=True)
+        loss, _ = grpo_loss(logps, ADV, MASK, **plan.loss_kwargs)
+        loss.backward()
+        assert torch.isfinite(loss) and logps.grad is not None and logps.grad.abs().sum() > 0
+    finally:
+        del POLICY_LOSSES["reinforce_plan"], ADVANTAGE_ESTIMATORS["centred_sum"]

@@ -6,12 +6,15 @@ Run: pytest tests/test_masked_lm.py            (fast)
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from grpo.common.errors import UserError
 from recipes import _common
 from recipes import masked_lm as mlm
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 @pytest.fixture(autouse=True)
@@ -70,12 +73,12 @@ def test_mask_once_is_deterministic_and_labels_only_masked(tokenizer):
     a, b = masked(), masked()
     assert a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"]
     for ids, labels, orig in zip(a["input_ids"], a["labels"], chunks["input_ids"]):
-        assert any(l != -100 for l in labels)
-        for i, l in enumerate(labels):
-            if l == -100:
+        assert any(t != -100 for t in labels)
+        for i, t in enumerate(labels):
+            if t == -100:
                 assert ids[i] == orig[i]  # unmasked positions are untouched
             else:
-                assert l == orig[i]
+                assert t == orig[i]
 
 
 def test_whole_word_masking_masks_every_piece_of_a_word(tokenizer):
@@ -108,7 +111,7 @@ def test_args_validation():
 
 
 def test_shipped_data_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/imdb_train.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "imdb_train.jsonl")]
     assert 100 <= len(rows) <= 500 and {r["label"] for r in rows} == {0, 1}
     assert all(isinstance(r["text"], str) and r["text"] for r in rows)
 

@@ -67,7 +67,7 @@ def config(tmp_path, **overrides):
 
 def run(tmp_path, model=None, script_args=None, reward_funcs=(word_reward,), **overrides):
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     model = model or tiny_model()
     log = MetricsLogger(tmp_path)
@@ -150,13 +150,13 @@ def test_ctrl_c_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_nonfinite_loss_skips_the_update(tmp_path, monkeypatch, caplog):
-    import grpo.training.native as native
+    import grpo.training.native.loop as native
 
     real = native.grpo_loss
     monkeypatch.setattr(native, "grpo_loss", lambda *a, **k: (lambda out: (out[0] * math.nan, out[1]))(real(*a, **k)))
     model = tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
-    with caplog.at_level(logging.WARNING, logger="grpo.training.native"):
+    with caplog.at_level(logging.WARNING, logger="grpo.training.native.loop"):
         _, metrics = run(tmp_path, model=model, max_steps=1)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert metrics[0]["nonfinite_skipped"] == 1.0 and "skipping the update" in caplog.text
@@ -178,7 +178,7 @@ def test_zero_spread_warning_and_dynamic_sampling(tmp_path, caplog):
 
 
 def test_refuses_unsupported_settings(tmp_path):
-    from grpo.training.native_config import check_supported
+    from grpo.training.native.fields import check_supported
 
     check_supported(config(tmp_path))
     with pytest.raises(UserError, match="max_tool_calling_iterations"):
@@ -191,7 +191,7 @@ def test_refuses_unsupported_settings(tmp_path):
 def test_two_steps_on_embedded_smollm2(tmp_path):
     from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     model, tok = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model)
@@ -215,7 +215,7 @@ def test_conversational_prompts_and_pipeline_sample_recorder(tmp_path):
     from datasets import Dataset
 
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     tok = tiny_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
@@ -254,7 +254,7 @@ def test_shared_prompt_forward_equals_one_forward_per_row():
     from peft import LoraConfig, get_peft_model
 
     from grpo.maths.logprobs import token_logprobs
-    from grpo.training.native_rollout import collate, completion_logps
+    from grpo.training.native.experience import collate, completion_logps
 
     model = get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():  # non-zero adapters so their gradient flows through both paths
@@ -376,8 +376,8 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
     is on the device."""
     import torch.distributed as dist
 
-    import grpo.training.native
     import grpo.generation.sampler
+    import grpo.training.native.loop
 
     seen, generators, sample = [], [], grpo.generation.sampler.generate
 
@@ -400,7 +400,7 @@ def test_collectives_and_the_sampler_get_tensors_on_the_training_device(tmp_path
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     monkeypatch.setattr(dist, "all_gather", all_gather)
     monkeypatch.setattr(dist, "broadcast", broadcast)
-    monkeypatch.setattr(grpo.training.native, "init_distributed", lambda device: (0, 2))
+    monkeypatch.setattr(grpo.training.native.loop, "init_distributed", lambda device: (0, 2))
     monkeypatch.setattr(grpo.generation.sampler, "generate", recording_generate)
     _, metrics = run(tmp_path, max_steps=2, loss_type="dapo")
     assert len(metrics) == 2 and all(math.isfinite(m["loss"]) for m in metrics)
@@ -414,7 +414,7 @@ def test_padded_widths_leave_logprobs_and_gradients_unchanged():
     """pad_to_multiple_of rounds both widths up (bounded shapes for oneDNN on CPU); the padding is masked out."""
     from peft import LoraConfig, get_peft_model
 
-    from grpo.training.native_rollout import collate, completion_logps
+    from grpo.training.native.experience import collate, completion_logps
 
     model = get_peft_model(tiny_model(seed=2), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
@@ -442,7 +442,7 @@ def test_padded_widths_leave_logprobs_and_gradients_unchanged():
 
 def test_pad_to_multiple_of_defaults_to_32_on_cpu_and_can_be_turned_off(tmp_path):
     from grpo.common.hardware import CPU_PAD_TO_MULTIPLE_OF
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     assert build_plan(config(tmp_path)).pad_to_multiple_of == CPU_PAD_TO_MULTIPLE_OF == 32  # use_cpu, TRL's auto = None
     assert build_plan(config(tmp_path, pad_to_multiple_of=1)).pad_to_multiple_of == 1

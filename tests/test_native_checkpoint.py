@@ -1,4 +1,4 @@
-"""Tests for grpo/training/native_checkpoint.py: what a checkpoint holds, and that loading one never runs code.
+"""Tests for grpo/training/native/checkpoint.py: what a checkpoint holds, and that loading one never runs code.
 
 Run: pytest tests/test_native_checkpoint.py   (a tiny model, seconds)
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+import grpo.training.native.checkpoint as ckpt
 from grpo.common.errors import UserError
-from grpo.training import native_checkpoint as ckpt
 
 
 class _Tiny(torch.nn.Module):
@@ -69,7 +69,7 @@ def test_state_file_with_a_pickled_callable_is_refused(tmp_path):
 
 def test_a_resumed_generation_buffer_goes_to_the_training_device():
     """The buffer is read onto the CPU (map_location); on a GPU run its micro-batches must follow the model."""
-    from grpo.training.native_rollout import GenerationBatch, collate
+    from grpo.training.native.experience import GenerationBatch, collate
 
     batch = collate([[5, 6]], [0, 0], [[1, 2, 3], [4]], [False, True], None, torch.zeros(2), 0, True)
     saved = GenerationBatch([batch], torch.tensor(6.0)).to_state()  # what a checkpoint holds: dicts of tensors
@@ -83,3 +83,26 @@ def test_a_resumed_generation_buffer_goes_to_the_training_device():
                       "mask": batch.completion_mask, "advantages": batch.advantages}], "num_items": torch.tensor(6.0)}
     (exp,) = GenerationBatch.from_state(old, "meta").experiences
     assert exp.completion_mask.device.type == "meta" and exp.sampling_per_token_logps is None
+
+
+def test_loop_state_snapshot_is_a_safe_copy_and_reads_back(tmp_path):
+    """LoopState -> plain values (loadable with weights_only) -> LoopState; later updates do not reach the snapshot."""
+    from collections import defaultdict
+
+    from grpo.training.native.experience import GenerationBatch, LoopState, collate
+
+    batch = collate([[5, 6]], [0, 0], [[1, 2, 3], [4]], [False, True], None, torch.zeros(2), 0, True)
+    state = LoopState(step=3, cursor=12, generation=2, buffer=GenerationBatch([batch], torch.tensor(6.0)),
+                      signal=[{"frac_reward_zero_std": 0.5}], entropy_control={"coef": 0.1})
+    state.window["loss"] += [1.0, 2.0]
+    torch.save(state.snapshot(), tmp_path / "loop.pt")
+    state.window["loss"].append(3.0)
+    state.signal.append({"frac_reward_zero_std": 1.0})
+    back = LoopState.from_snapshot(torch.load(tmp_path / "loop.pt", weights_only=True), "cpu")
+    assert (back.step, back.cursor, back.generation, back.entropy_control) == (3, 12, 2, {"coef": 0.1})
+    assert isinstance(back.window, defaultdict) and back.window["loss"] == [1.0, 2.0]
+    assert back.signal == [{"frac_reward_zero_std": 0.5}]
+    assert torch.equal(back.buffer.experiences[0].completion_ids, batch.completion_ids)
+    # a snapshot without the later keys (entropy control, signal) reads with their defaults
+    older = LoopState.from_snapshot({"step": 1, "cursor": 4, "generation": 1, "buffer": None, "window": {}}, "cpu")
+    assert (older.step, older.signal, older.entropy_control, older.buffer) == (1, [], None, None)

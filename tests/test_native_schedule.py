@@ -1,4 +1,4 @@
-"""The native loop's generation schedule and reference sync (grpo/training/native.py, native_plan.py):
+"""The native loop's generation schedule and reference sync (grpo/training/native/loop.py, plan.py):
 ``steps_per_generation`` / ``generation_batch_size`` apart from the accumulation, ``sync_ref_model``, and the
 micro-batch chosen from a token budget when the user set no batch layout.
 
@@ -9,11 +9,11 @@ import json
 
 import pytest
 import torch
+from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
 
 from grpo.common.errors import UserError
 from grpo.config.script_args import ScriptArgs
 from grpo.runs.run_dir import MetricsLogger
-from test_native import config, dataset, tiny_model, tiny_tokenizer, word_reward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -22,7 +22,7 @@ FULL = ScriptArgs(use_peft=False)  # the tiny model is trained in full (sync_ref
 
 def run(tmp_path, model=None, script_args=FULL, given=None, **overrides):
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     model = model or tiny_model()
     log = MetricsLogger(tmp_path)
@@ -49,7 +49,7 @@ def test_one_generation_batch_serves_two_optimizer_steps(tmp_path):
 
 
 def test_generation_batch_size_is_the_same_schedule(tmp_path):
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     by_size = build_plan(config(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                                 generation_batch_size=8), FULL)
@@ -67,8 +67,8 @@ def test_a_step_can_span_two_generation_batches(tmp_path):
 @pytest.mark.parametrize("ga, spg, iterations", [(1, 2, 1), (2, 1, 1), (2, 4, 2), (3, 2, 1), (2, 2, 3)])
 def test_micro_batch_runs_follow_trls_counter(tmp_path, ga, spg, iterations):
     """GRPOTrainer._prepare_inputs: micro-step s regenerates when s % (spg * iterations) == 0, trains slice s % spg."""
-    from grpo.training.native import _micro_batch_runs
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.loop import _micro_batch_runs
+    from grpo.training.native.plan import build_plan
 
     plan = build_plan(config(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=ga,
                              steps_per_generation=spg, num_iterations=iterations), FULL)
@@ -85,9 +85,9 @@ def test_micro_batch_runs_follow_trls_counter(tmp_path, ga, spg, iterations):
 def test_budget_split_gives_the_same_step_as_the_whole_micro_batch(tmp_path, monkeypatch, loss_type, caplog):
     import logging
 
-    import grpo.training.native_plan as native_plan
+    import grpo.training.native.plan as native_plan
 
-    caplog.set_level(logging.INFO, logger="grpo.training.native_plan")
+    caplog.set_level(logging.INFO, logger="grpo.training.native.plan")
     whole, whole_metrics, whole_samples, _ = run(tmp_path / "whole", loss_type=loss_type, max_steps=2)
     monkeypatch.setattr(native_plan, "TOKENS_PER_FORWARD", 6)  # one 6-token completion per forward
     split, split_metrics, split_samples, plan = run(tmp_path / "split", loss_type=loss_type, max_steps=2, given=frozenset())
@@ -101,8 +101,8 @@ def test_budget_split_gives_the_same_step_as_the_whole_micro_batch(tmp_path, mon
 
 
 def test_budget_leaves_explicit_layouts_and_bnpo_alone(tmp_path, monkeypatch):
-    import grpo.training.native_plan as native_plan
-    from grpo.training.native_plan import build_plan
+    import grpo.training.native.plan as native_plan
+    from grpo.training.native.plan import build_plan
 
     monkeypatch.setattr(native_plan, "TOKENS_PER_FORWARD", 6)
     assert build_plan(config(tmp_path), FULL, given=frozenset({"per_device_train_batch_size"})).micro_batch_size == 4
@@ -112,7 +112,7 @@ def test_budget_leaves_explicit_layouts_and_bnpo_alone(tmp_path, monkeypatch):
 
 
 def test_cli_defaults_get_a_micro_batch_within_the_budget():
-    from grpo.training.native_plan import TOKENS_PER_FORWARD, choose_micro_batch
+    from grpo.training.native.plan import TOKENS_PER_FORWARD, choose_micro_batch
 
     # TRL's defaults: 8 completions per device, max_completion_length 512
     assert choose_micro_batch(8, 512, "dapo") * 512 <= TOKENS_PER_FORWARD
@@ -123,7 +123,7 @@ def test_cli_defaults_get_a_micro_batch_within_the_budget():
 
 
 def test_sync_reference_mixes_in_place():
-    from grpo.training.native import sync_reference
+    from grpo.training.native.loop import sync_reference
 
     policy, ref = tiny_model(0), tiny_model(1)
     expected = [0.6 * p.detach() + 0.4 * r.detach() for p, r in zip(policy.parameters(), ref.parameters())]
@@ -143,7 +143,7 @@ def test_synced_reference_follows_the_policy(tmp_path):
 
 
 def test_sync_ref_model_refused_without_a_separate_reference(tmp_path):
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     with pytest.raises(UserError, match="sync_ref_model=True with beta=0.0"):
         build_plan(config(tmp_path, sync_ref_model=True), FULL)

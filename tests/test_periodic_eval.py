@@ -37,9 +37,9 @@ def test_script_args_refuse_a_negative_interval():
 
 
 def test_periodic_holdout_is_disjoint_from_training_rows():
-    from grpo.data.loaders import load_gsm8k
     from grpo.cli.pipeline import periodic_holdout
     from grpo.config.script_args import ScriptArgs
+    from grpo.data.loaders import load_gsm8k
 
     rows = load_gsm8k("gsm8k", split="train", limit=40)
     kept, held = periodic_holdout(rows, ScriptArgs(periodic_eval_steps=5, periodic_eval_size=8), seed=1)
@@ -78,7 +78,7 @@ class CountingEval:
 
 def test_native_loop_evaluates_before_training_and_when_due(tmp_path):
     from grpo.training.native import train
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     counting, log = CountingEval(every=2), MetricsLogger(tmp_path)
     train(tiny_model(), tiny_tokenizer(), dataset(), [word_reward],

@@ -14,12 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from test_quantization import _tiny_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.integrations import is_deepspeed_zero3_enabled, set_hf_deepspeed_config, unset_hf_deepspeed_config
 
 from grpo.common.errors import UserError
 from grpo.common.placement import eval_placement, evaluate_on_main, place_model, zero3_init_disabled
-from test_quantization import _tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
@@ -50,8 +50,9 @@ def test_evaluate_on_main_evaluates_once_and_every_process_waits():
     for rank in (0, 1, 2):
         seen = []
         args = SimpleNamespace(process_index=rank, device=CPU)
-        report = evaluate_on_main(args, model, lambda m: seen.append(next(m.parameters()).device) or {"accuracy": 1.0},
-                                  barrier=lambda: waits.append(rank))
+        report = evaluate_on_main(args, model,
+                                  lambda m, seen=seen: seen.append(next(m.parameters()).device) or {"accuracy": 1.0},
+                                  barrier=lambda rank=rank: waits.append(rank))
         assert (report, seen) == (({"accuracy": 1.0}, [CPU]) if rank == 0 else (None, []))
     assert waits == [0, 1, 2]
 
@@ -99,10 +100,10 @@ def test_run_training_evaluates_on_the_main_process_only(tmp_path, monkeypatch):
     """Process 1 of a launch neither evaluates nor skips the barrier (it used to evaluate on the CPU in every process)."""
     from trl import GRPOConfig
 
-    import grpo.modeling.loading
-    import grpo.training.native
     import grpo.cli.pipeline
     import grpo.common.placement
+    import grpo.modeling.loading
+    import grpo.training.native
     from grpo.config.script_args import ScriptArgs
 
     evaluated, waits = [], []

@@ -27,7 +27,6 @@ def parse(*overrides, output_dir="/tmp/unused-quant-test"):
     from trl import GRPOConfig
 
     from grpo.config.parser import parse_config
-
     from grpo.config.script_args import ScriptArgs
 
     return parse_config(["--config", GSM8K_YAML, "--output_dir", output_dir, *overrides], (ScriptArgs, GRPOConfig))
@@ -40,7 +39,8 @@ def parse(*overrides, output_dir="/tmp/unused-quant-test"):
     (["--load_in_4bit", "true", "--use_peft", "false"], "load_in_4bit=true with use_peft=false.*set use_peft true"),
     (["--load_in_8bit", "true", "--use_peft", "false"], "load_in_8bit=true with use_peft=false"),
     (["--load_in_4bit", "true", "--load_in_8bit", "true"], "both true: pick one"),
-    (["--bnb_4bit_quant_type", "int4"], r"bnb_4bit_quant_type.*invalid choice: 'int4' \(choose from 'fp4', 'nf4'\)"),  # TRL's field declares the choices
+    # TRL's field declares the choices
+    (["--bnb_4bit_quant_type", "int4"], r"bnb_4bit_quant_type.*invalid choice: 'int4' \(choose from 'fp4', 'nf4'\)"),
     (["--bnb_4bit_compute_dtype", "bf16"], "bnb_4bit_compute_dtype='bf16': use one of bfloat16"),
 ])
 def test_bad_quantization_fields_are_refused_at_parse_time(overrides, message):
@@ -146,7 +146,7 @@ def test_8bit_adamw_trains_lora_on_embedded_smollm2():
     from trl import GRPOConfig
 
     from grpo.modeling.models import EMBEDDED_SMOLLM2, apply_lora, load_model
-    from grpo.training.optim import make_optimizer
+    from grpo.training.native.optim import make_optimizer
 
     model, tokenizer = load_model(EMBEDDED_SMOLLM2)
     model = apply_lora(model, r=8, lora_dropout=0.0)
@@ -197,10 +197,10 @@ def test_native_backend_runs_8bit_adamw_and_checkpoints_its_state(tmp_path):
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from grpo.training.native import train
-    from grpo.training.native_config import check_supported
-    from grpo.training.native_plan import build_plan
     from grpo.runs.run_dir import MetricsLogger
+    from grpo.training.native import train
+    from grpo.training.native.fields import check_supported
+    from grpo.training.native.plan import build_plan
 
     config, tiny_tokenizer, word_reward = _config, _tiny_tokenizer, _word_reward
     dataset = Dataset.from_dict({"prompt": [f"w{3 + i % 10} w{4 + i % 7}" for i in range(8)]})
@@ -334,7 +334,7 @@ def test_qlora_with_8bit_adamw_trains_through_grpo_train(tmp_path, backend, warm
     torch.testing.assert_close(merged[key], base[key] + (32 / 16) * lora["B"] @ lora["A"], rtol=1e-4, atol=1e-5)
 
 
-# ---------------------------------------------------------------------------- 4-bit / 8-bit weights: evaluation and rollouts in bf16
+# ------------------------------------------------------------ 4-bit / 8-bit weights: evaluation and rollouts in bf16
 
 
 def _tiny_quantized_with_adapter(tmp_path, bits: int, adapter: bool):

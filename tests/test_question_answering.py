@@ -5,6 +5,7 @@ Run: pytest tests/test_question_answering.py            (fast)
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from grpo.common.errors import UserError
 from recipes import _common
 from recipes import question_answering as qa
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 @pytest.fixture(autouse=True)
@@ -193,7 +196,7 @@ def test_stride_validation():
 
 def test_shipped_data_spans_match():
     for name in ("squad_train.jsonl", "squad_validation.jsonl"):
-        rows = [json.loads(line) for line in open(_common.resolve_data_path(f"recipes/data/{name}"))]
+        rows = [json.loads(line) for line in open(FIXTURES / name)]
         for row in rows:
             for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"]):
                 assert row["context"][start: start + len(text)] == text

@@ -3,6 +3,7 @@
 Run: pytest tests/test_recipes_common.py
 """
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ import pytest
 import recipes
 from grpo.common.errors import UserError
 from recipes import _common, sources
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,13 +71,6 @@ def test_parse_args_missing_config_file():
         _common.parse_args(ToyArgs, ["--config", "nope/nothing.yaml"])
 
 
-def test_packaged_paths_resolve_from_any_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = Path(_common.resolve_data_path("recipes/data/ner_train.jsonl"))
-    assert path.is_file() and path.parent == Path(recipes.__file__).resolve().parent / "data"
-    assert _common.resolve_data_path("my/own.jsonl") == "my/own.jsonl"
-
-
 def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
@@ -90,11 +86,13 @@ def test_load_splits_local_holdout_and_limits(tmp_path):
 
 
 def test_load_splits_eval_defaults(tmp_path):
-    train, evaluation = _common.load_splits("recipes/data/ner_train.jsonl", "", columns=["tokens"])
-    assert (len(train), len(evaluation)) == (300, 80)  # the shipped validation file
+    train, evaluation = _common.load_splits(str(FIXTURES / "ner_train.jsonl"), str(FIXTURES / "ner_validation.jsonl"),
+                                            columns=["tokens"])
+    assert (len(train), len(evaluation)) == (300, 80)  # the eval file given
     spec = _write_jsonl(tmp_path / "mine_train.jsonl", [{"tokens": ["a"]} for _ in range(10)])
+    _write_jsonl(tmp_path / "mine_validation.jsonl", [{"tokens": ["b"]} for _ in range(3)])
     train, evaluation = _common.load_splits(spec, "", columns=["tokens"], eval_fraction=0.2)
-    assert (len(train), len(evaluation)) == (8, 2)  # a user file is never paired with shipped data
+    assert (len(train), len(evaluation)) == (8, 2)  # no eval file given: held out, never guessed from the name
 
 
 def test_load_splits_wrong_schema_names_the_field(tmp_path):
@@ -165,16 +163,17 @@ def test_registry_lists_six_recipes_and_rejects_unknown():
 @pytest.mark.parametrize("name", ["token_classification", "question_answering", "masked_lm"])
 def test_shipped_config_parses_with_its_recipe(name, tmp_path, monkeypatch):
     module = recipes.get(name)
-    args_cls = next(v for k, v in vars(module).items() if k.endswith("Args") and isinstance(v, type))
+    args_cls = next(v for k, v in vars(module).items()
+                    if k.endswith("Args") and isinstance(v, type) and v.__module__ == module.__name__)
     monkeypatch.chdir(tmp_path)  # packaged config and data paths must not depend on the CWD
     args, targs = _common.parse_args(args_cls, ["--config", f"recipes/configs/{name}.yaml"])
-    assert args.model == "embedded:minilm-l6"
-    assert args.eval_dataset == ""  # so that --dataset other.jsonl is evaluated on other.jsonl
-    if sources.is_source(args.dataset):  # real data from an installed package, with its validation split
-        assert args.dataset[len(sources.PREFIX):] in sources.names()
-    else:
-        assert Path(_common.resolve_data_path(args.dataset)).is_file()
-        assert Path(_common._shipped_sibling(_common.resolve_data_path(args.dataset))).is_file()
+    # RecipeArgs' names; question_answering keeps an argument class of its own (model / dataset) for now
+    model, dataset = (getattr(args, "model_name_or_path", None) or args.model,
+                      getattr(args, "dataset_name", None) or args.dataset)
+    assert model == "embedded:minilm-l6"
+    assert args.eval_dataset == ""  # so that --dataset_name other.jsonl is evaluated on other.jsonl
+    assert sources.is_source(dataset)  # real data from an installed package, with its validation split
+    assert dataset[len(sources.PREFIX):] in sources.names()
     header = (REPO / "recipes" / "configs" / f"{name}.yaml").read_text().splitlines()
     assert any(f"python -m recipes.{name} --config recipes/configs/{name}.yaml" in line for line in header)
 
@@ -209,3 +208,20 @@ def test_eval_dataset_file_in_the_documented_schema_is_read_and_checked(name, tm
     bad.write_text(json.dumps({k: v for k, v in row.items() if k != required}) + "\n")
     with pytest.raises(UserError, match=rf"{re.escape(str(bad))}.*{required}"):
         recipes.get(name).main(["--eval_dataset", str(bad), "--output_dir", str(tmp_path / "out")])
+
+
+def test_recipe_args_take_the_hf_names_and_the_old_ones_as_aliases(tmp_path):
+    from recipes._args import RecipeArgs
+    from recipes.translation import TranslationArgs
+
+    fields = {f.name for f in dataclasses.fields(TranslationArgs)}
+    assert {"model_name_or_path", "dataset_name", "eval_dataset", "max_train_samples", "max_eval_samples"} <= fields
+    assert issubclass(TranslationArgs, RecipeArgs)
+    old = tmp_path / "old.yaml"
+    old.write_text("model: some/dir\ndataset: rows.jsonl\n")
+    args, _ = _common.parse_args(TranslationArgs, ["--config", str(old)])
+    assert (args.model_name_or_path, args.dataset_name, args.model, args.dataset) == ("some/dir", "rows.jsonl", None, None)
+    args, _ = _common.parse_args(TranslationArgs, ["--model_name_or_path", "a/b", "--dataset", "x.jsonl"])
+    assert (args.model_name_or_path, args.dataset_name) == ("a/b", "x.jsonl")
+    with pytest.raises(UserError, match="model='c/d' and model_name_or_path='a/b' disagree"):
+        _common.parse_args(TranslationArgs, ["--model_name_or_path", "a/b", "--model", "c/d"])

@@ -25,10 +25,34 @@ def clean_user_registry():
 
 
 def test_names_include_course_five_and_families():
-    expected = {"xml_count", "soft_format", "strict_format", "integer_answer", "correctness", "length",
-                "cosine_length", "repetition", "reward_model", "think_format", "number_answer", "reasoning_steps"}
+    expected = {"xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward", "accuracy_reward",
+                "length_reward", "cosine_scaled_reward", "repetition_penalty_reward", "reward_model_reward",
+                "think_format_reward", "number_reward", "reasoning_steps_reward", "soft_overlong_punishment",
+                "len_reward"}
     assert expected <= set(rewards.names())
     assert rewards.names() == sorted(rewards.names())
+    assert not set(registry.ALIASES) & set(rewards.names())  # an alias is never a second registry name
+
+
+def test_one_name_per_reward_and_the_old_names_as_aliases():
+    """The registry name is the logged metric's name; every alias builds the same reward under that name."""
+    for name in registry.BUILTIN:
+        if name != "reward_model_reward":  # needs a model spec to build
+            assert rewards.get(name).__name__ == name
+    for alias, name in registry.ALIASES.items():
+        assert name in registry.BUILTIN and alias in rewards.describe(name)["aliases"]
+        assert rewards.describe(alias)["name"] == name
+        if name != "reward_model_reward":
+            fn = rewards.resolve(alias)
+            assert fn.__name__ == name and type(fn) is type(rewards.get(name))
+    # the GSM8K configs' names keep working, logged under TRL's / the registry's names
+    course = ["xml_count", "soft_format", "strict_format", "integer_answer", "correctness", "arithmetic_steps"]
+    assert [rewards.resolve(n).__name__ for n in course] == [
+        "xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward", "accuracy_reward",
+        "arithmetic_steps_reward"]
+    assert rewards.get("correctness", name="mine").__name__ == "mine"  # an explicit name= still wins
+    assert rewards.get("overlong").__name__ == "soft_overlong_punishment"
+    assert rewards.get("group_length").__name__ == "len_reward"
 
 
 def test_issue_15_rewards_are_registered():
@@ -184,7 +208,7 @@ def test_call_reward_passes_columns_and_prompts():
 
 def test_checked_wrapper_keeps_name_pickles_and_validates():
     fn = rewards.checked(rewards.get("correctness"))
-    assert fn.__name__ == "correctness_reward" and rewards.checked(fn) is fn
+    assert fn.__name__ == "accuracy_reward" and rewards.checked(fn) is fn
     assert pickle.loads(pickle.dumps(fn))(["<answer>1</answer>"], answer=["1"]) == [2.0]
     bad = rewards.checked(rewards.resolve(f"{USER_FILE}:wrong_count"))
     with pytest.raises(rewards.RewardError, match="'wrong_count' returned 1 values for 2"):

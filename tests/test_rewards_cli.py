@@ -23,23 +23,26 @@ def run(capsys, *argv):
 def test_list_shows_every_reward_with_params(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    for name in ("correctness", "xml_count", "strict_format", "soft_format", "integer_answer", "length",
-                 "group_length", "code_format", "code_execution", "repetition"):
+    for name in ("accuracy_reward", "xmlcount_reward", "strict_format_reward", "soft_format_reward", "int_reward",
+                 "length_reward", "len_reward", "code_format_reward", "code_reward", "repetition_penalty_reward",
+                 "soft_overlong_punishment"):
         assert f"\n{name} " in "\n" + out
     assert "ideal=None" in out and "file.py:function" in out
+    assert "aliases: accuracy, correctness" in out and "aliases: group_length" in out and "aliases: overlong" in out
 
 
 def test_list_json(capsys):
     code, out, _ = run(capsys, "list", "--json")
     entries = {e["name"]: e for e in json.loads(out)}
-    assert code == 0 and entries["correctness"]["params"]["correct"] == 2.0
+    assert code == 0 and entries["accuracy_reward"]["params"]["correct"] == 2.0
+    assert entries["accuracy_reward"]["aliases"] == ["accuracy", "correctness"]
 
 
 def test_try_course_five_table(capsys):
     code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward", "correctness",
                        "--reward", "xml_count", "--reward", "integer_answer")
     assert code == 0
-    assert "correctness_reward: n=5  mean 1.2" in out
+    assert "accuracy_reward: n=5  mean 1.2" in out
     assert "xmlcount_reward" in out and "int_reward" in out and "completions/s" in out
 
 
@@ -47,8 +50,8 @@ def test_try_json_scores(capsys):
     code, out, _ = run(capsys, "try", "--completions", COMPLETIONS, "--reward", "correctness", "--json")
     data = json.loads(out)
     assert code == 0
-    assert [r["correctness_reward"] for r in data["rows"]] == [2.0, 2.0, 0.0, 0.0, 2.0]
-    assert data["summary"]["correctness_reward"]["n"] == 5
+    assert [r["accuracy_reward"] for r in data["rows"]] == [2.0, 2.0, 0.0, 0.0, 2.0]
+    assert data["summary"]["accuracy_reward"]["n"] == 5
 
 
 def test_try_with_params_and_limit(capsys):
@@ -63,7 +66,7 @@ def test_try_with_dataset_columns(capsys):
                        "--dataset", str(FIXTURES / "gsm8k_mini.jsonl"), "--reward", "correctness", "--json")
     assert code == 0
     # line 3 has "row": 0 -> gold 72, answered 7
-    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0, 0.0]
+    assert [r["accuracy_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0, 0.0]
 
 
 def test_try_user_file_reward(capsys):
@@ -122,7 +125,7 @@ def test_try_matches_dataset_rows_by_prompt_not_line_number(capsys, tmp_path):
     code, out, err = run(capsys, "try", "--completions", str(path), "--dataset", str(FIXTURES / "gsm8k_mini.jsonl"),
                          "--reward", "correctness", "--json")
     assert code == 0, err
-    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0]
+    assert [r["accuracy_reward"] for r in json.loads(out)["rows"]] == [2.0, 2.0]
 
 
 @pytest.mark.parametrize("line, message", [
@@ -159,4 +162,4 @@ def test_samples_jsonl_scores_as_training_scored(capsys, tmp_path):
     code, out, err = run(capsys, "try", "--completions", str(tmp_path / "samples.jsonl"), "--reward", "correctness",
                          "--json")
     assert code == 0, err
-    assert [r["correctness_reward"] for r in json.loads(out)["rows"]] == trained == [2.0, 0.0]
+    assert [r["accuracy_reward"] for r in json.loads(out)["rows"]] == trained == [2.0, 0.0]

@@ -154,7 +154,8 @@ def test_relative_paths_stay_in_a_fresh_empty_directory(tmp_path, monkeypatch):
 
 
 def test_directory_is_deleted_even_if_the_program_locks_it():
-    code = "import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\nos.chmod('a/b', 0)\nos.chmod('a', 0)\nprint(os.getcwd())"
+    code = ("import os\nos.makedirs('a/b')\nopen('a/b/f', 'w').write('x')\nos.chmod('a/b', 0)\nos.chmod('a', 0)\n"
+            "print(os.getcwd())")
     result = run_python(code, timeout_seconds=2)
     assert result.ok and not os.path.exists(os.path.dirname(result.stdout.strip()))
 
@@ -216,7 +217,8 @@ def test_reward_correct_partial_crash_and_missing():
 
 def test_reward_timeout_and_infinite_output_cases_fail_quickly():
     fn = CodeExecution(timeout_seconds=1.0, max_output_bytes=10_000)
-    code = "a, b = map(int, input().split())\nif a == 0:\n    while True: pass\nif a == 10:\n    while True: print(1)\nprint(a + b)\n"
+    code = ("a, b = map(int, input().split())\nif a == 0:\n    while True: pass\nif a == 10:\n    while True: print(1)\n"
+            "print(a + b)\n")
     start = time.monotonic()
     assert fn([fenced(code)], test_cases=[CASES]) == [pytest.approx(1 / 3)]
     assert time.monotonic() - start < 5.0  # two 1 s timeouts on 2 workers, plus interpreter starts

@@ -77,7 +77,8 @@ def test_exact_open_r1_custom_tags():
 
 
 # ---------------------------------------------------------------- code_format: open-r1's own cases
-GOOD_PY = "<think>\nLet's solve this\nStep 1: First step\n</think>\n<answer>\n```python\ndef hello():\n    print('world')\n```\n</answer>"
+GOOD_PY = ("<think>\nLet's solve this\nStep 1: First step\n</think>\n<answer>\n```python\ndef hello():\n"
+           "    print('world')\n```\n</answer>")
 GOOD_JS = "<think>\nAnalysis\n</think>\n<answer>\n```javascript\nconsole.log('hello');\n```\n</answer>"
 
 

@@ -117,7 +117,7 @@ def test_group_aware_marker_survives_wrapping():
 
 def test_no_other_builtin_is_group_aware():
     aware = {name for name in rewards.names() if rewards.describe(name)["group_aware"]}
-    assert aware == {"group_length"}
+    assert aware == {"len_reward"}
 
 
 def test_group_indices_edge_cases():
@@ -131,5 +131,5 @@ def test_list_marks_group_aware(capsys):
     from grpo.cli.rewards_cmd import main
 
     assert main(["list"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("group_length "))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("len_reward "))
     assert "[group-aware" in line

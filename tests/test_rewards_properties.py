@@ -68,7 +68,7 @@ NASTY = {
 def test_nasty_inputs(case):
     text = NASTY[case]
     start = time.perf_counter()
-    for name, fn in FUNCS.items():
+    for fn in FUNCS.values():
         check(fn([text, [{"role": "assistant", "content": text}]], answer=["7", "7"], completion_ids=[[1], [1]]), 2)
     assert time.perf_counter() - start < 15, f"{case} took {time.perf_counter() - start:.1f}s"
 

@@ -9,8 +9,13 @@ import pickle
 import pytest
 
 import rewards
-from rewards.reasoning import (ArithmeticSteps, arithmetic_steps, is_placeholder_reasoning,
-                               placeholder_reasoning_rate, reasoning_block)
+from rewards.reasoning import (
+    ArithmeticSteps,
+    arithmetic_steps,
+    is_placeholder_reasoning,
+    placeholder_reasoning_rate,
+    reasoning_block,
+)
 
 
 def formatted(reasoning: str, answer: str = "18") -> str:

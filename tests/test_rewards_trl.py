@@ -52,7 +52,7 @@ def test_course_five_inside_trl(wrap):
     completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "no idea"}]]
     table, names = calculate(funcs, completions, ["18", "18"])
     assert names == ["xmlcount_reward", "soft_format_reward", "strict_format_reward", "int_reward",
-                     "correctness_reward"]
+                     "accuracy_reward"]
     assert table.tolist() == [[0.5, 0.5, 0.5, 0.5, 2.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
 
 

@@ -44,11 +44,11 @@ def test_metrics_lines_and_nan_as_null(tmp_path):
 
 def test_log_samples_one_line_per_completion(tmp_path):
     log = MetricsLogger(tmp_path)
-    log.log_samples(3, ["p1", "p2"], ["c1", "c2"], {"correctness_reward": [2.0, float("nan")], "int_reward": [0.5, 0.0]})
+    log.log_samples(3, ["p1", "p2"], ["c1", "c2"], {"accuracy_reward": [2.0, float("nan")], "int_reward": [0.5, 0.0]})
     got = lines(tmp_path / "samples.jsonl")
     assert got == [
-        {"step": 3, "prompt": "p1", "completion": "c1", "rewards": {"correctness_reward": 2.0, "int_reward": 0.5}},
-        {"step": 3, "prompt": "p2", "completion": "c2", "rewards": {"correctness_reward": None, "int_reward": 0.0}},
+        {"step": 3, "prompt": "p1", "completion": "c1", "rewards": {"accuracy_reward": 2.0, "int_reward": 0.5}},
+        {"step": 3, "prompt": "p2", "completion": "c2", "rewards": {"accuracy_reward": None, "int_reward": 0.0}},
     ]
 
 
@@ -191,7 +191,7 @@ def test_save_checkpoint_keeps_other_entries_and_gives_them_back_on_failure(tmp_
 
 def make_metrics(n=5):
     return [{"step": s, "reward": 0.1 * s, "reward_std": 0.2, "rewards/xmlcount_reward/mean": 0.05 * s,
-             "rewards/correctness_reward/mean": 0.5 if s % 2 else float("nan"),
+             "rewards/accuracy_reward/mean": 0.5 if s % 2 else float("nan"),
              "kl": None if s == 1 else 0.01 * s, "completions/mean_length": 100 - s}
             for s in range(1, n + 1)]
 
@@ -281,7 +281,8 @@ def test_model_card_metadata_reads_back_with_huggingface_hub(tmp_path):
     assert data.datasets == ["openai/gsm8k"] and data.library_name == "transformers"
     assert {"grpo", "trl", "grpo-toolkit"} <= set(data.tags)
     results = {(r.metric_name, r.metric_type): r.metric_value for r in data.eval_results}
-    assert results[("accuracy (after GRPO)", "accuracy")] == 0.15 and results[("format_rate (after warm-start)", "format_rate")] == 1.0
+    assert results[("accuracy (after GRPO)", "accuracy")] == 0.15
+    assert results[("format_rate (after warm-start)", "format_rate")] == 1.0
     assert all(r.dataset_type == "openai/gsm8k" and r.dataset_split == "test" for r in data.eval_results)
     text = card.text
     assert "Shortcut detected" in text and "85.0% of the completions have placeholder reasoning" in text

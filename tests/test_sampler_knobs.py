@@ -1,5 +1,5 @@
 """The sampler's TRL knobs: min_p, repetition_penalty (grpo/generation/sampler.py), generation_kwargs and
-chat_template_kwargs (grpo/training/native_plan.py, native_rollout.py), against transformers' own logits processors.
+chat_template_kwargs (grpo/training/native/plan.py, experience.py), against transformers' own logits processors.
 
 Run: pytest tests/test_sampler_knobs.py      (tiny random models, seconds)
 """
@@ -10,12 +10,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
-                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+from test_sampler import VOCAB, hf_greedy, tiny_llama  # the tiny model and model.generate, cut like the sampler
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from grpo.common.errors import UserError
 from grpo.generation.sampler import generate, penalize_repetitions, sample_next
-from test_sampler import VOCAB, hf_greedy, tiny_llama  # the tiny model and model.generate, cut like the sampler
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,7 +122,7 @@ def grpo_config(tmp_path, **overrides):
 
 
 def test_generation_kwargs_override_the_sampling_fields_as_trl(tmp_path):
-    from grpo.training.native_plan import build_plan
+    from grpo.training.native.plan import build_plan
 
     plan = build_plan(grpo_config(tmp_path, min_p=0.05, top_k=7, generation_kwargs={"top_k": 3, "repetition_penalty": 1.2}))
     assert plan.sampling == {"temperature": 1.0, "top_p": 1.0, "top_k": 3, "min_p": 0.05, "repetition_penalty": 1.2}
@@ -131,8 +136,8 @@ def test_chat_template_kwargs_reach_the_template(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from grpo.training.native_plan import build_plan
-    from grpo.training.native_rollout import tokenize_prompt
+    from grpo.training.native.experience import tokenize_prompt
+    from grpo.training.native.plan import build_plan
 
     words = ["<pad>", "<eos>", "<unk>", "hi", "think", "ok"]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))

@@ -12,12 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from test_quantization import _tiny_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from grpo.config.script_args import ScriptArgs
 from grpo.modeling.models import apply_lora
 from grpo.modeling.sharded import is_sharded, load_into_fresh_copy, unsharded_model
-from test_quantization import _tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,7 +42,8 @@ def trained_lora(base_dir):
     return model
 
 
-def logits(model, ids=torch.tensor([[3, 4, 5, 6, 7]])):
+def logits(model, ids=None):
+    ids = torch.tensor([[3, 4, 5, 6, 7]]) if ids is None else ids
     with torch.inference_mode():
         return model.eval()(input_ids=ids).logits
 
@@ -123,6 +124,7 @@ def test_ctrl_c_saves_the_live_model_but_not_a_shard(base_dir, tmp_path, caplog)
 def test_warm_started_lora_run_is_rebuilt_on_the_warm_start_checkpoint(tmp_path):
     """A sharded run rebuilds its final model on the base its adapter names: after a warm start that must be
     sft_checkpoint (the SFT changes), not the original base, in the adapter config too (what `grpo export` merges)."""
+    from tiny_llama import tiny_llama_dir
     from trl import GRPOConfig
 
     from grpo.config.parser import parse_config
@@ -130,7 +132,6 @@ def test_warm_started_lora_run_is_rebuilt_on_the_warm_start_checkpoint(tmp_path)
     from grpo.data.loaders import load_gsm8k
     from grpo.modeling.loading import load_for_training
     from grpo.training.sft import warm_start
-    from tiny_llama import tiny_llama_dir
 
     base = tiny_llama_dir(tmp_path / "base")
     out = tmp_path / "run"

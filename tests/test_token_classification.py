@@ -5,6 +5,7 @@ Run: pytest tests/test_token_classification.py            (fast)
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from grpo.common.errors import UserError
 from recipes import _common
 from recipes import token_classification as tc
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 LABELS = tc.CONLL2003_LABELS
 
@@ -155,7 +158,7 @@ def test_compute_metrics_skips_ignored_positions():
 
 
 def test_shipped_data_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/ner_train.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "ner_train.jsonl")]
     assert 100 <= len(rows) <= 500
     for row in rows:
         assert len(row["tokens"]) == len(row["ner_tags"]) and all(0 <= t < len(LABELS) for t in row["ner_tags"])

@@ -32,7 +32,7 @@ from grpo.config.script_args import ScriptArgs
 from grpo.runs import tracking
 from grpo.runs.run_dir import MetricsLogger
 from grpo.training.native import train
-from grpo.training.native_plan import build_plan
+from grpo.training.native.plan import build_plan
 out = sys.argv[1]
 args = config(out, report_to="wandb,trackio,tensorboard", max_steps=3, logging_steps=2, run_name="tiny",
               project="grpo-tracking-test")
@@ -189,7 +189,8 @@ def test_trackio_dir_and_no_table_switch_without_a_table_tracker(env, tmp_path):
 def test_native_refuses_an_integration_it_does_not_implement(tmp_path, capsys):
     from grpo.cli.commands import main
 
-    code = main(["train", "--config", "grpo/configs/gsm8k.yaml", "--periodic_eval_steps", "0", "--backend", "native", "--report_to", "mlflow",
+    code = main(["train", "--config", "grpo/configs/gsm8k.yaml", "--periodic_eval_steps", "0", "--backend", "native",
+                 "--report_to", "mlflow",
                  "--output_dir", str(tmp_path / "run")])
     assert code == 2
     assert "report_to='mlflow'" in capsys.readouterr().err
@@ -247,7 +248,8 @@ def test_native_run_logs_metrics_config_and_table_to_all_three(tmp_path):
 
 TRAIN = ["-m", "grpo.cli", "train", "--config", "grpo/configs/gsm8k.yaml", "--max_steps", "2", "--eval_size", "0",
          "--periodic_eval_steps", "0",
-         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+         "--warm_start", "false", "--num_generations", "2", "--per_device_train_batch_size", "2",
+         "--gradient_accumulation_steps", "1",
          "--max_completion_length", "12", "--logging_steps", "1", "--report_to", "wandb,trackio,tensorboard",
          "--project", "gsm8k-test", "--run_name", "short",
          # rewards of its own (the config's list changes): the names asserted below
@@ -266,7 +268,7 @@ def test_grpo_train_logs_metrics_config_and_table(tmp_path, backend):
     assert trackio_["config"]["script_args"]["backend"] == backend
     events = tensorboard_events(out)
     names = check_scalars_everywhere(out, wandb_, trackio_["logs"], events)
-    assert {"correctness_reward", "xmlcount_reward"} <= set(names)
+    assert {"accuracy_reward", "xmlcount_reward"} <= set(names)
 
     tables = wandb_tables(wandb_)
     assert {row[0] for t in tables for row in t["data"]} == {1, 2}  # a table at each logging step

@@ -7,25 +7,19 @@ embedded SmolLM2 as decoder-only SFT (slow).
 """
 
 import json
+from pathlib import Path
 
 import pytest
+from recipe_args import with_fields
 
 from grpo.common.errors import UserError
-from recipes import _common, seq2seq_sft, translation
+from recipes import _common, decoder_sft, translation
 
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from grpo.modeling.models import EMBEDDED_SMOLLM2, load_tokenizer
-
-    return load_tokenizer(EMBEDDED_SMOLLM2)
+FIXTURES = Path(__file__).parent / "fixtures" / "recipes"  # template rows written by scripts/make_*_data.py
 
 
 def _args(**kw):
-    args = translation.TranslationArgs()
-    for key, value in kw.items():
-        setattr(args, key, value)
-    return args
+    return with_fields(translation.TranslationArgs, **kw)
 
 
 BATCH = {"translation": [{"en": "Open the file", "fr": "Ouvrir le fichier"},
@@ -50,8 +44,8 @@ def test_decoder_only_preprocess_masks_the_prompt(tokenizer):
     out = translation.preprocess(BATCH, tokenizer, args)
     for i, pair in enumerate(BATCH["translation"]):
         ids, labels = out["input_ids"][i], out["labels"][i]
-        prompt = seq2seq_sft.build_prompt(tokenizer, args.instruction, pair["en"])
-        n_prompt = len(seq2seq_sft.prompt_token_ids(tokenizer, [prompt])[0])
+        prompt = decoder_sft.build_prompt(tokenizer, args.instruction, pair["en"])
+        n_prompt = len(decoder_sft.prompt_token_ids(tokenizer, [prompt])[0])
         assert labels[:n_prompt] == [-100] * n_prompt
         assert labels[n_prompt:] == ids[n_prompt:]
         assert ids[-1] == tokenizer.eos_token_id
@@ -62,7 +56,7 @@ def test_decoder_only_preprocess_masks_the_prompt(tokenizer):
 def test_collator_pads_labels_with_minus_100(tokenizer):
     out = translation.preprocess(BATCH, tokenizer, _args())
     rows = [{k: out[k][i] for k in out} for i in range(2)]
-    batch = seq2seq_sft.collator(tokenizer)(rows)
+    batch = decoder_sft.collator(tokenizer)(rows)
     short = min(range(2), key=lambda i: len(rows[i]["input_ids"]))
     n = len(rows[short]["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape
@@ -78,7 +72,7 @@ def test_sacrebleu_matches_the_course_example():
 
 
 def test_default_data_has_the_kde4_schema():
-    rows = [json.loads(line) for line in open(_common.resolve_data_path("recipes/data/translation.jsonl"))]
+    rows = [json.loads(line) for line in open(FIXTURES / "translation.jsonl")]
     assert 100 <= len(rows) <= 500
     assert all(set(r["translation"]) == {"en", "fr"} and r["translation"]["fr"] for r in rows)
 
@@ -104,7 +98,7 @@ def test_config_parses_with_overrides():
     # the YAML alone carries the training settings (no table of recipe defaults under it)
     assert (targs.output_dir, targs.learning_rate, targs.warmup_steps, targs.weight_decay) == \
         ("runs/translation", 1e-4, 6, 0.01)
-    assert args.dataset == "pkg:po-en-fr" and args.max_eval_samples == 200
+    assert args.dataset_name == "pkg:po-en-fr" and args.max_eval_samples == 200
 
 
 def _capture_finish(monkeypatch):
@@ -184,7 +178,7 @@ def test_encoder_decoder_path_trains_and_reloads(build, tmp_path, tokenizer, mon
     batch = tokenizer(["Open the file", "Save the selected image"], return_tensors="pt", padding=True)
     kw = dict(max_new_tokens=6, do_sample=False)
     assert reloaded.generate(**batch, **kw).tolist() == trained.generate(**batch, **kw).tolist()
-    texts = seq2seq_sft.generate_responses(reloaded, tokenizer, ["Open the file"], max_new_tokens=4)
+    texts = decoder_sft.generate_responses(reloaded, tokenizer, ["Open the file"], max_new_tokens=4)
     assert len(texts) == 1 and isinstance(texts[0], str)
 
 
@@ -200,10 +194,10 @@ def test_decoder_only_default_trains_and_reloads(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["eval_loss"] < metrics["before"]["eval_loss"]
     args = translation.TranslationArgs()
-    prompts = [seq2seq_sft.build_prompt(seen["trainer"].processing_class, args.instruction, s)
+    prompts = [decoder_sft.build_prompt(seen["trainer"].processing_class, args.instruction, s)
                for s in ("Open the file", "The folder has been copied.")]
-    before_save = seq2seq_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, prompts,
+    before_save = decoder_sft.generate_responses(seen["trainer"].model, seen["trainer"].processing_class, prompts,
                                                  max_new_tokens=12)
-    reloaded = seq2seq_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
+    reloaded = decoder_sft.generate_responses(AutoModelForCausalLM.from_pretrained(out),
                                               AutoTokenizer.from_pretrained(out), prompts, max_new_tokens=12)
     assert reloaded == before_save

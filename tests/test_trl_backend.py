@@ -30,7 +30,6 @@ def tiny_args(tmp_path, *extra):
     from trl import GRPOConfig
 
     from grpo.config.parser import parse_config
-
     from grpo.config.script_args import ScriptArgs
 
     reward_file = tmp_path / "spread_reward.py"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from tiny_llama import tiny_llama_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +49,12 @@ DRIVER = textwrap.dedent("""
     module.train = spy_train
 
     if start_hook == "optimizer":  # native: the weights the optimizer starts from (after any synchronisation)
-        make_optimizer = module.make_optimizer
+        loop = importlib.import_module(module_name + ".loop")
+        make_optimizer = loop.make_optimizer
         def spy_optimizer(groups, args, model):
             save("start", model)
             return make_optimizer(groups, args, model)
-        module.make_optimizer = spy_optimizer
+        loop.make_optimizer = spy_optimizer
 
     from grpo.cli.commands import main
     sys.exit(main(argv))

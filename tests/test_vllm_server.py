@@ -106,7 +106,7 @@ def test_cli_colocate_without_cuda(tmp_path, capsys):
 
 
 def test_native_accepts_the_server_fields(tmp_path):
-    from grpo.training.native_config import check_supported
+    from grpo.training.native.fields import check_supported
 
     check_supported(config(tmp_path, vllm_mode="server", vllm_server_host="10.0.0.5", vllm_server_port=8001,
                            vllm_server_timeout=30.0, vllm_group_port=51300))

@@ -63,12 +63,10 @@ def _print_closing_table(columns: dict) -> None:
 
 
 def cmd_train(argv) -> int:
-    from grpo.evaluation.evaluate import eval_columns
     from grpo.cli.pipeline import run_training
-
-    from grpo.runs.run_dir import command_line
-
     from grpo.config.parser import given_keys
+    from grpo.evaluation.evaluate import eval_columns
+    from grpo.runs.run_dir import command_line
 
     script_args, training_args = _training_config(argv)
     result = run_training(script_args, training_args, command=command_line(["grpo", "train", *argv]),
@@ -87,10 +85,10 @@ def cmd_train(argv) -> int:
 def cmd_sft(argv) -> int:
     from transformers import set_seed
 
-    from grpo.modeling.loading import load_for_training
-    from grpo.modeling.models import check_causal_lm
     from grpo.cli.pipeline import before_grpo, load_splits
     from grpo.common.hardware import pad_to_multiple_of
+    from grpo.modeling.loading import load_for_training
+    from grpo.modeling.models import check_causal_lm
     from grpo.modeling.quantization import check_quantization_supported
 
     script_args, training_args = _training_config(argv)
@@ -119,7 +117,8 @@ def cmd_eval(argv) -> int:
         "last-number accuracy, format rate (each with n and a 95% Wilson interval), the share of completions "
         "clipped at --max_new_tokens, and mean completion length."))
     parser.add_argument("--model", required=True, help="model spec: checkpoint dir, hub id, embedded:smollm2-135m-instruct")
-    parser.add_argument("--dataset", required=True, help="dataset spec: gsm8k (the real GSM8K shipped with the package), a GSM8K-format .jsonl, synthetic:gsm8k, openai/gsm8k (hub)")
+    parser.add_argument("--dataset", required=True, help="dataset spec: gsm8k (the real GSM8K shipped with the "
+                        "package), a GSM8K-format .jsonl, synthetic:gsm8k, openai/gsm8k (hub)")
     parser.add_argument("--split", default="test", help="split for hub/synthetic datasets (default: test)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N problems only")
     parser.add_argument("--max_new_tokens", type=int, default=320,
@@ -139,12 +138,11 @@ def cmd_eval(argv) -> int:
     parser.add_argument("--output", default=None, help="write the JSON report here (default: "
                         "./eval_<model>_<dataset>.json in the current directory; the model directory is left as it is)")
     args = parser.parse_args(argv)
+    from grpo.cli.reference_tasks import eval_task_rows
+    from grpo.common.checkpoint_io import write_json_atomic
     from grpo.data.loaders import load_gsm8k
     from grpo.evaluation.evaluate import evaluate, format_table
     from grpo.modeling.models import load_model
-    from grpo.common.checkpoint_io import write_json_atomic
-
-    from grpo.cli.reference_tasks import eval_task_rows
 
     task, rows = eval_task_rows(args.dataset, args.split, args.limit, args.task)
     if task == "gsm8k":

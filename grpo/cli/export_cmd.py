@@ -1,5 +1,5 @@
 """CLI layer of ``grpo export`` and ``grpo push`` (argument parsing and printed output); the work is
-in :mod:`grpo.modeling.export` (merge an adapter into a standalone checkpoint) and :mod:`grpo.modeling.hub` (uploads)."""
+in :mod:`grpo.modeling.export` (merge an adapter into a standalone checkpoint) and :mod:`grpo.runs.publish` (uploads)."""
 
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ def export_main(argv) -> int:
     parser.add_argument("--hub_model_id", default=None, help="user/name of the hub repo (with --push_to_hub)")
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repo private")
     args = parser.parse_args(argv)
-    from grpo.modeling import hub
+    from grpo.runs import publish
 
     if args.push_to_hub:  # before the (slow) merge: no point merging if the push cannot happen
         if not args.hub_model_id:
             raise UserError("--push_to_hub needs --hub_model_id user/name")
-        hub.require_push(args.hub_model_id, None, args.model)
+        publish.require_push(args.hub_model_id, None, args.model)
     dest = export(args.model, args.output_dir, args.dtype)
     print(f"exported: {dest}  (AutoModelForCausalLM.from_pretrained({str(dest)!r}))")
     if args.push_to_hub:
         try:
-            url = hub.upload_folder(dest, args.hub_model_id, args.hub_private_repo or None)
+            url = publish.upload_folder(dest, args.hub_model_id, args.hub_private_repo or None)
         except Exception as err:  # HTTP/auth errors come in many types
             raise UserError(f"upload of {dest} failed ({type(err).__name__}); the export is intact; retry with "
                             f"`hf upload {args.hub_model_id} {dest}`") from None
@@ -51,7 +51,7 @@ def push_main(argv) -> int:
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repos private")
     parser.add_argument("--no_merged", action="store_true", help="push only the adapter")
     args = parser.parse_args(argv)
-    from grpo.modeling.hub import push_run
+    from grpo.runs.publish import push_run
 
     urls = push_run(args.run_dir, args.hub_model_id, args.hub_private_repo or None, None, not args.no_merged)
     for kind, url in urls.items():

@@ -16,31 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rewards
-
+from grpo.cli.reference_tasks import check_recipe_checkpoint, load_reference_splits
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
-from grpo.common.errors import UserError
 from grpo.common.console import is_terminal
+from grpo.common.errors import UserError
 from grpo.common.hardware import describe, pad_to_multiple_of
 from grpo.common.memory import MemoryLog
 from grpo.common.placement import evaluate_on_main
-from grpo.cli.reference_tasks import check_recipe_checkpoint, load_reference_splits
 from grpo.data.loaders import load_gsm8k, split_holdout
 from grpo.evaluation.evaluate import eval_columns, evaluate, run_comparison
 from grpo.evaluation.periodic_eval import PeriodicEval
+from grpo.evaluation.statistics import linear_trend
 from grpo.evaluation.text_eval import evaluate_text
 from grpo.generation.inference_copy import release_copies
 from grpo.generation.vllm_server import check_vllm_setup
-from grpo.maths.stats import linear_trend
-from grpo.modeling.hub import push_run, require_push
 from grpo.modeling.loading import full_precision_copy, load_for_training
 from grpo.modeling.models import apply_lora, check_causal_lm
 from grpo.modeling.quantization import check_quantization_supported
 from grpo.modeling.sharded import is_sharded
-from grpo.runs.run_dir import MetricsLogger, plot_curves, SampleRecorder, save_final_checkpoint, write_model_card
+from grpo.runs.publish import push_run, require_push
+from grpo.runs.run_dir import MetricsLogger, SampleRecorder, plot_curves, save_final_checkpoint, write_model_card
 from grpo.runs.tracking import configure, open_trackers
 from grpo.training import native, trl_backend
 from grpo.training.launch import check_native_launch
-from grpo.training.native_plan import build_plan, NativePlan
+from grpo.training.native.plan import NativePlan, build_plan
 from grpo.training.sft import warm_start as run_warm_start
 
 logger = logging.getLogger(__name__)
@@ -149,7 +148,8 @@ def release_memory() -> None:
 
 
 def reward_trend(metrics_logger) -> dict | None:
-    """Slope of the mean total reward over the logged steps, with its 95 % interval (:func:`grpo.maths.stats.linear_trend`); None under 3 steps."""
+    """Slope of the mean total reward over the logged steps, with its 95 % interval
+    (:func:`grpo.evaluation.statistics.linear_trend`); None under 3 steps."""
     totals = [m["reward"] for m in metrics_logger.read() if m.get("reward") is not None]
     return linear_trend(totals) if len(totals) >= 3 else None
 
@@ -168,10 +168,11 @@ def preflight(script_args, training_args, given: frozenset | None = None) -> Pre
     """Every check that can fail before data, model or evaluation is touched, so a bad setting costs seconds.
 
     Refuses a model that is not a causal LM (:func:`grpo.modeling.models.check_causal_lm`); settings the
-    native backend lacks (building its :class:`grpo.training.native_plan.NativePlan`, once) and launches it cannot shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
+    native backend lacks (building its :class:`grpo.training.native.plan.NativePlan`, once) and launches it cannot
+    shard; vLLM without CUDA, vllm or a reachable server; unknown or uninstalled
     trackers (and prepares offline wandb, logs under ``output_dir``); quantization this machine cannot
     do; a hub push that cannot happen (offline, no token). With ``push_to_hub`` the finished run is
-    pushed by :func:`grpo.modeling.hub.push_run`; the TRL backend hands its Trainer a copy of the config with
+    pushed by :func:`grpo.runs.publish.push_run`; the TRL backend hands its Trainer a copy of the config with
     ``push_to_hub`` off (the Trainer would upload every adapter-only ``checkpoint-N``). Nothing here changes
     the parsed config. ``given``: the keys the user set (:func:`grpo.config.parser.given_keys`), for the native
     plan's micro-batch choice; None = all of them.
@@ -268,7 +269,7 @@ def run_training(script_args, training_args, command: str | None = None, given: 
     Args:
         script_args: :class:`grpo.config.script_args.ScriptArgs`.
         training_args: ``trl.GRPOConfig``; ``output_dir`` is the run directory. With ``push_to_hub``
-            the hub is checked first and the finished run is pushed by :func:`grpo.modeling.hub.push_run`.
+            the hub is checked first and the finished run is pushed by :func:`grpo.runs.publish.push_run`.
         command: the command line that started the run, for the model card.
         given: the config keys the user set (:func:`grpo.config.parser.given_keys`); None = all (see :func:`preflight`).
 
@@ -324,7 +325,8 @@ def run_training(script_args, training_args, command: str | None = None, given: 
                                      recorder, tracker, periodic_eval=periodic)  # every process: a collective
             else:
                 model = trl_backend.train(model, tokenizer, train_rows, reward_funcs, training_args, script_args,
-                                          metrics_logger, recorder, checked.report_to, on_trainer=lambda t: live.update(trainer=t),
+                                          metrics_logger, recorder, checked.report_to,
+                                          on_trainer=lambda t: live.update(trainer=t),
                                           periodic_eval=periodic)
     except KeyboardInterrupt:
         if metrics_logger.enabled:

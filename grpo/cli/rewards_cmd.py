@@ -156,13 +156,17 @@ def cmd_list(args) -> int:
         print(json.dumps([{**e, "params": {k: (None if v is _EMPTY else v) for k, v in e["params"].items()}}
                           for e in entries], default=repr, indent=1))
         return 0
+    width = max(16, *(len(e["name"]) for e in entries))
     for e in entries:
         params = ", ".join(k if v is _EMPTY else f"{k}={v!r}" for k, v in e["params"].items())
-        print(f"{e['name']:<16} {e['doc']}" + ("  [group-aware: scores each prompt's completions together]"
-                                                 if e.get("group_aware") else ""))
+        print(f"{e['name']:<{width}} {e['doc']}" + ("  [group-aware: scores each prompt's completions together]"
+                                                      if e.get("group_aware") else ""))
+        if e.get("aliases"):
+            print(f"{'':<{width}}   aliases: {', '.join(e['aliases'])}")
         if params:
-            print(f"{'':<16}   params: {params}")
-    print(f"\n{len(entries)} rewards. Your own: --reward path/to/file.py:function or package.module:function")
+            print(f"{'':<{width}}   params: {params}")
+    print(f"\n{len(entries)} rewards, each logged as rewards/<name>/mean; an alias selects the same reward. "
+          "Your own: --reward path/to/file.py:function or package.module:function")
     return 0
 
 

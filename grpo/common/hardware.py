@@ -50,7 +50,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bf16_speedup(size: int = 512, repeats: int = 5) -> float:
     """fp32 time / bf16 time of a ``(size, size) @ (size, size)`` matmul on the CPU, best of ``repeats``.
 

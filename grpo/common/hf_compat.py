@@ -15,7 +15,7 @@ import inspect
 __all__ = ["cache_kwargs", "output_cache"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_keyword(forward_owner: type) -> str:
     parameters = inspect.signature(forward_owner.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"

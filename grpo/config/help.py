@@ -62,8 +62,9 @@ def _type_name(annotation) -> str:
 def field_entries(dataclass_types, own_cls=None) -> list[dict]:
     """One ``{"name", "type", "default", "help", "owner"}`` per init field of the dataclasses, first occurrence wins.
 
-    ``owner`` is ``"toolkit"`` for a field ``own_cls`` (default :class:`grpo.config.script_args.ScriptArgs`)
-    declares itself, else the name of the TRL / transformers class that declares it.
+    ``owner`` is ``"toolkit"`` for a field ``own_cls`` (default :class:`grpo.config.script_args.ScriptArgs`) or one
+    of its bases in the same top-level package declares, else the name of the TRL / transformers class that
+    declares it.
     """
     import dataclasses
     import typing
@@ -71,7 +72,9 @@ def field_entries(dataclass_types, own_cls=None) -> list[dict]:
     from grpo.config.script_args import DEFAULTS, ScriptArgs
 
     own_cls = own_cls or ScriptArgs
-    own = set(own_cls.__dict__.get("__annotations__", {}))
+    package = own_cls.__module__.split(".")[0]  # a recipe's argument class and its bases in recipes/ are all ours
+    own = {name for c in own_cls.__mro__ if c.__module__.split(".")[0] == package
+           for name in c.__dict__.get("__annotations__", {})}
     entries, seen = [], set()
     for cls in dataclass_types:
         hints = typing.get_type_hints(cls)

@@ -5,7 +5,7 @@
 the columns GRPO and the reference rewards read:
 
 * ``prompt``: one user turn, ``"<instruction>\\n\\n<source>"``, the recipe's prompt
-  (:func:`recipes.seq2seq_sft.build_prompt` with no system message), so a recipe checkpoint sees at
+  (:func:`recipes.decoder_sft.build_prompt` with no system message), so a recipe checkpoint sees at
   GRPO time exactly the prompts it was fine-tuned on;
 * ``source``: the text to translate or summarize (whole, for the copy-source / lead-1 baselines
   and the ``placeholders_kept`` / ``copy_source`` guards);

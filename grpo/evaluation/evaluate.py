@@ -18,7 +18,7 @@ training uses:
   (cut off: a low accuracy may then mean "no room to finish", not "wrong").
 
 Each rate comes with its count (``accuracy_count``) and a 95 % Wilson interval (``accuracy_ci``,
-:func:`grpo.maths.stats.wilson_interval`). :func:`compare` pairs two reports of the same problems:
+:func:`grpo.evaluation.statistics.wilson_interval`). :func:`compare` pairs two reports of the same problems:
 the difference after - before with Newcombe's paired interval and the exact McNemar p-value.
 """
 
@@ -27,8 +27,13 @@ from __future__ import annotations
 import logging
 
 from grpo.common.errors import UserError
-from grpo.evaluation.text_metrics import (TEXT_TASKS, compare_text, format_text_comparison, format_text_table,
-                                          render_table)
+from grpo.evaluation.text_metrics import (
+    TEXT_TASKS,
+    compare_text,
+    format_text_comparison,
+    format_text_table,
+    render_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +98,12 @@ def rate_summary(name: str, flags: list[bool], confidence: float = CONFIDENCE) -
     Args:
         name: the report key, e.g. ``"accuracy"``.
         flags: one success flag per problem.
-        confidence: coverage of the Wilson interval (:func:`grpo.maths.stats.wilson_interval`).
+        confidence: coverage of the Wilson interval (:func:`grpo.evaluation.statistics.wilson_interval`).
 
     Returns:
         The three keys; with no problems the rate is 0.0 and the interval ``None`` (undefined).
     """
-    from grpo.maths.stats import wilson_interval
+    from grpo.evaluation.statistics import wilson_interval
 
     n, k = len(flags), sum(1 for f in flags if f)
     ci = list(wilson_interval(k, n, confidence)) if n else None
@@ -135,12 +140,12 @@ def score_completions(completions: list[str], answers: list[str], prompt_format:
     # the prompt's template, "<answer>\n...\n</answer>" (seen after GRPO on the format rewards alone)
     slot = extract_hash if prompt_format == "hash" else extract_tag
     numeric = [parse_number(slot(rewards.completion_text(c))) is not None for c in completions]
-    correct = rewards.get("correctness", extractors=[extractor])(completions, answer=answers)
-    last = rewards.get("correctness", extractors=["last_number"])(completions, answer=answers)
+    correct = rewards.get("accuracy_reward", extractors=[extractor])(completions, answer=answers)
+    last = rewards.get("accuracy_reward", extractors=["last_number"])(completions, answer=answers)
     if prompt_format == "hash":
         fmt = [extract_hash(c) is not None for c in completions]
     else:
-        fmt = rewards.get("soft_format")(completions)
+        fmt = rewards.get("soft_format_reward")(completions)
     per_problem = [{"correct": bool(c), "last_number_correct": bool(ln), "format": bool(f), "numeric_answer": num}
                    for c, ln, f, num in zip(correct, last, fmt, numeric)]
     if prompt_format != "hash":
@@ -165,7 +170,8 @@ def evaluate(model, tokenizer, dataset, max_new_tokens: int = 256, batch_size: i
 
     Returns:
         ``{"n", "confidence", "accuracy", "accuracy_count", "accuracy_ci", ... for last_number_accuracy,
-        format_rate, numeric_answer_rate, placeholder_reasoning_rate and clipped, "mean_completion_length", "max_new_tokens", "samples"}``; rates are
+        format_rate, numeric_answer_rate, placeholder_reasoning_rate and clipped, "mean_completion_length",
+        "max_new_tokens", "samples"}``; rates are
         fractions in [0, 1] with 95 % Wilson intervals ``[low, high]``, the length is in tokens,
         ``samples`` holds every question, gold answer, completion, token count and its flags
         (``correct``, ``last_number_correct``, ``format``, ``numeric_answer``, ``placeholder_reasoning``, ``clipped``).
@@ -204,13 +210,13 @@ def compare(before_report: dict, after_report: dict, confidence: float = CONFIDE
     Returns:
         ``{"n", "accuracy", "format_rate", "numeric_answer_rate", "placeholder_reasoning_rate",
         "last_number_accuracy"}`` (those both reports have), each rate a
-        :func:`grpo.maths.stats.paired_comparison` dict: ``lost``, ``gained``, ``difference`` = after -
+        :func:`grpo.evaluation.statistics.paired_comparison` dict: ``lost``, ``gained``, ``difference`` = after -
         before with ``difference_ci`` (Newcombe 1998, method 10) and ``mcnemar_p`` (exact).
 
     Raises:
         UserError: a report without samples, or reports of different problems.
     """
-    from grpo.maths.stats import paired_comparison
+    from grpo.evaluation.statistics import paired_comparison
 
     if before_report.get("task") in TEXT_TASKS:  # translation / summarization reports
         return compare_text(before_report, after_report)
@@ -334,7 +340,7 @@ def format_comparisons(comparisons: list[dict], markdown: bool = False) -> str:
                 continue
             low, high = c["difference_ci"]
             rows.append([pair, rate, f"{100 * c['difference']:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]",
-                         f"{c['lost']}/{c['gained']}", _p_text(c["mcnemar_p"]), 
+                         f"{c['lost']}/{c['gained']}", _p_text(c["mcnemar_p"]),
                          "significant" if c["mcnemar_p"] < 0.05 else "no significant change"])
     ns = sorted({e["n"] for e in comparisons if "error" not in e})
     heading = (f"Paired on the same {ns[0]} problems" if len(ns) == 1 else "Paired on the same problems") + \

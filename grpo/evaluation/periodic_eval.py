@@ -3,7 +3,8 @@
 The final evaluation (hundreds of test problems, ``eval_*.json``) says where a run ended; this one says how
 it got there: every ``periodic_eval_steps`` optimizer steps (and once before the first) the policy answers
 ``periodic_eval_size`` problems greedily and the accuracy and format rate go into that step's metrics
-(``eval/accuracy``, ``eval/format_rate``, ``eval/placeholder_reasoning_rate`` ... in ``metrics.jsonl``, a panel of ``curves.png``, columns of
+(``eval/accuracy``, ``eval/format_rate``, ``eval/placeholder_reasoning_rate`` ... in ``metrics.jsonl``, a panel of
+``curves.png``, columns of
 the console table). The problems are held out of the training split (never the test split: the curve is
 watched while choosing settings), so 64 problems give a 95 % interval of about +-12 points: a trend, not a
 result.
@@ -70,7 +71,8 @@ class PeriodicEval:
         Returns:
             ``{"eval/accuracy", "eval/format_rate", "eval/numeric_answer_rate", "eval/placeholder_reasoning_rate",
             "eval/clipped"}`` (fractions in [0, 1]; the placeholder rate and its 95 % Wilson interval
-            ``eval/placeholder_reasoning_rate_ci_low`` / ``_ci_high`` only for ``tags`` prompts), ``"eval/n"`` and ``"eval/seconds"``
+            ``eval/placeholder_reasoning_rate_ci_low`` / ``_ci_high`` only for ``tags`` prompts), ``"eval/n"`` and
+            ``"eval/seconds"``
             (wall time of this evaluation).
         """
         import torch
@@ -101,7 +103,7 @@ class PeriodicEval:
             metrics = {METRICS[name]: total / n for name, total in zip(names, totals)}
             interval = None
             if "placeholder_reasoning_rate" in names:
-                from grpo.maths.stats import wilson_interval
+                from grpo.evaluation.statistics import wilson_interval
 
                 k = round(totals[names.index("placeholder_reasoning_rate")])
                 interval = list(wilson_interval(k, n)) if n else None

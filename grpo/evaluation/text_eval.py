@@ -5,9 +5,11 @@ from __future__ import annotations
 from grpo.evaluation.evaluate import generate_greedy
 from grpo.evaluation.text_metrics import check_task, text_report
 
+
 def evaluate_text(model, tokenizer, dataset, task: str, max_new_tokens: int = 64, batch_size: int = 16,
                   progress: bool = True, dtype=None) -> dict:
-    """Greedy outputs for each row's ``prompt``, scored against its ``reference`` (:func:`grpo.evaluation.text_metrics.text_report`).
+    """Greedy outputs for each row's ``prompt``, scored against its ``reference``
+    (:func:`grpo.evaluation.text_metrics.text_report`).
 
     Args:
         dataset: rows with ``prompt`` (conversational), ``source`` and ``reference``

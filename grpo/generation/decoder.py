@@ -71,7 +71,7 @@ class KVBuffers:
 
     @classmethod
     def from_layers(cls, layers: list[tuple[torch.Tensor, torch.Tensor]], attention_mask: torch.Tensor | None,
-                    repeats: int, chunk: int = CHUNK) -> "KVBuffers":
+                    repeats: int, chunk: int = CHUNK) -> KVBuffers:
         """Copy each layer's prompt keys/values, each row repeated ``repeats`` times (row-major, as
         ``repeat_interleave``), into fresh buffers with room for at least one more token.
 
@@ -280,7 +280,7 @@ SELF_CHECK_TOLERANCE = 0.25  # the check model's logits reach ~5, where bf16 spa
 # position, mask or cache flips the argmax (agreement() returns inf), far beyond this.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def self_check() -> bool:
     """Whether the fast path (rewired copy + :func:`prefill` + :func:`decode_step`) computes what the
     plain bf16 model computes under the installed transformers and torch. Run once per process.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import weakref
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -271,7 +271,7 @@ def merged_named_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
 # ---------------------------------------------------------------------------- the copy
 
 
-_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+_COPIES: weakref.WeakKeyDictionary[torch.nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def release_copies(model) -> None:
@@ -321,7 +321,7 @@ def _empty_copy(model, dtype: torch.dtype) -> torch.nn.Module:
                                                      requires_grad=False)
                 module._parameters[name] = made[id(p)]
     buffers = dict(base.named_buffers())
-    for name, buf in list(clone.named_buffers()):
+    for name, _buf in list(clone.named_buffers()):
         owner, _, leaf = name.rpartition(".")
         clone.get_submodule(owner)._buffers[leaf] = buffers[name]  # shared: never written by the copy
     clone.generation_config = copy.deepcopy(base.generation_config)

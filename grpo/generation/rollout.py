@@ -8,8 +8,8 @@ other grpo module and no torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 __all__ = ["Rollout", "stop_ids_for"]
 

@@ -22,15 +22,14 @@ not ``model.generate``'s). Benchmark: ``scripts/bench_rollout.py``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Sequence
 
 import torch
 from transformers import DynamicCache
 
-from grpo.generation import decoder
-
 from grpo.common import hf_compat
+from grpo.generation import decoder
 from grpo.generation.inference_copy import has_quantized_weights, inference_copy
 from grpo.generation.rollout import Rollout, stop_ids_for
 from grpo.generation.streams import RowStreams

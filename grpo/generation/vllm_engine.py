@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 

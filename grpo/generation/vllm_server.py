@@ -26,12 +26,14 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from grpo.common.errors import UserError
-from grpo.generation import vllm_engine  # used as vllm_engine.X, looked up at call time (tests stand in a fake VLLMEngine)
+from grpo.generation import (
+    vllm_engine,  # used as vllm_engine.X, looked up at call time (tests stand in a fake VLLMEngine)
+)
 from grpo.generation.rollout import Rollout, stop_ids_for
 
 logger = logging.getLogger(__name__)

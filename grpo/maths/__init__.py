@@ -1,1 +1,2 @@
-"""The GRPO maths: per-token loss (all loss types), group advantages, and the statistics reported with results. Imports torch/scipy only."""
+"""The GRPO maths: per-token loss (all loss types and their registry), group advantages, entropy control, log-probs.
+Imports torch only."""

@@ -20,15 +20,33 @@ With several reward functions, `multi_objective_aggregation="normalize_then_sum"
 arXiv:2601.05242) normalises each function within its group first, sums the weighted normalised
 rewards, then whitens the sum over the batch (`normalize_then_sum`; `scale_rewards` is not used).
 
+Each aggregation is an advantage estimator in :data:`ADVANTAGE_ESTIMATORS`, looked up by name as the loss types
+are (:mod:`grpo.maths.objectives`): a new one is ``@register_advantage_estimator("name")`` over a function
+``(rewards_per_func (N, F), num_generations, weights, scale_rewards) -> (advantages (N,), metrics)``, then
+``multi_objective_aggregation="name"`` selects it.
+
 Run the hand-computed checks with: `pytest tests/test_advantages.py tests/test_loss_objectives.py -k advantages`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 SCALE_REWARDS = ("group", "batch", "none")
-MULTI_OBJECTIVE_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+# multi_objective_aggregation name -> estimator (filled by register_advantage_estimator below)
+ADVANTAGE_ESTIMATORS: dict[str, Callable] = {}
+
+
+def register_advantage_estimator(name: str):
+    """Decorator registering ``fn(rewards_per_func, num_generations, weights, scale_rewards) -> (advantages,
+    metrics)`` as ``multi_objective_aggregation=name`` (metrics must hold ``frac_reward_zero_std``)."""
+    def register(fn):
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+
+    return register
 
 
 def nanstd(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
@@ -115,8 +133,19 @@ def group_advantages(
     return advantages, {"frac_reward_zero_std": is_std_zero.float().mean().item()}
 
 
+@register_advantage_estimator("sum_then_normalize")
+def sum_then_normalize(
+    rewards_per_func: torch.Tensor, num_generations: int, weights: torch.Tensor | None = None,
+    scale_rewards: str = "group",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """TRL's default: :func:`group_advantages` of the weighted sum :func:`combine_rewards` (with ``scale_rewards``)."""
+    return group_advantages(combine_rewards(rewards_per_func, weights), num_generations, scale_rewards)
+
+
+@register_advantage_estimator("normalize_then_sum")
 def normalize_then_sum(
-    rewards_per_func: torch.Tensor, num_generations: int, weights: torch.Tensor | None = None
+    rewards_per_func: torch.Tensor, num_generations: int, weights: torch.Tensor | None = None,
+    scale_rewards: str = "group",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GDPO advantages (arXiv:2601.05242, group reward-decoupled normalisation), as trl 1.16 computes them.
 
@@ -126,7 +155,7 @@ def normalize_then_sum(
 
     Args:
         rewards_per_func: (N, F) rewards, prompt-major groups of ``num_generations``; NaN = returned None.
-        num_generations: G. weights: (F,) or None (all 1.0).
+        num_generations: G. weights: (F,) or None (all 1.0). scale_rewards: not used (GDPO always whitens).
 
     Returns:
         advantages: (N,) no NaN (unscorable rows 0); metrics: {"frac_reward_zero_std": share of rows whose
@@ -159,20 +188,17 @@ def advantages_from_rewards(
     scale_rewards: str = "group",
     multi_objective_aggregation: str = "sum_then_normalize",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Advantages from the (N, F) reward table by GRPOConfig's ``multi_objective_aggregation``.
-
-    "sum_then_normalize": :func:`group_advantages` of :func:`combine_rewards` (with ``scale_rewards``);
-    "normalize_then_sum": :func:`normalize_then_sum`.
+    """Advantages from the (N, F) reward table by GRPOConfig's ``multi_objective_aggregation``: the estimator
+    registered under that name (:data:`ADVANTAGE_ESTIMATORS`; "sum_then_normalize": :func:`sum_then_normalize`,
+    "normalize_then_sum": :func:`normalize_then_sum`).
 
     Raises:
         ValueError: an unknown aggregation (or the errors of the chosen function).
     """
-    if multi_objective_aggregation == "sum_then_normalize":
-        return group_advantages(combine_rewards(rewards_per_func, weights), num_generations, scale_rewards)
-    if multi_objective_aggregation == "normalize_then_sum":
-        return normalize_then_sum(rewards_per_func, num_generations, weights)
-    raise ValueError(f"multi_objective_aggregation={multi_objective_aggregation!r}: expected one of "
-                     f"{MULTI_OBJECTIVE_AGGREGATIONS}")
+    if multi_objective_aggregation not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"multi_objective_aggregation={multi_objective_aggregation!r}: expected one of "
+                         f"{tuple(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[multi_objective_aggregation](rewards_per_func, num_generations, weights, scale_rewards)
 
 
 def reward_metrics(

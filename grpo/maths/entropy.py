@@ -18,7 +18,7 @@ Run the checks: ``pytest tests/test_loss_objectives.py -k entropy``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -28,7 +28,7 @@ tests/test_loss_parity_trl.py``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -30,8 +30,8 @@ register it: ``register_policy_loss("my_loss", "global_token_mean")(my_loss)``. 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -136,7 +136,8 @@ def check_causal_lm(spec: str) -> None:
     """Refuse, before anything loads, a model that cannot generate: GRPO samples completions from a causal LM.
 
     Reads the checkpoint's ``config.json`` (a LoRA adapter's base model's; a hub id's only when it is in the
-    local hub cache; a spec that does not resolve is left to the loader, which names the problem): the ``architectures`` it names must include a causal-LM class of transformers'
+    local hub cache; a spec that does not resolve is left to the loader, which names the problem): the
+    ``architectures`` it names must include a causal-LM class of transformers'
     ``AutoModelForCausalLM`` mapping, or, without ``architectures``, its ``model_type`` must be in that mapping.
     A config that cannot be read is left to the loader.
 
@@ -326,7 +327,9 @@ def adapter_on_fresh_base(model, fallback_spec: str, state_dict: dict | None = N
 
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    from grpo.common.placement import zero3_init_disabled  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    from grpo.common.placement import (
+        zero3_init_disabled,  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    )
 
     config = model.peft_config[model.active_adapter]
     with zero3_init_disabled():  # the main process alone builds it: zero.Init would wait for the others

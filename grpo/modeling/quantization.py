@@ -6,7 +6,7 @@
 
 This module holds only what is bitsandbytes-specific (field checks, ``from_pretrained`` arguments,
 preparing a quantized base for LoRA); loading a model with it is :mod:`grpo.modeling.loading`, and the
-native backend's optimizer is :func:`grpo.training.optim.make_optimizer`. It imports no model code.
+native backend's optimizer is :func:`grpo.training.native.optim.make_optimizer`. It imports no model code.
 
 Field names are TRL's ``ModelConfig`` (``load_in_4bit``, ``load_in_8bit``, ``bnb_4bit_quant_type``,
 ``use_bnb_nested_quant``) plus transformers' ``bnb_4bit_compute_dtype`` (TRL takes the compute

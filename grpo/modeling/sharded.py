@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from grpo.modeling import models  # called as models.load_model: a stand-in set on grpo.modeling.models reaches this module too
+from grpo.modeling import (
+    models,  # called as models.load_model: a stand-in set on grpo.modeling.models reaches this module too
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ def load_into_fresh_copy(model, state_dict: dict, script_args):
         RuntimeError: ``state_dict`` does not fit the architecture (missing or unexpected names,
             or shapes; for a peft model: no adapter tensors, or ones without a place).
     """
-    from grpo.common.placement import zero3_init_disabled  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    from grpo.common.placement import (
+        zero3_init_disabled,  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    )
 
     if hasattr(model, "peft_config"):
         return models.adapter_on_fresh_base(model, script_args.model_name_or_path, state_dict)  # (zero.Init off in there too)

@@ -1,5 +1,5 @@
 """Model cards: one layout for the GRPO run card (:func:`grpo.runs.run_dir.write_model_card`) and the
-supervised recipes' checkpoint card (:func:`recipes._checkpoint.model_card`).
+supervised recipes' checkpoint card (:func:`recipes._model_card.model_card`).
 
 A card is the Hub's YAML metadata (:func:`front_matter`: ``base_model``, ``datasets``,
 ``library_name``, ``tags``, ``model-index``), a title, an introduction and ``## `` sections

@@ -124,7 +124,7 @@ def trainer_args(args, report_to: list[str], push_to_hub: bool | None = None):
     with ``report_to`` as :func:`configure` returned it and, on a TRL GRPOConfig with wandb or trackio,
     ``log_completions`` on (TRL's switch for the completions table) without console printing
     (``num_completions_to_print`` 0) unless the user set them. ``push_to_hub`` (when not None) overrides
-    the Trainer's own push (the GRPO pipeline pushes the finished run itself: :func:`grpo.modeling.hub.push_run`).
+    the Trainer's own push (the GRPO pipeline pushes the finished run itself: :func:`grpo.runs.publish.push_run`).
     """
     out = copy.copy(args)
     out.report_to = list(report_to)

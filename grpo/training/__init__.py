@@ -1,1 +1,2 @@
-"""Training loops: the native GRPO loop (plan, rollout, checkpoints), TRL's GRPOTrainer, warm-start SFT."""
+"""Training loops: the native GRPO backend (grpo.training.native: plan, loop, experience, checkpoint), TRL's GRPOTrainer
+(trl_backend), warm-start SFT."""

@@ -138,7 +138,9 @@ def reload_checkpoint(done, script_args):
     resumed), so DeepSpeed ZeRO-3's ``zero.Init``, a collective, is switched off for the load
     (:func:`grpo.common.placement.zero3_init_disabled`).
     """
-    from grpo.common.placement import zero3_init_disabled  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    from grpo.common.placement import (
+        zero3_init_disabled,  # here, not at the top: grpo.common.placement imports torch (STYLE 14)
+    )
 
     with zero3_init_disabled():
         return load_for_training(done, script_args)[0]

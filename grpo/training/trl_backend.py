@@ -128,7 +128,8 @@ def train(model, tokenizer, train_dataset, reward_funcs, training_args, script_a
         train_dataset: rows with ``prompt`` plus the columns the rewards read (``answer``).
         reward_funcs: TRL-signature reward callables.
         training_args: ``trl.GRPOConfig``; the Trainer gets :func:`trainer_config`'s copy.
-        script_args: :class:`grpo.config.script_args.ScriptArgs` (the run config the trackers record; the unsharding of FSDP runs).
+        script_args: :class:`grpo.config.script_args.ScriptArgs` (the run config the trackers record; the unsharding
+            of FSDP runs).
         metrics_logger: :class:`grpo.runs.run_dir.MetricsLogger`; TRL's log lines are mirrored into metrics.jsonl.
         recorder: :class:`grpo.runs.run_dir.SampleRecorder` wrapped around each reward (validating it) and flushed
             at each log, or None (rewards validated by TRL only).

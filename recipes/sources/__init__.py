@@ -8,7 +8,7 @@ Sources, licences and the split rules: ``recipes/sources/README.md``.
 
 >>> names()
 ['wnut16', 'po-en-fr', 'lee-news', 'lee-lead', 'lee-cloze']
->>> is_source("pkg:wnut16"), is_source("recipes/data/ner_train.jsonl")
+>>> is_source("pkg:wnut16"), is_source("tests/fixtures/recipes/ner_train.jsonl")
 (True, False)
 """
 

@@ -1,8 +1,11 @@
-"""The native backend's generation batch: rollout -> rewards -> advantages -> :class:`Experience`.
+"""The native backend's experience step: generate -> rewards -> advantages -> :class:`Experience` micro-batches.
 
-Used by :func:`grpo.training.native.train`; run its tests with ``pytest tests/test_native.py``. Generation goes
+:func:`make_experience` is TRL's ``GRPOTrainer._generate_and_score_completions`` for the native loop
+(:func:`grpo.training.native.loop.train`): it takes the :class:`LoopState` and returns it advanced, with the new
+:class:`GenerationBatch` as its buffer. Run its tests with ``pytest tests/test_native.py``. Generation goes
 through the built-in sampler (:func:`grpo.generation.sampler.generate`) or a vLLM engine with the same contract
-(:mod:`grpo.generation.vllm_engine`, :mod:`grpo.generation.vllm_server`), and returns a typed :class:`grpo.generation.sampler.Rollout`
+(:mod:`grpo.generation.vllm_engine`, :mod:`grpo.generation.vllm_server`), and returns a typed
+:class:`grpo.generation.sampler.Rollout`
 (G completions per prompt, prompt-major) that is kept through to the micro-batches: a completion's
 prompt is ``rollout.prompt_index[i]``, never looked up again. The sampler draws tokens with a
 ``torch.Generator`` that must live on the model's device, so the caller names that device.
@@ -13,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
+from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from grpo.common import hf_compat
-
 from grpo.common.distributed import all_gather_cat, all_sum
 from grpo.generation import sampler
 from grpo.generation.sampler import Rollout
@@ -29,8 +32,7 @@ from grpo.maths.logprobs import logprobs_from_hidden
 from rewards import call_reward
 from rewards.reasoning import is_placeholder_reasoning
 
-
-# ---------------------------------------------------------------------------- rollout and rewards
+# ---------------------------------------------------------------------------- generation and rewards
 
 
 @dataclass
@@ -71,19 +73,18 @@ def tokenize_prompt(tokenizer, prompt, chat_template_kwargs: dict | None = None)
     return tokenizer(prompt)["input_ids"]
 
 
-def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, device, engine=None, sampling=None,
-            chat_template_kwargs=None, first_row: int = 0) -> ScoredRollout:
+def generate_and_score(model, tokenizer, rows, reward_funcs, plan, seed, step, device, engine=None,
+                       first_row: int = 0) -> ScoredRollout:
     """Generate G completions per dataset row (grpo.generation.sampler, or the vLLM engine) and score them.
 
     Args:
         model: the policy, on ``device``. tokenizer: its tokenizer. rows: dataset rows (``prompt`` + reward columns).
         reward_funcs: TRL-signature rewards, each called once through :func:`rewards.call_reward` (validated).
-        args: ``trl.GRPOConfig`` (num_generations, sampling fields). seed: this generation batch's sampling seed.
-        dtype: the sampler's weight copy dtype (None = the model's). step: the optimizer step, for ``trainer_state``.
+        plan: the :class:`grpo.training.native.plan.NativePlan` (``num_generations``, ``max_completion_length``,
+            ``sampling``: the sampler's options, ``chat_template_kwargs``, ``rollout_dtype``: the sampler's weight
+            copy dtype, None = the model's).
+        seed: this generation batch's sampling seed. step: the optimizer step, for ``trainer_state``.
         device: the training device (the sampler's generator). engine: a vLLM engine, or None for the sampler.
-        sampling: the sampler's options (``NativePlan.sampling``: temperature, top_p, top_k, min_p,
-            repetition_penalty); None = ``args``' temperature, top_p and top_k only.
-        chat_template_kwargs: extra ``apply_chat_template`` keywords for chat prompts (``NativePlan.chat_template_kwargs``).
         first_row: the global index of this call's first completion (rank * completions per process): the sampler
             draws completion i from its own stream (:class:`grpo.generation.streams.RowStreams`), so one process
             or several sample the same completions for the same global batch.
@@ -94,16 +95,14 @@ def rollout(model, tokenizer, rows, reward_funcs, args, seed, dtype, step, devic
     Raises:
         rewards.RewardError: a reward raised or broke its contract (named in the message).
     """
-    g = args.num_generations
-    prompt_ids = [tokenize_prompt(tokenizer, r["prompt"], chat_template_kwargs) for r in rows]
+    prompt_ids = [tokenize_prompt(tokenizer, r["prompt"], plan.chat_template_kwargs) for r in rows]
     if engine is not None:  # vLLM seeds each call; the offset keeps the processes' streams apart
         sample, extra = engine.generate, {"seed": seed + first_row}
     else:
-        sample, extra = sampler.generate, {"dtype": dtype}
-    if sampling is None:
-        sampling = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k}
-    out = sample(model, tokenizer, prompt_ids, num_generations=g, max_new_tokens=args.max_completion_length,
-                 do_sample=True, generator=RowStreams(seed, first_row, device), **sampling, **extra)
+        sample, extra = sampler.generate, {"dtype": plan.rollout_dtype}
+    out = sample(model, tokenizer, prompt_ids, num_generations=plan.num_generations,
+                 max_new_tokens=plan.max_completion_length, do_sample=True,
+                 generator=RowStreams(seed, first_row, device), **plan.sampling, **extra)
     texts = tokenizer.batch_decode(out.completion_ids, skip_special_tokens=True)
     owner = out.prompt_index  # completion -> its row
     prompts = [rows[p]["prompt"] for p in owner]
@@ -163,7 +162,7 @@ class Experience:
         completion_mask: (B, T) the tokens the loss counts (truncated completions zeroed when
             ``mask_truncated_completions``).
         advantages: (B,) float32.
-        sampling_per_token_logps: (B, T) the rollout engine's log-probs, or None (a buffer saved by an older version).
+        sampling_per_token_logps: (B, T) the rollout engine's log-probs, or None (a checkpoint's buffer without them).
         old_per_token_logps: (B, T) the generating policy's log-probs (``num_iterations > 1``), else None.
         ref_per_token_logps: (B, T) the reference model's log-probs (``beta != 0``), else None.
     """
@@ -213,6 +212,47 @@ class GenerationBatch:
         micro = state.get("experiences", state.get("micro", []))
         exps = [Experience(**{_OLD_KEYS.get(k, k): v for k, v in m.items()}).to(device) for m in micro]
         return cls(exps, state.get("num_items_in_batch", state.get("num_items")).to(device))
+
+
+@dataclass
+class LoopState:
+    """What the native loop carries from one optimizer step to the next; a checkpoint stores all of it.
+
+    Attributes:
+        step: optimizer steps completed.
+        cursor: prompts of the endless prompt stream consumed so far, by all processes together.
+        generation: generation batches made so far (each one's sampling seed derives from it).
+        buffer: the current :class:`GenerationBatch`, or None before the first.
+        window: metric name -> the values since the last logged row (a ``defaultdict(list)``).
+        signal: one ``{"frac_reward_zero_std": float}`` per generation batch
+            (:func:`grpo.training.diagnostics.warn_if_no_signal`).
+        entropy_control: :meth:`grpo.maths.entropy.EntropyControl.state_dict` while the entropy bonus is on, else None.
+    """
+
+    step: int = 0
+    cursor: int = 0
+    generation: int = 0
+    buffer: GenerationBatch | None = None
+    window: defaultdict = field(default_factory=lambda: defaultdict(list))
+    signal: list = field(default_factory=list)
+    entropy_control: dict | None = None
+
+    def snapshot(self) -> dict:
+        """Plain values and tensors only (the buffer through :meth:`GenerationBatch.to_state`, the window's lists
+        copied), so later in-place updates cannot change it and ``torch.load(weights_only=True)`` reads it back."""
+        return {"step": self.step, "cursor": self.cursor, "generation": self.generation,
+                "buffer": None if self.buffer is None else self.buffer.to_state(),
+                "window": {k: list(v) for k, v in self.window.items()}, "signal": list(self.signal),
+                "entropy_control": self.entropy_control}
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict, device) -> LoopState:
+        """Inverse of :meth:`snapshot`, the buffer moved to ``device``; keys a snapshot lacks keep their defaults."""
+        buffer = snapshot.get("buffer")
+        return cls(step=snapshot["step"], cursor=snapshot.get("cursor", 0), generation=snapshot.get("generation", 0),
+                   buffer=None if buffer is None else GenerationBatch.from_state(buffer, device),
+                   window=defaultdict(list, snapshot.get("window", {})), signal=list(snapshot.get("signal", [])),
+                   entropy_control=snapshot.get("entropy_control"))
 
 
 def collate(prompt_ids: list[list[int]], prompt_index: list[int], completion_ids: list[list[int]],
@@ -280,32 +320,37 @@ def reference_logps(model, ref_model, batch: Experience, temperature, autocast) 
 # ---------------------------------------------------------------------------- the generation batch
 
 
-def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, reward_names: list[str], plan, state: dict,
-                          rank: int, world: int, device, autocast, engine=None
-                          ) -> tuple[GenerationBatch, ScoredRollout, torch.Tensor, dict]:
-    """Rollout -> rewards -> advantages -> stored old/ref log-probs, for this process; rewards and advantages once.
+def make_experience(model, ref_model, tokenizer, dataset, reward_funcs, reward_names: list[str], plan, state: LoopState,
+                    rank: int, world: int, device, autocast, engine=None
+                    ) -> tuple[LoopState, ScoredRollout, torch.Tensor, dict]:
+    """Generate -> rewards -> advantages -> stored old/ref log-probs, for this process; rewards and advantages once.
+
+    TRL's ``GRPOTrainer._generate_and_score_completions`` (plus DAPO's dynamic sampling when
+    ``ScriptArgs.dynamic_sampling``), cut into ``plan.steps_per_generation`` micro-batches.
 
     Args:
         model: the policy; ref_model: a frozen copy, or None (LoRA: adapters disabled; or ``beta == 0``).
         tokenizer: its tokenizer. dataset: the prompt rows. reward_funcs, reward_names: the F rewards and their names.
-        plan: the :class:`grpo.training.native_plan.NativePlan`. state: the loop state; reads ``step`` and ``generation``,
-            advances ``cursor`` (prompts consumed by all processes) and ``generation``.
+        plan: the :class:`grpo.training.native.plan.NativePlan`. state: the :class:`LoopState` (not modified).
         rank, world: this process and the number of processes. device: the training device.
         autocast: a context factory for the training forwards (bf16 autocast, or ``nullcontext``).
         engine: a vLLM engine, or None for the built-in sampler.
 
     Returns:
-        ``(batch, scored, advantages, metrics)``: the :class:`GenerationBatch` (on ``device``), the rollout it
-        was built from (after dynamic sampling), its (N,) advantages, and the generation metrics (TRL's names).
+        ``(state, scored, advantages, metrics)``: ``state`` advanced (``cursor``: prompts consumed by all processes,
+        ``generation``, and the new :class:`GenerationBatch` on ``device`` as ``buffer``), the rollout it was
+        built from (after dynamic sampling), its (N,) advantages, and the generation metrics (TRL's names).
     """
-    args, g, n_prompts, weights = plan.args, plan.num_generations, plan.prompts_per_generation, plan.reward_weights
+    g, n_prompts, weights = plan.num_generations, plan.prompts_per_generation, plan.reward_weights
+    cursor = state.cursor
 
     def sample(round_: int) -> ScoredRollout:  # this process's share of the next world*n_prompts prompts
-        rows = prompt_rows(dataset, state["cursor"] + rank * n_prompts, n_prompts, args.seed, args.shuffle_dataset)
-        state["cursor"] += world * n_prompts
-        seed = args.seed * 1_000_003 + state["generation"] * 7919 + round_ * 104_729  # the same on every process
-        return rollout(model, tokenizer, rows, reward_funcs, args, seed, plan.rollout_dtype, state["step"], device, engine,
-                       plan.sampling, plan.chat_template_kwargs, first_row=rank * n_prompts * g)
+        nonlocal cursor
+        rows = prompt_rows(dataset, cursor + rank * n_prompts, n_prompts, plan.seed, plan.shuffle_dataset)
+        cursor += world * n_prompts
+        seed = plan.seed * 1_000_003 + state.generation * 7919 + round_ * 104_729  # the same on every process
+        return generate_and_score(model, tokenizer, rows, reward_funcs, plan, seed, state.step, device, engine,
+                                  first_row=rank * n_prompts * g)
 
     def gather(values: list) -> torch.Tensor:  # every process's (N, ...) in rank order, created on the device (NCCL)
         return all_gather_cat(torch.tensor(values, dtype=torch.float32, device=device), world, device)
@@ -315,27 +360,27 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
     lengths = gather([float(len(c)) for c in scored.rollout.completion_ids])  # (world*N,)
     truncated = gather([float(t) for t in scored.rollout.is_truncated])  # (world*N,)
     placeholder = gather([float(is_placeholder_reasoning(c)) for c in scored.completions])  # (world*N,)
-    advantages, first = advantages_from_rewards(per_func, g, weights, args.scale_rewards,
-                                                args.multi_objective_aggregation)  # (world*N,)
+    advantages, first = advantages_from_rewards(per_func, g, weights, plan.scale_rewards,
+                                                plan.multi_objective_aggregation)  # (world*N,)
     metrics = {**reward_metrics(per_func, weights, reward_names), **first,
                "completions/mean_length": lengths.mean().item(), "completions/clipped_ratio": truncated.mean().item(),
                "completions/placeholder_reasoning_rate": placeholder.mean().item()}
-    if plan.script_args.dynamic_sampling:  # DAPO: swap zero-spread groups for fresh prompts, bounded rounds
+    if plan.dynamic_sampling:  # DAPO: swap zero-spread groups for fresh prompts, bounded rounds
         groups = [(scored, p) for p in range(n_prompts)]
         kept = [x for x in groups if informative(*x, weights)]
         spare = [x for x in groups if not informative(*x, weights)]
-        for round_ in range(1, plan.script_args.dynamic_sampling_max_retries + 1):
+        for round_ in range(1, plan.dynamic_sampling_max_retries + 1):
             if all_sum(torch.tensor([float(len(kept) < n_prompts)], device=device), world, device).item() == 0:
                 break  # every process is full
             if len(kept) < n_prompts:
                 fresh = sample(round_)
                 kept += [(fresh, p) for p in range(n_prompts) if informative(fresh, p, weights)]
             else:
-                state["cursor"] += world * n_prompts  # keep the prompt stream in step with the others
+                cursor += world * n_prompts  # keep the prompt stream in step with the others
             metrics["dynamic_sampling/rounds"] = float(round_)
         scored = select_groups((kept + spare)[:n_prompts])
-        advantages = advantages_from_rewards(gather(scored.rewards), g, weights, args.scale_rewards,
-                                             args.multi_objective_aggregation)[0]
+        advantages = advantages_from_rewards(gather(scored.rewards), g, weights, plan.scale_rewards,
+                                             plan.multi_objective_aggregation)[0]
     advantages = advantages.view(world, -1)[rank]  # (N,) this process's share
 
     out, experiences, step = scored.rollout, [], plan.micro_batch_size
@@ -345,13 +390,13 @@ def make_generation_batch(model, ref_model, tokenizer, dataset, reward_funcs, re
         batch = collate(out.prompt_ids[first_prompt : last_prompt + 1], [out.prompt_index[r] - first_prompt for r in rows],
                         [out.completion_ids[r] for r in rows], [out.is_truncated[r] for r in rows],
                         [out.logprobs[r] for r in rows], advantages[i : i + step], tokenizer.pad_token_id,
-                        args.mask_truncated_completions, plan.pad_to_multiple_of).to(device)
+                        plan.mask_truncated_completions, plan.pad_to_multiple_of).to(device)
         if plan.stores_old_logps:  # later iterations need the sampling policy's log-probs
             with torch.no_grad():
-                batch.old_per_token_logps = completion_logps(model, batch, args.temperature, autocast)[0]
+                batch.old_per_token_logps = completion_logps(model, batch, plan.temperature, autocast)[0]
         if plan.needs_reference:
-            batch.ref_per_token_logps = reference_logps(model, ref_model, batch, args.temperature, autocast)
+            batch.ref_per_token_logps = reference_logps(model, ref_model, batch, plan.temperature, autocast)
         experiences.append(batch)
     tokens = torch.tensor(float(sum(e.completion_mask.sum().item() for e in experiences)), device=device)
-    state["generation"] += 1
-    return GenerationBatch(experiences, all_sum(tokens, world, device)), scored, advantages, metrics  # dapo's N
+    buffer = GenerationBatch(experiences, all_sum(tokens, world, device))  # dapo's N: every process's tokens
+    return dataclasses.replace(state, cursor=cursor, generation=state.generation + 1, buffer=buffer), scored, advantages, metrics

@@ -1,4 +1,4 @@
-"""Native GRPO backend: the whole algorithm in one readable loop, no Trainer, no callbacks.
+"""The native GRPO loop: the whole algorithm in one readable loop, no Trainer, no callbacks.
 
     grpo train --config grpo/configs/gsm8k.yaml --backend native
     torchrun --nproc_per_node 2 -m grpo.cli train ... --backend native     (CPU: gloo, 2 processes)
@@ -17,12 +17,13 @@ whole groups (per_device_train_batch_size * gradient_accumulation_steps % num_ge
 micro-batches keep generation order (TRL shuffles; only bnpo notices); gradients are all-reduced
 by hand (log-probs come from hidden states outside the forward DDP would hook), same mean;
 gradient_checkpointing is ignored (HF's disables the shared KV cache); under autocast the frozen
-weights are cast once per step (grpo.training.frozen_casts), not per forward; clip/kl/entropy are
+weights are cast once per step (grpo.training.native.frozen_casts), not per forward; clip/kl/entropy are
 per-micro-batch token means; optional DAPO dynamic sampling (ScriptArgs.dynamic_sampling);
 the vLLM importance-sampling correction takes the generating policy's log-probs from the loss's own
 forward when num_iterations = 1 (TRL runs one more forward for them), and can also correct the
 bf16 sampler (ScriptArgs.sampler_importance_sampling_correction).
-The config is checked and derived once, before the run, by :func:`grpo.training.native_plan.build_plan`."""
+The config is checked and derived once, before the run, by :func:`grpo.training.native.plan.build_plan`; the loop
+reads its settings from that plan only."""
 
 from __future__ import annotations
 
@@ -35,17 +36,17 @@ from contextlib import nullcontext
 
 import torch
 
+import grpo.training.native.checkpoint as ckpt
 from grpo.common.console import StepProgress
 from grpo.common.distributed import all_gather_ragged, all_sum, broadcast_parameters, init_distributed
 from grpo.common.placement import place_model
 from grpo.maths.loss import grpo_loss, sampling_correction
 from grpo.runs import tracking
-from grpo.training import native_checkpoint as ckpt
 from grpo.training.diagnostics import warn_if_no_signal
-from grpo.training.frozen_casts import frozen_weights_cast
-from grpo.training.native_plan import NativePlan
-from grpo.training.native_rollout import GenerationBatch, ScoredRollout, completion_logps, make_generation_batch
-from grpo.training.optim import make_optimizer
+from grpo.training.native.experience import GenerationBatch, LoopState, ScoredRollout, completion_logps, make_experience
+from grpo.training.native.frozen_casts import frozen_weights_cast
+from grpo.training.native.optim import make_optimizer
+from grpo.training.native.plan import NativePlan
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,12 @@ def _prepare_model(model, plan: NativePlan, rank: int, world: int, device):
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     engine = None  # use_vllm: vLLM colocated or a server (vllm_mode), the policy's weights pushed before every rollout
-    if plan.args.use_vllm:
+    if plan.use_vllm:
         from grpo.generation.vllm_server import make_engine
         engine = make_engine(plan.args, base.config._name_or_path, rank, world, device)
     if getattr(base, "is_gradient_checkpointing", False):
         base.gradient_checkpointing_disable()
-    for m in model.modules() if plan.args.disable_dropout else ():
+    for m in model.modules() if plan.disable_dropout else ():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     needs_copy = plan.needs_reference and not hasattr(model, "disable_adapter")
@@ -79,7 +80,7 @@ def _record(step: int, scored: ScoredRollout, advantages, names, plan, metrics_l
     if recorder is not None:
         recorder.record(prompts, scored.completions, rewards, scored.completion_rows())
         recorder.flush(step)
-    elif metrics_logger is not None and step % plan.args.logging_steps == 0:
+    elif metrics_logger is not None and step % plan.logging_steps == 0:
         metrics_logger.log_samples(step, prompts, scored.completions, rewards, scored.completion_rows())
     tracker.log_completions(step, prompts, scored.completions, rewards, advantages)  # every logging_steps
 
@@ -92,7 +93,7 @@ def _backward(model, experiences, buffer: GenerationBatch, plan: NativePlan, wor
     step_loss, metrics = 0.0, defaultdict(list)
     gather = (lambda x: all_gather_ragged(x, world, device)) if world > 1 else None  # top_entropy_quantile's quantile
     for batch in experiences:
-        logps, entropy = completion_logps(model, batch, plan.args.temperature, autocast,
+        logps, entropy = completion_logps(model, batch, plan.temperature, autocast,
                                           entropy_grad=entropy_control is not None)  # (B, T), (B, T)
         is_weights, sampling_metrics = None, {}  # (not `weights`: the reward weights)
         if plan.approximate_rollouts and batch.sampling_per_token_logps is not None:
@@ -127,7 +128,7 @@ def _micro_batch_runs(step: int, plan: NativePlan) -> list[tuple[bool, list[int]
     (``GRPOTrainer._prepare_inputs``): one rollout serves several optimizer steps when ``steps_per_generation``
     exceeds the accumulation, and a step spans several rollouts when it is smaller.
     """
-    runs, every = [], plan.steps_per_generation * plan.args.num_iterations
+    runs, every = [], plan.steps_per_generation * plan.num_iterations
     for s in range(step * plan.grad_accum_steps, (step + 1) * plan.grad_accum_steps):
         if s % every == 0 or not runs:
             runs.append((s % every == 0, []))
@@ -181,12 +182,12 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
         tokenizer: its tokenizer (pad token set).
         train_dataset: rows with a ``prompt`` column (text or chat messages) plus any columns the rewards read.
         reward_funcs: TRL-signature reward callables (each called once per generation batch, validated).
-        plan: :func:`grpo.training.native_plan.build_plan` of the run's GRPOConfig and ScriptArgs (checked already).
+        plan: :func:`grpo.training.native.plan.build_plan` of the run's GRPOConfig and ScriptArgs (checked already).
         metrics_logger: :class:`grpo.runs.run_dir.MetricsLogger` for metrics.jsonl/samples.jsonl, or None.
         recorder: :class:`grpo.runs.run_dir.SampleRecorder`, given each generation batch's samples (rank 0);
             None = samples.jsonl gets every completion every ``logging_steps``.
         tracker: :class:`grpo.runs.tracking.Trackers` (opened on rank 0 only), finished when training ends; None = none.
-        device: where to train; default ``training_args.device`` (this process's GPU under a launcher).
+        device: where to train; default :meth:`NativePlan.default_device` (this process's GPU under a launcher).
             The model is moved there (a bitsandbytes ``device_map`` model must already be there), and
             every tensor handed to a collective or to the sampler (its generator) is created there.
         periodic_eval: :class:`grpo.evaluation.periodic_eval.PeriodicEval` run by every process (each answers its share of
@@ -197,19 +198,18 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
         The trained model (the same object).
 
     Raises:
-        UserError: a checkpoint to resume from that is unsafe or does not fit (:func:`grpo.training.native_checkpoint.resume`),
+        UserError: a checkpoint to resume from that is unsafe or does not fit (:func:`grpo.training.native.checkpoint.resume`),
             or a vLLM setup that cannot start.
         KeyboardInterrupt: again, after the last completed step is checkpointed (rank 0).
     """
     from transformers import get_scheduler, set_seed
 
-    args = plan.args
-    device = torch.device(device) if device is not None else args.device
+    device = torch.device(device) if device is not None else plan.default_device()
     rank, world = init_distributed(device)
     names = [getattr(f, "__name__", type(f).__name__) for f in reward_funcs]
     max_steps = plan.max_steps(len(train_dataset), world)
-    tracker = tracker if tracker is not None else tracking.Trackers([], args, {})
-    set_seed(args.seed)
+    tracker = tracker if tracker is not None else tracking.Trackers([], plan.args, {})
+    set_seed(plan.seed)
 
     # ------------------------------------------------------------ model, optimizer, schedule
     model = place_model(model, device)  # the model, its optimizer state and its frozen reference copy live there
@@ -218,44 +218,45 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
     engine, ref_model = _prepare_model(model, plan, rank, world, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer([{"params": [p for p in params if p.ndim >= 2]},  # torch or bitsandbytes 8-bit AdamW
-                                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], args, model)  # HF: no decay
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(max_steps),
-                              num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
+                                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],  # HF: no decay
+                               plan.args, model)
+    scheduler = get_scheduler(plan.lr_scheduler_type, optimizer, num_warmup_steps=plan.warmup_steps(max_steps),
+                              num_training_steps=max_steps, scheduler_specific_kwargs=plan.lr_scheduler_kwargs)
 
     # ------------------------------------------------------------ loop state (all of it is checkpointed)
     entropy_control = plan.new_entropy_control()  # entropy_coef / use_adaptive_entropy, else None
-    state = {"step": 0, "cursor": 0, "generation": 0, "buffer": None, "window": defaultdict(list), "signal": [],
-             "entropy_control": entropy_control.state_dict() if entropy_control else None}
-    ckpt.resume(args.resume_from_checkpoint, args.output_dir, state, model, optimizer, scheduler, metrics_logger, device)
-    if entropy_control is not None and state.get("entropy_control"):
-        entropy_control.load_state_dict(state["entropy_control"])  # TRL's entropy_ctrl_state.json
-    committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
-    progress = StepProgress(max_steps, "GRPO", initial=state["step"], disable=rank != 0,
-                            bar=False if args.disable_tqdm else None)  # disable_tqdm: the rows, no bar
-    if periodic_eval is not None and state["step"] == 0:  # the curve's starting point
+    state = LoopState(entropy_control=entropy_control.state_dict() if entropy_control else None)
+    state = ckpt.resume(plan.resume_from_checkpoint, plan.output_dir, state, model, optimizer, scheduler,
+                        metrics_logger, device)
+    if entropy_control is not None and state.entropy_control:
+        entropy_control.load_state_dict(state.entropy_control)  # TRL's entropy_ctrl_state.json
+    committed = {"loop": state.snapshot(), "rng": ckpt.rng_state()}  # last step boundary, for Ctrl-C
+    progress = StepProgress(max_steps, "GRPO", initial=state.step, disable=rank != 0,
+                            bar=False if plan.disable_tqdm else None)  # disable_tqdm: the rows, no bar
+    if periodic_eval is not None and state.step == 0:  # the curve's starting point
         _log_row(0, evaluated := periodic_eval(model, 0, rank, world, device), metrics_logger, tracker)
         progress.update(0, evaluated, log_row=False)  # shown (and carried) from the first table row on
     try:
-        while state["step"] < max_steps:
-            committed = {"loop": ckpt.loop_snapshot(state), "rng": ckpt.rng_state()}
-            start, window = time.perf_counter(), state["window"]
+        while state.step < max_steps:
+            committed = {"loop": state.snapshot(), "rng": ckpt.rng_state()}
+            start, window = time.perf_counter(), state.window
             model.train()  # every forward in training mode (dropout), as TRL
             step_loss, step_metrics = 0.0, defaultdict(list)
-            for generate, indices in _micro_batch_runs(state["step"], plan):
-                # ---- rollout -> rewards -> advantages (a generation batch of steps_per_generation micro-batches,
+            for generate, indices in _micro_batch_runs(state.step, plan):
+                # ---- generate -> rewards -> advantages (a generation batch of steps_per_generation micro-batches,
                 # each trained num_iterations times)
-                if generate or state["buffer"] is None:
-                    state["buffer"], scored, advantages, gen_metrics = make_generation_batch(
+                if generate or state.buffer is None:
+                    state, scored, advantages, gen_metrics = make_experience(
                         model, ref_model, tokenizer, train_dataset, reward_funcs, names, plan, state, rank, world,
                         device, autocast, engine)
                     if rank == 0:
-                        _record(state["step"] + 1, scored, advantages, names, plan, metrics_logger, recorder, tracker)
+                        _record(state.step + 1, scored, advantages, names, plan, metrics_logger, recorder, tracker)
                     for k, v in gen_metrics.items():
                         window[k].append(v)
-                    state["signal"].append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
-                    warn_if_no_signal(state["signal"])  # shared with the trl backend: loud, with the fixes
+                    state.signal.append({"frac_reward_zero_std": gen_metrics["frac_reward_zero_std"]})
+                    warn_if_no_signal(state.signal)  # shared with the trl backend: loud, with the fixes
                 # ---- loss -> backward (then all-reduce -> clip -> step)
-                buffer = state["buffer"]
+                buffer = state.buffer
                 with frozen_weights_cast(model, plan.autocast_dtype):  # one bf16 cast per run, not two per micro-batch
                     run_loss, run_metrics = _backward(model, [buffer.experiences[i] for i in indices], buffer, plan,
                                                       world, autocast, entropy_control, device)
@@ -265,7 +266,7 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
             if entropy_control is not None:  # the adaptive coefficient moves once per optimizer step, as TRL
                 window["entropy_coef"].append(entropy_control.end_step(
                     lambda t: all_sum(t.to(device), world, device).cpu()))
-                state["entropy_control"] = entropy_control.state_dict()
+                state.entropy_control = entropy_control.state_dict()
             if world > 1:
                 _all_reduce_grads(params, world, device)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm).item()
@@ -275,11 +276,11 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                 scheduler.step()
             else:
                 log.warning("step %d: non-finite loss (%s) or gradient norm (%s): skipping the update, weights "
-                            "unchanged", state["step"] + 1, step_loss, grad_norm)
+                            "unchanged", state.step + 1, step_loss, grad_norm)
                 window["nonfinite_skipped"].append(1.0)
             optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            if plan.sync_ref_every and state["step"] % plan.sync_ref_every == 0:
+            state.step += 1
+            if plan.sync_ref_every and state.step % plan.sync_ref_every == 0:
                 sync_reference(model, ref_model, plan.ref_mixup_alpha)  # after the update, as TRL's on_step_end
             # ---- log, checkpoint
             for k, v in [("loss", step_loss), ("grad_norm", grad_norm), ("step_time", time.perf_counter() - start)]:
@@ -288,22 +289,22 @@ def train(model, tokenizer, train_dataset, reward_funcs, plan: NativePlan, metri
                 window[k].append(sum(v) / len(v))
             logged = {"step_time": window["step_time"][-1]}
             # every process evaluates its share (a collective), so the logging decision below is the same everywhere
-            evaluated = periodic_eval(model, state["step"], rank, world, device) if periodic_eval and periodic_eval.due(
-                state["step"], max_steps) else {}
-            if log_now := state["step"] % args.logging_steps == 0 or state["step"] == max_steps or evaluated:
+            evaluated = periodic_eval(model, state.step, rank, world, device) if periodic_eval and periodic_eval.due(
+                state.step, max_steps) else {}
+            if log_now := state.step % plan.logging_steps == 0 or state.step == max_steps or evaluated:
                 logged = {**_window_means(window, world, device), **evaluated}  # mean over processes
-                _log_row(state["step"], {**logged, "learning_rate": scheduler.get_last_lr()[0]},
+                _log_row(state.step, {**logged, "learning_rate": scheduler.get_last_lr()[0]},
                          metrics_logger if rank == 0 else None, tracker)
-                state["window"] = defaultdict(list)
-            progress.update(state["step"], logged, log_row=log_now)  # the bar, and a table row when logged
-            if ckpt.should_save(args, state["step"]) and rank == 0:
-                ckpt.save(args.output_dir, state["step"], model, tokenizer, optimizer, scheduler,
-                          ckpt.loop_snapshot(state), ckpt.rng_state(), args.save_total_limit)
+                state.window = defaultdict(list)
+            progress.update(state.step, logged, log_row=log_now)  # the bar, and a table row when logged
+            if plan.should_save(state.step) and rank == 0:
+                ckpt.save(plan.output_dir, state.step, model, tokenizer, optimizer, scheduler, state.snapshot(),
+                          ckpt.rng_state(), plan.save_total_limit)
     except KeyboardInterrupt:
         if rank == 0:
             log.warning("interrupted: saving the state after step %d, then stopping", committed["loop"]["step"])
-            ckpt.save(args.output_dir, committed["loop"]["step"], model, tokenizer, optimizer, scheduler,
-                      committed["loop"], committed["rng"], args.save_total_limit)
+            ckpt.save(plan.output_dir, committed["loop"]["step"], model, tokenizer, optimizer, scheduler,
+                      committed["loop"], committed["rng"], plan.save_total_limit)
         raise
     finally:
         progress.close()

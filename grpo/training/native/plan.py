@@ -2,10 +2,11 @@
 
 ``build_plan(training_args, script_args)`` runs in :func:`grpo.cli.pipeline.preflight`, before any data or
 model is touched, and is handed to :func:`grpo.training.native.train`. Every check of the config against the
-native backend (:func:`grpo.training.native_config.check_supported`, whole groups per process, reward weights)
-and every value the loop derives from it (batch sizes, precision, reference model, importance
-sampling, loss options) lives here, so the loop itself reads no config defaults. Test it with
-``pytest tests/test_native.py``.
+native backend (:func:`grpo.training.native.fields.check_supported`, whole groups per process, reward weights)
+and every value the loop and its experience step read from it (batch sizes, precision, reference model,
+importance sampling, loss options, schedule, logging and checkpoint settings) lives here: the loop reads its
+configuration from the plan only, and hands ``plan.args`` whole to the builders that take a GRPOConfig (the
+optimizer, the vLLM engine, the trackers). Test it with ``pytest tests/test_native.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from grpo.common.errors import UserError
 from grpo.common.hardware import pad_to_multiple_of
 from grpo.config.script_args import ScriptArgs
 from grpo.maths.entropy import EntropyControl
-from grpo.training.native_config import check_supported
+from grpo.training.native.fields import check_supported
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ class NativePlan:
             :func:`grpo.common.hardware.pad_to_multiple_of`).
         entropy_bonus: :class:`grpo.maths.entropy.EntropyControl` arguments when the entropy bonus is on
             (``entropy_coef != 0`` or ``use_adaptive_entropy``, as TRL), else None (see :meth:`new_entropy_control`).
+        use_vllm, disable_dropout, temperature, num_iterations, seed, shuffle_dataset, max_completion_length,
+        scale_rewards, multi_objective_aggregation, mask_truncated_completions, logging_steps, lr_scheduler_type,
+        lr_scheduler_kwargs, output_dir, resume_from_checkpoint, disable_tqdm, save_total_limit: the GRPOConfig
+            fields of those names, as given (``lr_scheduler_kwargs`` None -> ``{}``).
+        save_steps: save a checkpoint every this many optimizer steps; 0 = never (``save_strategy`` not ``steps``,
+            or ``save_steps`` unset).
+        dynamic_sampling, dynamic_sampling_max_retries: the ScriptArgs fields (DAPO's dynamic sampling).
     """
 
     args: object
@@ -88,6 +96,26 @@ class NativePlan:
     correction: dict
     loss_kwargs: dict
     max_grad_norm: float
+    use_vllm: bool
+    disable_dropout: bool
+    temperature: float
+    num_iterations: int
+    seed: int
+    shuffle_dataset: bool
+    max_completion_length: int
+    scale_rewards: object
+    multi_objective_aggregation: str
+    mask_truncated_completions: bool
+    logging_steps: float
+    lr_scheduler_type: object
+    lr_scheduler_kwargs: dict
+    output_dir: str
+    resume_from_checkpoint: object
+    disable_tqdm: bool | None
+    save_steps: float
+    save_total_limit: int | None
+    dynamic_sampling: bool
+    dynamic_sampling_max_retries: int
     pad_to_multiple_of: int = 1
     entropy_bonus: dict | None = None
 
@@ -98,7 +126,20 @@ class NativePlan:
     @property
     def approximate_rollouts(self) -> bool:
         """Whether completions come from another engine than the training forward (vLLM, or the bf16 copy)."""
-        return self.args.use_vllm or self.rollout_dtype is not None
+        return self.use_vllm or self.rollout_dtype is not None
+
+    def warmup_steps(self, max_steps: int) -> int:
+        """Warm-up steps of the learning-rate schedule for a run of ``max_steps`` (``TrainingArguments.get_warmup_steps``)."""
+        return self.args.get_warmup_steps(max_steps)
+
+    def default_device(self) -> torch.device:
+        """Where to train when the caller names no device: ``TrainingArguments.device`` (this process's GPU under a
+        launcher, else the CPU)."""
+        return self.args.device
+
+    def should_save(self, step: int) -> bool:
+        """Whether to write a checkpoint after optimizer step ``step``."""
+        return bool(self.save_steps) and step % self.save_steps == 0
 
     def max_steps(self, num_rows: int, world: int) -> int:
         """Optimizer steps: ``max_steps`` when set, else enough for ``num_train_epochs`` over ``num_rows`` prompts."""
@@ -247,7 +288,16 @@ def build_plan(training_args, script_args: ScriptArgs | None = None, num_rewards
                                                           "vespo_lambda_neg", "top_entropy_quantile",
                                                           "off_policy_mask_threshold")}),
         max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else float("inf"),
-        pad_to_multiple_of=pad,
+        pad_to_multiple_of=pad, use_vllm=args.use_vllm, disable_dropout=args.disable_dropout,
+        temperature=args.temperature, num_iterations=args.num_iterations, seed=args.seed,
+        shuffle_dataset=args.shuffle_dataset, max_completion_length=args.max_completion_length,
+        scale_rewards=args.scale_rewards, multi_objective_aggregation=args.multi_objective_aggregation,
+        mask_truncated_completions=args.mask_truncated_completions, logging_steps=args.logging_steps,
+        lr_scheduler_type=args.lr_scheduler_type, lr_scheduler_kwargs=args.lr_scheduler_kwargs or {},
+        output_dir=args.output_dir, resume_from_checkpoint=args.resume_from_checkpoint, disable_tqdm=args.disable_tqdm,
+        save_steps=args.save_steps if str(args.save_strategy).lower().endswith("steps") and args.save_steps else 0,
+        save_total_limit=args.save_total_limit, dynamic_sampling=script_args.dynamic_sampling,
+        dynamic_sampling_max_retries=script_args.dynamic_sampling_max_retries,
         entropy_bonus=dict(entropy_coef=args.entropy_coef, use_adaptive_entropy=args.use_adaptive_entropy,
                            entropy_coef_min=args.entropy_coef_min, entropy_coef_max=args.entropy_coef_max,
                            entropy_coef_delta=args.entropy_coef_delta,

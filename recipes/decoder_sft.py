@@ -17,7 +17,7 @@ the recipes score those strings with sacreBLEU / ROUGE. Use a trained checkpoint
 has no ``translation`` / ``summarization`` pipeline any more)::
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from recipes.seq2seq_sft import build_prompt, generate_responses
+    from recipes.decoder_sft import build_prompt, generate_responses
     model = AutoModelForCausalLM.from_pretrained("runs/translation")
     tokenizer = AutoTokenizer.from_pretrained("runs/translation")
     prompt = build_prompt(tokenizer, "Translate this English text to French.", "Open the file")

@@ -1,4 +1,4 @@
-"""Checkpoint, resume and RNG state for the native GRPO loop (grpo/training/native.py).
+"""Checkpoint, resume and RNG state for the native GRPO loop (:mod:`grpo.training.native.loop`).
 
 A checkpoint is ``<output_dir>/checkpoint-<step>/``, built under a temporary name and swapped in
 with ``os.replace`` (``grpo.common.checkpoint_io.save_checkpoint``), so an interrupted save never
@@ -8,8 +8,8 @@ leaves a half-written directory. It holds:
   so a checkpoint is usable on its own;
 - ``trainable.safetensors``: the trainable parameters (exact tensors, reloaded on resume);
 - ``trainer_state.pt``: optimizer and LR-scheduler state, the RNG states of python / numpy / torch
-  (and CUDA), and the loop's own counters (step, prompt cursor, buffered generation batch, partly
-  filled logging window) -- tensors and plain values only, read back with
+  (and CUDA), and the :class:`~grpo.training.native.experience.LoopState` (step, prompt cursor, buffered
+  generation batch, partly filled logging window; :meth:`LoopState.snapshot`) -- tensors and plain values only, read back with
   ``torch.load(weights_only=True)``, so a checkpoint from someone else cannot run code on resume
   (a file that needs more than that is refused with :class:`UserError`).
 
@@ -25,14 +25,13 @@ import pickle
 import random
 import re
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from grpo.common.errors import UserError
-from grpo.training.native_rollout import GenerationBatch
+from grpo.training.native.experience import LoopState
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def save(output_dir, step: int, model, tokenizer, optimizer, scheduler, loop_sta
         output_dir: run directory.
         step: optimizer steps completed.
         model, tokenizer, optimizer, scheduler: saved as described in the module docstring.
-        loop_state: picklable dict of the loop's counters (stored as is).
+        loop_state: :meth:`LoopState.snapshot` of the loop (stored as is).
         rng: an :func:`rng_state` snapshot taken at the step boundary.
         save_total_limit: keep at most this many checkpoints (None keeps all).
 
@@ -179,32 +178,23 @@ def load(path, model, optimizer, scheduler) -> dict:
     return payload
 
 
-def loop_snapshot(state: dict) -> dict:
-    """A copy of the loop's counters that later in-place updates (the logging window) cannot change, with the
-    generation buffer as plain dicts of tensors (:meth:`GenerationBatch.to_state`), as ``weights_only`` loads them."""
-    buffer = state["buffer"]
-    return {**state, "buffer": None if buffer is None else buffer.to_state(),
-            "window": {k: list(v) for k, v in state["window"].items()}}
-
-
-def should_save(args, step: int) -> bool:
-    """save_strategy 'steps' and step a multiple of save_steps (0 = never)."""
-    return str(args.save_strategy).lower().endswith("steps") and bool(args.save_steps) and step % args.save_steps == 0
-
-
-def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_log=None, device=None) -> None:
-    """Resume the native loop from the checkpoint ``spec`` names, if any: weights, optimizer, schedule, RNG, counters.
+def resume(spec, output_dir, state: LoopState, model, optimizer, scheduler, metrics_log=None,
+           device=None) -> LoopState:
+    """Resume the native loop from the checkpoint ``spec`` names, if any: weights, optimizer, schedule, RNG, loop state.
 
     Args:
-        spec: ``training_args.resume_from_checkpoint``: None/False (start fresh: nothing happens), True,
+        spec: ``resume_from_checkpoint``: None/False (start fresh: ``state`` comes back unchanged), True,
             "true"/"latest" (the newest ``checkpoint-N`` in ``output_dir``; fresh if there is none) or a path.
         output_dir: the run directory.
-        state: the loop's counters (step, cursor, generation, buffer, window, signal), updated in place;
-            the saved generation buffer becomes a :class:`grpo.training.native_rollout.GenerationBatch` again.
+        state: the fresh :class:`LoopState` (returned when there is nothing to resume).
         model, optimizer, scheduler: loaded in place (the trainable parameters, exactly).
         metrics_log: a :class:`grpo.runs.run_dir.MetricsLogger` whose metrics/samples lines after the checkpoint's
             step are dropped, so the resumed run appends where it left off; None to leave the files alone.
         device: where the model trains: the saved buffer (read onto the CPU) goes there; None = the CPU.
+
+    Returns:
+        The checkpoint's :class:`LoopState` (its generation buffer a :class:`GenerationBatch` on ``device``), or
+        ``state``.
 
     Raises:
         UserError: an explicit path that is not a native checkpoint (:func:`resolve`), an unsafe or unreadable
@@ -212,10 +202,9 @@ def resume(spec, output_dir, state: dict, model, optimizer, scheduler, metrics_l
     """
     path = resolve(spec, output_dir)
     if path is None:
-        return
-    state.update(load(path, model, optimizer, scheduler)["loop"])
-    state["window"] = defaultdict(list, state["window"])
-    if state.get("buffer") is not None:
-        state["buffer"] = GenerationBatch.from_state(state["buffer"], device if device is not None else "cpu")
+        return state
+    resumed = LoopState.from_snapshot(load(path, model, optimizer, scheduler)["loop"],
+                                      device if device is not None else "cpu")
     if metrics_log is not None:
-        metrics_log.truncate_after(state["step"])
+        metrics_log.truncate_after(resumed.step)
+    return resumed
