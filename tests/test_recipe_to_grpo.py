@@ -1,5 +1,7 @@
 """Decoder checkpoints written by the recipes (causal_lm fine-tune, translation, summarization) are
-valid ``--model_name_or_path`` inputs to ``grpo train``: each recipe runs one step, then GRPO runs one step from it.
+valid ``--model_name_or_path`` inputs to ``grpo train``: each recipe runs one step, then GRPO runs one step from it
+(causal_lm: the GSM8K config; translation and summarization: their own GRPO configs, reference rewards on the
+recipe's data, evaluated before/after against the recipe's baseline).
 
     pytest -q -m slow tests/test_recipe_to_grpo.py
 """
@@ -19,6 +21,16 @@ RECIPE_RUNS = {
 }
 
 
+GRPO_RUNS = {  # the config each recipe's checkpoint feeds, on tiny data
+    "causal_lm": ["--config", "grpo/configs/gsm8k.yaml", "--warm_start", "false", "--dataset_name", "synthetic:gsm8k:16",
+                  "--eval_size", "0", "--periodic_eval_steps", "0"],
+    "translation": ["--config", "grpo/configs/translate_en_fr.yaml", "--train_limit", "4", "--eval_size", "2",
+                    "--eval_max_new_tokens", "4"],
+    "summarization": ["--config", "grpo/configs/summarize.yaml", "--train_limit", "4", "--eval_size", "2",
+                      "--eval_max_new_tokens", "4"],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(RECIPE_RUNS))
 def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
@@ -31,11 +43,14 @@ def test_grpo_trains_from_a_recipe_checkpoint(recipe, tmp_path):
     assert (checkpoint / "config.json").exists() and (checkpoint / "chat_template.jinja").exists()
 
     run = tmp_path / "grpo"
-    code = cli.main(["train", "--config", "grpo/configs/gsm8k.yaml", "--model_name_or_path", str(checkpoint),
-                     "--output_dir", str(run), "--warm_start", "false", "--dataset_name", "synthetic:gsm8k:16",
-                     "--eval_size", "0", "--periodic_eval_steps", "0", "--max_steps", "1", "--num_generations", "2",
-                     "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--save_steps", "0",
+    code = cli.main(["train", *GRPO_RUNS[recipe], "--model_name_or_path", str(checkpoint), "--output_dir", str(run),
+                     "--max_steps", "1", "--num_generations", "2", "--per_device_train_batch_size", "2",
+                     "--gradient_accumulation_steps", "1", "--max_completion_length", "8", "--save_steps", "0",
                      "--disable_tqdm", "true"])
     assert code == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert lines and "reward" in lines[-1]
+    if recipe != "causal_lm":  # the recipe's checkpoint scored before and after on the recipe's held-out rows
+        before, after = (json.loads((run / name).read_text()) for name in ("eval_before.json", "eval_after.json"))
+        assert before["task"] == after["task"] == recipe and before["n"] == after["n"] == 2
+        assert "paired" in json.loads((run / "eval_comparison.json").read_text())[0]

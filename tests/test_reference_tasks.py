@@ -6,6 +6,8 @@ step of grpo/configs/translate_en_fr.yaml and summarize.yaml from a (tiny, rando
 """
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sacrebleu
@@ -102,13 +104,65 @@ def test_infer_task_from_columns():
     assert tm.infer_task(["question", "answer"]) is None
 
 
-def test_missing_recipe_checkpoint_names_the_command(tmp_path, capsys):
+class FakeRecipe:
+    """Stands in for ``recipes.get(task)``: records the argv, optionally writes the checkpoint directory."""
+
+    def __init__(self, code=0, make=True):
+        self.code, self.make, self.argv = code, make, None
+
+    def main(self, argv):
+        self.argv = list(argv)
+        if self.make:
+            Path(argv[argv.index("--output_dir") + 1]).mkdir(parents=True)
+        return self.code
+
+
+def test_missing_recipe_checkpoint_runs_the_recipe_first(tmp_path, monkeypatch, caplog):
+    import recipes
+    from grpo.cli.reference_tasks import ensure_recipe_checkpoint
+
+    fake, asked = FakeRecipe(), []
+    monkeypatch.setattr(recipes, "get", lambda name: asked.append(name) or fake)
+    missing = str(tmp_path / "runs" / "translation")
+    args = SimpleNamespace(task="translation", model_name_or_path=missing)
+    with caplog.at_level("WARNING", logger="grpo.cli.reference_tasks"):
+        assert ensure_recipe_checkpoint(args) is True
+    assert asked == ["translation"]
+    config = Path(fake.argv[fake.argv.index("--config") + 1])
+    assert config.name == "translation.yaml" and config.exists()
+    assert fake.argv[fake.argv.index("--output_dir") + 1] == missing
+    assert f"grpo recipe translation --config recipes/configs/translation.yaml --output_dir {missing}" in caplog.text
+    assert ensure_recipe_checkpoint(args) is False and asked == ["translation"]  # now it exists: nothing runs
+    for other in (SimpleNamespace(task="gsm8k", model_name_or_path=str(tmp_path / "nope")),
+                  SimpleNamespace(task="summarization", model_name_or_path="HuggingFaceTB/SmolLM2-135M"),
+                  SimpleNamespace(task="summarization", model_name_or_path="embedded:smollm2-135m-instruct")):
+        assert ensure_recipe_checkpoint(other) is False
+    assert asked == ["translation"]
+
+
+def test_missing_recipe_checkpoint_that_cannot_be_made_names_the_command(tmp_path, monkeypatch, capsys):
+    import recipes
     from grpo.cli import commands as cli
 
-    code = cli.main(["train", "--config", "grpo/configs/translate_en_fr.yaml",
-                     "--model_name_or_path", str(tmp_path / "no-such-checkpoint"), "--output_dir", str(tmp_path / "run")])
+    monkeypatch.setattr(recipes, "get", lambda name: FakeRecipe(code=1, make=False))
+    missing = str(tmp_path / "no-such-checkpoint")
+    code = cli.main(["train", "--config", "grpo/configs/summarize.yaml", "--model_name_or_path", missing,
+                     "--output_dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and "grpo recipe translation --config recipes/configs/translation.yaml" in err
+    assert code == 2 and f"grpo recipe summarization --config recipes/configs/summarization.yaml --output_dir {missing}" in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_missing_recipe_checkpoint_under_a_multi_process_launch_is_not_made(tmp_path, monkeypatch):
+    import recipes
+    from grpo.cli.reference_tasks import ensure_recipe_checkpoint
+
+    fake = FakeRecipe()
+    monkeypatch.setattr(recipes, "get", lambda name: fake)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="in one process: grpo recipe translation"):
+        ensure_recipe_checkpoint(SimpleNamespace(task="translation", model_name_or_path=str(tmp_path / "x")))
+    assert fake.argv is None
 
 
 # ---------------------------------------------------------------------------- one GRPO step per config

@@ -125,3 +125,19 @@ def test_picklable_after_use_and_described(name):
     assert clone.__name__ == fn.__name__
     assert clone(["Ouvrir"], reference=["Ouvrir"], source=["Open"]) == fn(["Ouvrir"], reference=["Ouvrir"], source=["Open"])
     assert rewards.describe(name)["doc"]
+
+
+@pytest.mark.parametrize("name", ["placeholders_kept", "copy_source"])
+def test_guards_on_tricky_inputs_never_raise(name):
+    fn = rewards.get(name)
+    completions = ["", "Ouvrir %s", "日本語 {0}", "%(name)s", "Open %s", "\x00\ufffd", "100 % sûr"]
+    sources = ["Open %s", "", "日本語 {0}", "%(name)s", "Open %s", "x", "100% sure"]
+    refs = ["Ouvrir %s", "Ouvrir", "日本語 {0}", "%(name)s", "Ouvrir %s", None, "100 % sûr"]
+    out = rewards.call_reward(fn, completions, source=sources, reference=refs)
+    assert out[1] is None  # empty source: not applicable
+    assert all(v is None or math.isfinite(v) for v in out)
+    if name == "placeholders_kept":
+        assert out[0] == 0.0 and out[2] == 1.0 and out[3] == 1.0  # dropped; unicode around {0}; kept
+    else:
+        assert out[4] == -1.0 and out[2] == 0.0 and out[0] == 0.0  # copied; copy that is the reference; empty
+    assert rewards.call_reward(fn, completions) == [None] * len(completions)  # no source column at all

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rewards
-from grpo.cli.reference_tasks import check_recipe_checkpoint, load_reference_splits
+from grpo.cli.reference_tasks import ensure_recipe_checkpoint, load_reference_splits
 from grpo.common.checkpoint_io import save_checkpoint, write_json_atomic
 from grpo.common.console import is_terminal
 from grpo.common.errors import UserError
@@ -185,7 +185,6 @@ def preflight(script_args, training_args, given: frozenset | None = None) -> Pre
     """
     pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu)  # the warm-start pads on either backend
     check_causal_lm(script_args.model_name_or_path)  # an encoder fails later at the chat template, 12 frames deep
-    check_recipe_checkpoint(script_args)  # a recipe task's checkpoint: say which command makes it
     plan = None
     if script_args.backend == "native":
         plan = build_plan(training_args, script_args, num_rewards=len(script_args.reward_funcs), given=given)
@@ -287,6 +286,8 @@ def run_training(script_args, training_args, command: str | None = None, given: 
     out = Path(training_args.output_dir)
     set_seed(training_args.seed)
     checked = preflight(script_args, training_args, given)
+    if ensure_recipe_checkpoint(script_args):  # a recipe task's missing checkpoint: the recipe runs first
+        check_causal_lm(script_args.model_name_or_path)
     train_rows, heldout = load_splits(script_args, training_args.seed)
     train_rows, periodic_rows = periodic_holdout(train_rows, script_args, training_args.seed)
     main_process = training_args.process_index == 0

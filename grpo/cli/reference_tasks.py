@@ -5,17 +5,22 @@
   (:func:`grpo.data.reference_rows.reference_rows`). A ``pkg:`` source's held-out rows are its
   ``validation`` split, the first ``eval_size`` of them: the rows the recipe itself evaluates on
   (``max_eval_samples``), so the SFT checkpoint's score and GRPO's are on the same strings.
-* :func:`check_recipe_checkpoint`: a missing local ``model_name_or_path`` is reported with the
-  command that makes the recipe's checkpoint there.
+* :func:`ensure_recipe_checkpoint`: a missing local ``model_name_or_path`` is made first by running the
+  task's recipe with its default config into that path (logged, with the command); under a multi-process
+  launch, or when the recipe fails, one line names the command to run instead.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from grpo.common.errors import UserError
 from grpo.data.loaders import load_rows, split_holdout
 from grpo.data.reference_rows import reference_rows
+
+logger = logging.getLogger(__name__)
 
 RECIPE_CONFIGS = {"translation": "recipes/configs/translation.yaml",
                   "summarization": "recipes/configs/summarization.yaml"}
@@ -50,20 +55,61 @@ def load_reference_splits(script_args, seed: int):
     return train, heldout
 
 
-def check_recipe_checkpoint(script_args) -> None:
-    """Raise a :class:`UserError` with the recipe command when a local checkpoint path does not exist.
+def missing_recipe_checkpoint(script_args) -> str | None:
+    """The local ``model_name_or_path`` of a recipe task when it does not exist yet, else None.
 
-    A spec that names a local path (contains ``/`` or starts with ``.`` or ``~``, and is not
-    ``embedded:``) is checked; hub ids are left to the loader.
+    A spec that names a local path (starts with ``.``, ``~``, ``/`` or ``runs/``, or has more than one
+    ``/``) is checked; ``embedded:`` specs and hub ids (``owner/name``) are left to the loader.
     """
     model = script_args.model_name_or_path
     if script_args.task not in RECIPE_CONFIGS or not isinstance(model, str) or model.startswith("embedded:"):
-        return
+        return None
     local = model.startswith((".", "~", "/")) or (model.count("/") != 1 and "/" in model) or model.startswith("runs/")
-    if local and not Path(model).expanduser().exists():
-        raise UserError(f"model_name_or_path {model!r} does not exist; make the {script_args.task} recipe's checkpoint "
-                        f"there first: grpo recipe {script_args.task} --config {RECIPE_CONFIGS[script_args.task]} "
-                        f"--output_dir {model}  (or point model_name_or_path at an existing checkpoint)")
+    return model if local and not Path(model).expanduser().exists() else None
+
+
+def recipe_command(task: str, output_dir: str) -> list[str]:
+    """``grpo recipe`` arguments that make ``task``'s checkpoint in ``output_dir`` with the recipe's default config.
+
+    The config is the repository's ``recipes/configs/<task>.yaml`` (found next to the ``recipes`` package,
+    so the command works from any directory).
+    """
+    import recipes
+
+    config = Path(recipes.__file__).parent / "configs" / Path(RECIPE_CONFIGS[task]).name
+    return ["--config", str(config if config.exists() else RECIPE_CONFIGS[task]), "--output_dir", output_dir]
+
+
+def ensure_recipe_checkpoint(script_args) -> bool:
+    """Make a recipe task's missing checkpoint by running the recipe first; True when it ran.
+
+    ``grpo train --config grpo/configs/translate_en_fr.yaml`` starts from ``runs/translation``: when that
+    path does not exist, ``grpo recipe translation --config recipes/configs/translation.yaml --output_dir
+    runs/translation`` runs first (one log line says so; it takes minutes on CPU), then GRPO starts from its
+    checkpoint. Nothing runs for an existing path, a hub id, an ``embedded:`` model or a GSM8K run.
+
+    Raises:
+        UserError: under a multi-process launch (``WORLD_SIZE`` > 1: each process would run the recipe), or
+            when the recipe fails; the line names the command that makes the checkpoint.
+    """
+    model = missing_recipe_checkpoint(script_args)
+    if model is None:
+        return False
+    import recipes
+
+    task = script_args.task
+    argv = recipe_command(task, model)
+    command = f"grpo recipe {task} --config {RECIPE_CONFIGS[task]} --output_dir {model}"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError(f"model_name_or_path {model!r} does not exist; make the {task} recipe's checkpoint there "
+                        f"first, in one process: {command}  (or point model_name_or_path at an existing checkpoint)")
+    logger.warning("model_name_or_path %s does not exist: making it first with the %s recipe: %s", model, task, command)
+    code = recipes.get(task).main(argv)
+    if code or not Path(model).expanduser().is_dir():
+        raise UserError(f"the {task} recipe did not make {model!r} (exit code {code}); run it alone to see why: "
+                        f"{command}  (or point model_name_or_path at an existing checkpoint)")
+    logger.info("recipe checkpoint ready: %s; GRPO starts from it", model)
+    return True
 
 
 def eval_task_rows(spec: str, split: str, limit: int | None, task: str | None):
