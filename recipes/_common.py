@@ -236,8 +236,7 @@ def finish(trainer, args, training_args, *, task: str, pipeline_tag: str, before
     print_metric_table(before, after, baselines)
     argv = sys.argv[1:] if argv is None else argv
     command = " ".join(["python", "-m", f"recipes.{task}", *map(shlex.quote, argv)])
-    base_model = getattr(args, "model_name_or_path", None) or args.model  # RecipeArgs, or an argument class of its own
-    card = dict(task=task, base_model=base_model, pipeline_tag=pipeline_tag, metrics_before=before,
+    card = dict(task=task, base_model=args.model_name_or_path, pipeline_tag=pipeline_tag, metrics_before=before,
                 metrics_after=after, train_data=train_data, eval_data=eval_data, args=args,
                 training_args=training_args, command=command, usage=usage, baselines=baselines)
     extra = {

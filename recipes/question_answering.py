@@ -36,6 +36,7 @@ import embedded_models
 from grpo.common.errors import UserError
 from grpo.data.loaders import require_columns
 from recipes import _common
+from recipes._args import RecipeArgs
 from recipes.baselines import exclusive_frequency
 from recipes.squad_metric import normalize_answer, squad_scores  # noqa: F401 (part of this recipe's API)
 
@@ -49,20 +50,14 @@ answer_questions(model, tokenizer, ["Who founded Ambervale?"], ["Ambervale was f
 
 
 @dataclass
-class QuestionAnsweringArgs:
-    # Model
-    model: str = field(default=embedded_models.MINILM, metadata={
+class QuestionAnsweringArgs(RecipeArgs):
+    # the shared fields' defaults for this task (recipes._args.RecipeArgs)
+    model_name_or_path: str = field(default=embedded_models.MINILM, metadata={
         "help": "Model spec: embedded:minilm-l6, a local checkpoint dir or a hub id (course: bert-base-cased)."})
-    # Data
-    dataset: str = field(default="pkg:lee-cloze", metadata={
+    dataset_name: str = field(default="pkg:lee-cloze", metadata={
         "help": "Train data: pkg:lee-cloze, a local .jsonl/.json/.csv/.parquet in squad's schema or a hub id (squad)."})
-    eval_dataset: str = field(default="", metadata={
-        "help": "Eval data (same schema); empty = a pkg: source's validation split, the shipped eval file of "
-                "a shipped train file, a hub dataset's eval_split, or eval_fraction of any other local file."})
     train_split: str = field(default="train", metadata={"help": "Hub split to train on."})
     eval_split: str = field(default="validation", metadata={"help": "Hub split to evaluate on."})
-    eval_fraction: float = field(default=0.1, metadata={
-        "help": "Share of a local train file held out for eval when eval_dataset is empty."})
     max_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
     stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
     n_best: int = field(default=20, metadata={"help": "Start/end candidates per window in post-processing."})
@@ -71,10 +66,9 @@ class QuestionAnsweringArgs:
         "help": "SQuAD v2: predict no answer when the null ([CLS]) score beats the best span."})
     null_score_diff_threshold: float = field(default=0.0, metadata={
         "help": "SQuAD v2: answer null when null score - best span score > this."})
-    max_train_samples: int = field(default=0, metadata={"help": "Use only the first N train rows (0 = all)."})
-    max_eval_samples: int = field(default=0, metadata={"help": "Use only the first N eval rows (0 = all)."})
 
     def __post_init__(self):
+        super().__post_init__()  # the model / dataset aliases
         if not 0 <= self.stride < self.max_length // 2:
             raise ValueError(f"stride={self.stride}: must be >= 0 and below max_length/2 ({self.max_length // 2}); "
                              "the course uses max_length 384, stride 128")
@@ -279,14 +273,14 @@ def main(argv=None) -> int:
 
     args, training_args = _common.parse_args(QuestionAnsweringArgs, argv)
     train_raw, eval_raw = _common.load_splits(
-        args.dataset, args.eval_dataset, columns=["context", "question", "answers"], train_split=args.train_split,
+        args.dataset_name, args.eval_dataset, columns=["context", "question", "answers"], train_split=args.train_split,
         eval_split=args.eval_split, eval_fraction=args.eval_fraction, max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples, seed=training_args.seed)
-    require_columns(eval_raw, ["id"], args.eval_dataset or args.dataset)
+    require_columns(eval_raw, ["id"], args.eval_dataset or args.dataset_name)
     for index, row in enumerate(eval_raw):
-        _common.check_row_fields(row, ["answers.text", "answers.answer_start"], args.eval_dataset or args.dataset, index)
+        _common.check_row_fields(row, ["answers.text", "answers.answer_start"], args.eval_dataset or args.dataset_name, index)
     model, tokenizer = _common.load_model_and_tokenizer(
-        args.model, "question-answering", seed=training_args.seed, require_fast=True)
+        args.model_name_or_path, "question-answering", seed=training_args.seed, require_fast=True)
 
     train_ds = train_raw.map(partial(preprocess, tokenizer=tokenizer, args=args), batched=True,
                              remove_columns=train_raw.column_names)
@@ -311,8 +305,8 @@ def main(argv=None) -> int:
     before, after, _ = _common.train_and_evaluate(trainer, evaluate)
     _common.finish(trainer, args, training_args, task="question_answering", pipeline_tag="question-answering",
                    before=before, after=after, argv=argv, baselines=baselines,
-                   train_data={"spec": args.dataset, "rows": len(train_raw), "windows": len(train_ds)},
-                   eval_data={"spec": args.eval_dataset or f"{args.dataset} ({args.eval_split})", "rows": len(eval_raw),
+                   train_data={"spec": args.dataset_name, "rows": len(train_raw), "windows": len(train_ds)},
+                   eval_data={"spec": args.eval_dataset or f"{args.dataset_name} ({args.eval_split})", "rows": len(eval_raw),
                               "windows": len(eval_features)},
                    usage=USAGE.replace("OUTPUT_DIR", str(training_args.output_dir)))
     return 0
