@@ -231,6 +231,7 @@ def test_help_snapshot_matches_installed_trl():
 
 
 GSM8K_YAML = str(ROOT / "grpo" / "configs" / "gsm8k.yaml")
+COURSE_YAML = str(ROOT / "grpo" / "configs" / "gsm8k_course.yaml")  # the course's five rewards, integer_answer x2
 USER_REWARDS = str(Path(__file__).parent / "fixtures" / "rewards" / "user_rewards.py")
 
 
@@ -241,7 +242,7 @@ def test_reward_funcs_override_resets_the_configs_weights_and_kwargs(caplog, tmp
     from grpo.cli.pipeline import load_reward_funcs
 
     with caplog.at_level(logging.INFO, logger="grpo"):
-        script_args, training_args = _training_config(["--config", GSM8K_YAML, "--reward_funcs", f"{USER_REWARDS}:brevity",
+        script_args, training_args = _training_config(["--config", COURSE_YAML, "--reward_funcs", f"{USER_REWARDS}:brevity",
                                                        "--output_dir", str(tmp_path)])
     assert training_args.reward_weights is None and not script_args.reward_kwargs
     notes = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
@@ -255,11 +256,11 @@ def test_reward_funcs_override_keeps_matching_and_explicit_settings(tmp_path):
     from grpo.cli.commands import _training_config
 
     script_args, training_args = _training_config([
-        "--config", GSM8K_YAML, "--reward_funcs", "xml_count,soft_format,strict_format,integer_answer,correctness",
+        "--config", COURSE_YAML, "--reward_funcs", "xml_count,soft_format,strict_format,integer_answer,correctness",
         "--output_dir", str(tmp_path)])
     assert training_args.reward_weights == [1.0, 1.0, 1.0, 2.0, 1.0]  # same length: the config's weights stay
     assert script_args.reward_kwargs == {"correctness": {"extractors": ["answer_tag"]}}
-    script_args, training_args = _training_config(["--config", GSM8K_YAML, "--reward_funcs", "correctness",
+    script_args, training_args = _training_config(["--config", COURSE_YAML, "--reward_funcs", "correctness",
                                                    "--reward_weights", "2.0", "--output_dir", str(tmp_path)])
     assert training_args.reward_weights == [2.0] and script_args.reward_kwargs == {"correctness": {"extractors": ["answer_tag"]}}
 
