@@ -164,7 +164,7 @@ def aliases(name: str) -> list[str]:
 
 
 def _entry(name: str) -> Callable:
-    name = canonical(name)
+    """The factory or function registered under ``name`` (a registry name: callers pass :func:`canonical` names)."""
     if name in _USER:
         return _USER[name]
     if name in BUILTIN:
