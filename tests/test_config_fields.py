@@ -68,7 +68,8 @@ def parse(argv, tmp_path):
     (["--gradient_accumulation_steps", "0"], "gradient_accumulation_steps=0"),
     (["--num_iterations", "0"], "num_iterations=0"), (["--steps_per_generation", "0"], "steps_per_generation=0"),
     (["--ref_model_sync_steps", "-2"], "ref_model_sync_steps=-2"), (["--num_train_epochs", "0"], "num_train_epochs=0"),
-    (["--save_total_limit", "-1"], "save_total_limit=-1"), (["--seed", "-5"], "seed=-5")])
+    (["--save_total_limit", "-1"], "save_total_limit=-1"), (["--seed", "-5"], "seed=-5"),
+    (["--sft_lora_dropout", "1.0"], r"sft_lora_dropout=1.0: must be in \[0, 1\)")])
 def test_out_of_range_counts_are_refused_in_one_line(tmp_path, argv, needle):
     with pytest.raises(UserError, match=needle) as err:
         parse(argv, tmp_path)

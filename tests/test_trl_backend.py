@@ -169,3 +169,30 @@ def test_warm_start_then_one_grpo_step(tmp_path):
     assert (out / "checkpoint" / "adapter" / "adapter_config.json").exists()
     assert result["eval_before"] is None and result["eval_after"] is None  # eval_size 0 skips evaluation
     assert "Warm-start SFT before GRPO: yes" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("sft_lora_dropout, expected", [(None, "Dropout"), ("0", "Identity")])
+def test_sft_lora_dropout_replaces_lora_dropout_for_the_warm_start_only(tmp_path, monkeypatch, sft_lora_dropout,
+                                                                        expected):
+    import trl
+
+    from grpo.data.loaders import load_gsm8k
+    from grpo.modeling.models import load_model
+    from grpo.training.sft import warm_start
+
+    seen = []
+    original = trl.SFTTrainer.train
+
+    def train(self, *args, **kwargs):  # the adapter's dropout modules as the SFT trains them
+        seen.extend(type(m).__name__ for n, m in self.model.named_modules() if n.endswith("lora_dropout.default"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.SFTTrainer, "train", train)
+    extra = ["--warm_start", "true", "--sft_examples", "2", "--sft_batch_size", "2", "--sft_micro_batch_size", "1",
+             "--lora_dropout", "0.1"] + ([] if sft_lora_dropout is None else ["--sft_lora_dropout", sft_lora_dropout])
+    script_args, training_args = tiny_args(tmp_path, *extra)
+    model, tokenizer = load_model("embedded:smollm2-135m-instruct")
+    warm_start(model, tokenizer, load_gsm8k("synthetic:gsm8k:4"), script_args, training_args, tmp_path / "run")
+    assert seen and set(seen) == {expected}
+    assert script_args.lora_dropout == 0.1  # the GRPO stage's adapter keeps lora_dropout
+

@@ -136,6 +136,9 @@ class ScriptArgs(ModelConfig, ScriptArguments):
         "help": "Warm-start: examples per forward; sft_batch_size is reached by gradient accumulation. Memory: "
                 "the logits over a 49k vocabulary (and TRL's entropy / token-accuracy copies of them) take "
                 "~0.5 GB per 512-token example."})
+    sft_lora_dropout: float | None = field(default=None, metadata={
+        "help": "Warm-start: LoRA dropout (unset = lora_dropout). 0 skips a Bernoulli mask on every LoRA input: on "
+                "2 CPU cores a 256-token example's forward and backward took 1.03 s instead of 1.22 s at 0.05."})
     dynamic_sampling: bool = field(default=False, metadata={
         "help": "Native backend: replace zero-spread groups with fresh prompts (DAPO dynamic sampling)."})
     dynamic_sampling_max_retries: int = field(default=3, metadata={
@@ -178,6 +181,8 @@ class ScriptArgs(ModelConfig, ScriptArguments):
         if self.sft_micro_batch_size <= 0 or self.sft_batch_size % self.sft_micro_batch_size:
             raise UserError(f"sft_batch_size={self.sft_batch_size} must be a positive multiple of "
                             f"sft_micro_batch_size={self.sft_micro_batch_size}")
+        if self.sft_lora_dropout is not None and not 0.0 <= self.sft_lora_dropout < 1.0:
+            raise UserError(f"sft_lora_dropout={self.sft_lora_dropout}: must be in [0, 1)")
         for name, value in (("lora_r", self.lora_r), ("eval_batch_size", self.eval_batch_size),
                             ("eval_max_new_tokens", self.eval_max_new_tokens)):
             if value <= 0:

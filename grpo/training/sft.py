@@ -66,7 +66,8 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         model: the base causal LM.
         tokenizer: its tokenizer (chat template required).
         rows: GSM8K rows from :func:`grpo.data.loaders.load_gsm8k` (held-out rows excluded by the caller).
-        script_args: :class:`grpo.config.script_args.ScriptArgs` (``sft_*`` and ``lora_*`` fields).
+        script_args: :class:`grpo.config.script_args.ScriptArgs` (``sft_*`` and ``lora_*`` fields; ``sft_lora_dropout``
+            replaces ``lora_dropout`` for this stage when set).
         training_args: the GRPO run's ``GRPOConfig`` (seed, bf16, logging are shared).
         output_dir: the run directory.
 
@@ -79,7 +80,9 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         process gets a full model (built outside ``zero.Init``, :func:`grpo.common.placement.zero3_init_disabled`),
         which the GRPO stage's Trainer partitions again.
     """
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from grpo.training.sft_trainer import WarmStartSFTTrainer  # imports trl: here, not at the top (STYLE 14)
 
     done = Path(output_dir) / "sft_checkpoint"
     if (done / "config.json").exists():
@@ -108,11 +111,13 @@ def warm_start(model, tokenizer, rows, script_args, training_args, output_dir):
         pad_to_multiple_of=pad_to_multiple_of(training_args.pad_to_multiple_of, training_args.use_cpu),  # bounded shapes
         disable_tqdm=training_args.disable_tqdm,
     )
-    lora = lora_config(script_args.lora_r, script_args.lora_alpha, script_args.lora_dropout,
-                       script_args.lora_target_modules)
+    dropout = script_args.lora_dropout if script_args.sft_lora_dropout is None else script_args.sft_lora_dropout
+    lora = lora_config(script_args.lora_r, script_args.lora_alpha, dropout, script_args.lora_target_modules)
     logger.info("Warm-start SFT: %d examples, %d steps, lr %g", len(dataset), max_steps, script_args.sft_learning_rate)
     config = trainer_args(config, configure(config, output_dir=output_dir))  # before the reporting callbacks import
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    # SFTTrainer, 1.3x faster in one CPU process (grpo.training.sft_trainer)
+    trainer = WarmStartSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                  peft_config=lora)
     quiet_progress(trainer, "warm-start SFT")
     trainer.train()
     finish_wandb()  # the GRPO stage that follows starts its own wandb run
