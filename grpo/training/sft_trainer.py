@@ -42,6 +42,10 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None):
         ``(loss, stats)``: the scalar loss, and per labelled token (N,) the entropy of the
         predicted distribution and whether the label is its argmax, for TRL's logged metrics.
         Same loss as TRL's ``SFTTrainer`` with ``loss_type="nll"`` (``tests/test_sft_trainer.py``).
+
+    The same equation as :func:`grpo.maths.logprobs.logprobs_from_hidden`, written out here because the
+    logged token accuracy needs each position's argmax, which that function does not return, and its
+    checkpointed chunks would run the head a second time in backward (N is ~100 positions here).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     labels = inputs["labels"]
@@ -50,14 +54,15 @@ def completion_nll(model, inputs: dict, num_items_in_batch=None):
     target = labels[:, 1:]  # (B, T-1): position t predicts token t+1
     mask = target != -100
     head = base.get_output_embeddings()
-    logits = head(hidden[:, :-1][mask])  # (N, V), N labelled positions only
+    labelled = target[mask]  # (N,), N labelled positions
+    logits = head(hidden[:, :-1][mask])  # (N, V): the head on those positions only
     log_probs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
-    picked = log_probs.gather(-1, target[mask].unsqueeze(-1)).squeeze(-1)  # (N,)
+    picked = log_probs.gather(-1, labelled.unsqueeze(-1)).squeeze(-1)  # (N,)
     count = mask.sum() if num_items_in_batch is None else num_items_in_batch
     loss = -picked.sum() / torch.as_tensor(count, device=picked.device).clamp(min=1)
     with torch.no_grad():
         entropy = -(log_probs.exp() * log_probs).sum(-1)  # (N,)
-        is_top1 = log_probs.argmax(-1) == target[mask]  # (N,)
+        is_top1 = log_probs.argmax(-1) == labelled  # (N,)
     return loss, {"entropy": entropy, "is_top1": is_top1}
 
 
@@ -87,8 +92,7 @@ class WarmStartSFTTrainer(SFTTrainer):
         with self.accelerator.autocast():  # accelerate's autocast wraps model.forward, which this path does not call
             loss, stats = completion_nll(model, inputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
-        labelled = stats["is_top1"].numel()
-        if labelled:
+        if stats["is_top1"].numel():  # TRL logs no entropy / accuracy for a batch without labelled tokens
             self._metrics[mode]["entropy"].append(stats["entropy"].mean().item())
             self._metrics[mode]["mean_token_accuracy"].append(stats["is_top1"].float().mean().item())
         if mode == "train":
