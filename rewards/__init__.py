@@ -15,9 +15,10 @@ The guide (writing, testing, pitfalls, the names table) is ``rewards/README.md``
 ``grpo rewards list`` / ``grpo rewards try``.
 """
 
+from rewards.calling import call_reward, checked, reward_name
 from rewards.errors import RewardConfigError, RewardError, UnknownRewardError
 from rewards.groups import group_indices, is_group_aware
-from rewards.registry import call_reward, checked, describe, get, names, register, resolve, reward_name
+from rewards.registry import describe, get, names, register, resolve
 from rewards.text import completion_text, extract_answer
 
 __all__ = [

@@ -3,7 +3,7 @@
 Rewards never raise on a completion; these exceptions are for *configuration* mistakes (an
 unknown reward name, a bad parameter, a missing dataset column) and for user rewards that
 break the contract (raise, or return the wrong number of values) -- see
-:func:`rewards.registry.call_reward`.
+:func:`rewards.calling.call_reward`.
 
 They deliberately do not subclass ``grpo.common.errors.UserError`` (``rewards`` must not import
 ``grpo``); the CLI catches :class:`RewardError` next to ``UserError``.
