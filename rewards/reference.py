@@ -10,6 +10,9 @@
 * ``placeholders_kept`` / ``placeholders_kept_reward``: a translation guard: the share of the
   source's format placeholders (``%s``, ``%(name)s``, ``%1``, ``{0}``, ``{name}``) that the
   completion reproduces, inventions counted against it;
+* ``identifiers_kept`` / ``identifiers_kept_reward``: a translation guard on the same score over the
+  source's code-like tokens (``conf.py``, ``html_static_path``, ``--help``, ``HTML``, ``2.5.1``), which a
+  translation keeps verbatim;
 * ``copy_source`` / ``copy_source_penalty``: ``-penalty`` when the completion is the source text
   unchanged (case and spaces aside) although the reference differs from it.
 
@@ -36,7 +39,8 @@ from rewards.text import completion_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Chrf", "Bleu", "Rouge", "PlaceholdersKept", "CopySource", "references_of", "placeholders"]
+__all__ = ["Chrf", "Bleu", "Rouge", "PlaceholdersKept", "IdentifiersKept", "CopySource", "references_of",
+           "placeholders", "identifiers"]
 
 ROUGE_VARIANTS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 ROUGE_MEASURES = ("fmeasure", "precision", "recall")
@@ -47,6 +51,18 @@ _PLACEHOLDER = re.compile(r"%\([^()\s]+\)[-#0+]*\d*(?:\.\d+)?[a-zA-Z]"
                           r"|%[-#0+]*\d*(?:\.\d+)?[sdifrxXeEgGcouaA]"
                           r"|%\d+"
                           r"|\{[\w.!:<>^=+\-#,\[\]]*\}")
+# Code-like tokens a translation keeps verbatim (placeholders removed first; see identifiers()).
+_IDENTIFIER = re.compile(r"""(?<![\w%{.-])(?:
+      --?[A-Za-z][\w-]*                 # command-line options: --help, -b
+    | [A-Za-z_][\w-]*(?:[./][\w-]+)+/?  # dotted names, file names, paths: conf.py, sphinx.ext.autodoc, META-INF/x.xml
+    | \.[A-Za-z]\w*                     # extensions: .rst
+    | [A-Za-z]\w*_\w+                   # snake_case: html_static_path
+    | [a-z]+[A-Z]\w*                     # camelCase: sourceSuffix
+    | [A-Z][a-z]+[A-Z]\w*                # CamelCase: TestCode, LaTeX
+    | [A-Z]{3,}\d*                       # acronyms of 3+ letters (HTML, EPUB3); ID, UI, MB are often translated
+    | \d+(?:[.,]\d+)*                    # numbers and versions: 3102, 2.5.1
+    | \[[\w.-]+\]                        # tags: [autosummary]
+    )(?!\w)""", re.X)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -204,6 +220,30 @@ def placeholders(text: str) -> list[str]:
     return _PLACEHOLDER.findall(text.replace("%%", "").replace("{{", "").replace("}}", ""))
 
 
+def identifiers(text: str) -> list[str]:
+    """The code-like tokens of ``text`` that a translation keeps verbatim, in order (placeholders excluded).
+
+    Command-line options, dotted and file names, paths, snake/camel case names, acronyms of three or
+    more capitals, numbers and versions, ``[tags]``. Abbreviations (``e.g.``, ``a.m.``: no part of
+    three letters) and slash-joined words (``copy/cut/paste``) are prose and do not count. On the
+    ``pkg:po-en-fr`` catalogs, 89 % of these tokens in a source occur in its reference (train 400 of
+    448, held-out Sphinx 62 of 69).
+
+    >>> identifiers("Set html_static_path in conf.py (see --help, e.g. HTML 2.5.1) for [autosummary] %s")
+    ['html_static_path', 'conf.py', '--help', 'HTML', '2.5.1', '[autosummary]']
+    """
+    text = _PLACEHOLDER.sub(" ", text.replace("%%", "").replace("{{", "").replace("}}", ""))
+    found = []
+    for token in _IDENTIFIER.findall(text):
+        if ("." in token or "/" in token) and not token[0].isdigit() and not token.startswith("."):
+            if "/" in token and "." not in token and "_" not in token:
+                continue  # copy/cut/paste
+            if max(len(part) for part in re.split(r"[./]", token)) < 3:
+                continue  # e.g, a.m
+        found.append(token)
+    return found
+
+
 class PlaceholdersKept:
     """Share of the source's placeholders the completion reproduces: ``matched / max(#source, #completion)``.
 
@@ -220,6 +260,8 @@ class PlaceholdersKept:
     [1.0, 0.0, None, 0.0]
     """
 
+    tokens = staticmethod(placeholders)
+
     def __init__(self, column: str = "source", name: str = "placeholders_kept_reward"):
         self.column, self.__name__ = column, name
 
@@ -230,11 +272,33 @@ class PlaceholdersKept:
             if src is None:
                 scores.append(None)
                 continue
-            want = collections.Counter(placeholders(src[0]))
-            have = collections.Counter(placeholders(completion_text(c)))
+            want = collections.Counter(self.tokens(src[0]))
+            have = collections.Counter(self.tokens(completion_text(c)))
             total = max(sum(want.values()), sum(have.values()))
             scores.append(None if total == 0 else sum((want & have).values()) / total)
         return scores
+
+
+class IdentifiersKept(PlaceholdersKept):
+    """Share of the source's code-like tokens (:func:`identifiers`) the completion reproduces verbatim.
+
+    The score of :class:`PlaceholdersKept` over :func:`identifiers` instead of placeholders:
+    ``matched / max(#source, #completion)`` as multisets, so a name rewritten (``locale_dire``),
+    dropped or invented (``fichier.PDF``) costs; ``None`` when neither side has any, or without a source.
+
+    Args:
+        column: dataset column holding the source text.
+        name: ``__name__``.
+
+    >>> IdentifiersKept()(["Voir 'sphinx --help'.", "Voir l'aide.", "Bonjour", "Fichier conf.PY"],
+    ...                   source=["See 'sphinx --help'.", "See 'sphinx --help'.", "Hello", "File"])
+    [1.0, 0.0, None, 0.0]
+    """
+
+    tokens = staticmethod(identifiers)
+
+    def __init__(self, column: str = "source", name: str = "identifiers_kept_reward"):
+        super().__init__(column, name)
 
 
 def _norm(text: str) -> str:

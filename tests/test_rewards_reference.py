@@ -11,7 +11,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 import rewards
-from rewards.reference import placeholders
+from rewards.reference import identifiers, placeholders
 
 ROWS = [  # (completion, reference): real Sphinx-like UI strings and news-like sentences
     ("Impossible d'ouvrir le fichier %s.", "Impossible d'ouvrir le fichier %s."),
@@ -99,6 +99,29 @@ def test_placeholders_kept():
     assert fn(["x"]) == [None]  # no source column
 
 
+def test_identifier_extraction():
+    # real held-out Sphinx sources: names, files, options, versions and acronyms are kept verbatim by translators
+    assert identifiers("locale_dir %s does not exist") == ["locale_dir"]
+    assert identifiers("use make-mode for Makefile/make.bat") == ["Makefile/make.bat"]
+    assert identifiers("writing META-INF/container.xml file...") == ["META-INF/container.xml"]
+    assert identifiers("See 'sphinx --help'.") == ["--help"]
+    assert identifiers("copying TeX support files for EPUB3 (PEP 3102)") == ["TeX", "EPUB3", "PEP", "3102"]
+    assert identifiers("[autosummary] writing to %s, version 2.5.1.") == ["[autosummary]", "2.5.1"]
+    # prose is not code: abbreviations, slash-joined words, two-letter acronyms, placeholders, French
+    assert identifiers("e.g. copy/cut/paste the ID at 10 a.m. into %(name)s or {0}") == ["10"]
+    assert identifiers("Échec de l'annulation du rebase. Paramètres d'impression") == []
+
+
+def test_identifiers_kept():
+    fn = rewards.get("identifiers_kept")
+    src = ["Set html_static_path in conf.py"] * 4 + ["Hello", "Hello"]
+    out = fn(["Définir html_static_path dans conf.py", "Définir html_static_pat dans conf.py",
+              "Définir le chemin", "Définir html_static_path dans conf.py et index.rst", "Bonjour", "Bonjour 2.0"],
+             source=src)
+    assert out == [1.0, 0.5, 0.0, pytest.approx(2 / 3), None, 0.0]  # kept; one rewritten; dropped; invented
+    assert fn(["x"]) == [None]
+
+
 def test_copy_source_penalty():
     fn = rewards.get("copy_source", penalty=0.5)
     out = fn(["Open the file", "open the  FILE", "Ouvrir le fichier", "Python", ""],
@@ -117,7 +140,7 @@ def test_bad_parameters_are_config_errors():
         rewards.get("bleu", smooth_method="nope")
 
 
-@pytest.mark.parametrize("name", ["chrf", "bleu", "rouge", "placeholders_kept", "copy_source"])
+@pytest.mark.parametrize("name", ["chrf", "bleu", "rouge", "placeholders_kept", "identifiers_kept", "copy_source"])
 def test_picklable_after_use_and_described(name):
     fn = rewards.get(name)
     fn(["Ouvrir"], reference=["Ouvrir"], source=["Open"])  # builds the lazy metric
@@ -127,17 +150,19 @@ def test_picklable_after_use_and_described(name):
     assert rewards.describe(name)["doc"]
 
 
-@pytest.mark.parametrize("name", ["placeholders_kept", "copy_source"])
+@pytest.mark.parametrize("name", ["placeholders_kept", "identifiers_kept", "copy_source"])
 def test_guards_on_tricky_inputs_never_raise(name):
     fn = rewards.get(name)
-    completions = ["", "Ouvrir %s", "日本語 {0}", "%(name)s", "Open %s", "\x00\ufffd", "100 % sûr"]
-    sources = ["Open %s", "", "日本語 {0}", "%(name)s", "Open %s", "x", "100% sure"]
-    refs = ["Ouvrir %s", "Ouvrir", "日本語 {0}", "%(name)s", "Ouvrir %s", None, "100 % sûr"]
+    completions = ["", "Ouvrir %s", "日本語 {0}", "%(name)s", "Open %s", "\x00\ufffd", "100 % sûr", "conf.py ünïcode_nom"]
+    sources = ["Open %s", "", "日本語 {0}", "%(name)s", "Open %s", "x", "100% sure", "conf.py ünïcode_nom"]
+    refs = ["Ouvrir %s", "Ouvrir", "日本語 {0}", "%(name)s", "Ouvrir %s", None, "100 % sûr", "conf.py ünïcode_nom"]
     out = rewards.call_reward(fn, completions, source=sources, reference=refs)
     assert out[1] is None  # empty source: not applicable
     assert all(v is None or math.isfinite(v) for v in out)
     if name == "placeholders_kept":
         assert out[0] == 0.0 and out[2] == 1.0 and out[3] == 1.0  # dropped; unicode around {0}; kept
+    elif name == "identifiers_kept":
+        assert out[0] is None and out[7] == 1.0  # no code-like token on either side; a unicode snake_case name kept
     else:
         assert out[4] == -1.0 and out[2] == 0.0 and out[0] == 0.0  # copied; copy that is the reference; empty
     assert rewards.call_reward(fn, completions) == [None] * len(completions)  # no source column at all
