@@ -208,6 +208,11 @@ def _lines(text: str) -> str:
     return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
 
 
+def _without_escapes(text: str) -> str:
+    """``text`` without the format escapes ``%%``, ``{{`` and ``}}``, which are not placeholders."""
+    return text.replace("%%", "").replace("{{", "").replace("}}", "")
+
+
 def placeholders(text: str) -> list[str]:
     """The format placeholders in ``text``, in order.
 
@@ -217,7 +222,7 @@ def placeholders(text: str) -> list[str]:
     >>> placeholders("Copy %(name)s to %s: {0} of {total} (100%% done, %1)")
     ['%(name)s', '%s', '{0}', '{total}', '%1']
     """
-    return _PLACEHOLDER.findall(text.replace("%%", "").replace("{{", "").replace("}}", ""))
+    return _PLACEHOLDER.findall(_without_escapes(text))
 
 
 def identifiers(text: str) -> list[str]:
@@ -232,7 +237,7 @@ def identifiers(text: str) -> list[str]:
     >>> identifiers("Set html_static_path in conf.py (see --help, e.g. HTML 2.5.1) for [autosummary] %s")
     ['html_static_path', 'conf.py', '--help', 'HTML', '2.5.1', '[autosummary]']
     """
-    text = _PLACEHOLDER.sub(" ", text.replace("%%", "").replace("{{", "").replace("}}", ""))
+    text = _PLACEHOLDER.sub(" ", _without_escapes(text))
     found = []
     for token in _IDENTIFIER.findall(text):
         if ("." in token or "/" in token) and not token[0].isdigit() and not token.startswith("."):
